@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Make sure a Docker engine answers on this machine: install it (Debian/Ubuntu, as root) when
+# missing, start dockerd when it is not running. Idempotent and quick when the engine is up.
+set -euo pipefail
+
+engine_up() { timeout 5 docker info >/dev/null 2>&1; }
+
+if engine_up; then exit 0; fi
+
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v mmdebstrap >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "ensure-docker: dockerd or mmdebstrap is missing; run as root or install docker.io and mmdebstrap" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends docker.io mmdebstrap busybox-static git >/dev/null
+fi
+
+if ! command -v docker >/dev/null 2>&1; then
+  echo "ensure-docker: no docker client on PATH" >&2
+  exit 1
+fi
+
+# Without an init system nobody starts the engine; a pid file left by a killed dockerd blocks it.
+if ! pgrep -x dockerd >/dev/null 2>&1; then
+  rm -f /var/run/docker.pid
+  nohup dockerd >/var/log/ipaas-dockerd.log 2>&1 &
+fi
+for _ in $(seq 1 60); do
+  if engine_up; then exit 0; fi
+  sleep 0.5
+done
+echo "ensure-docker: the engine did not answer within 30 s; see /var/log/ipaas-dockerd.log" >&2
+exit 1

@@ -1,0 +1,1 @@
+"""Image builder: fetch the repo, detect the language, plan, build with the Docker engine."""

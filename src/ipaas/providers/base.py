@@ -1,0 +1,26 @@
+"""The GitProvider seam."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    url: str
+    default_branch: str | None
+    branches: list[str]
+
+
+class RepoError(Exception):
+    """The repository cannot be used; `code` is machine-readable (repo_not_found, ...)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class GitProvider(Protocol):
+    async def inspect(self, url: str, token: str | None = None) -> RepoInfo: ...

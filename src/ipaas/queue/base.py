@@ -1,0 +1,33 @@
+"""The BuildQueue seam: hands build jobs from the API to image builders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    id: str
+    app_id: str
+    attempt: int  # 1 for the first try
+
+
+class BuildQueue(Protocol):
+    async def enqueue(self, app_id: str) -> str:
+        """Queue a build of the app's current settings; supersedes a queued one. Returns job id."""
+        ...
+
+    async def lease(self, worker: str) -> BuildJob | None:
+        """Take the next job, or None. The lease expires unless renewed (worker died)."""
+        ...
+
+    async def renew(self, job: BuildJob) -> bool: ...
+
+    async def complete(self, job: BuildJob) -> None: ...
+
+    async def retry_later(self, job: BuildJob, delay_s: float, error: str) -> None: ...
+
+    async def fail(self, job: BuildJob, error: str) -> None: ...
+
+    async def cancel(self, app_id: str) -> bool: ...

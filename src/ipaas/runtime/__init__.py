@@ -1,0 +1,1 @@
+"""Runtime: runs app containers with limits and health checks (Docker engine)."""

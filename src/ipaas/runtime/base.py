@@ -1,0 +1,112 @@
+"""The Runtime seam: what the rest of ipaas needs from a container engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+# Labels that mark every container, image, network and volume as the platform's.
+LABEL_PLATFORM = "org.ipaas.platform"
+LABEL_APP = "org.ipaas.app"
+LABEL_APP_NAME = "org.ipaas.app-name"
+LABEL_OWNER = "org.ipaas.owner"
+LABEL_RELEASE = "org.ipaas.release"
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    name: str
+    mount_path: str
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    app_id: str
+    app_name: str
+    owner_id: str
+    release: int
+    image: str
+    port: int  # the port the app listens on inside the container ($PORT)
+    env: dict[str, str] = field(default_factory=dict)
+    memory_mb: int = 512
+    cpus: float = 1.0
+    pids_limit: int = 256
+    health_check: str = "tcp"  # "tcp" or an HTTP path such as "/health"
+    health_timeout_s: float = 60.0
+    volumes: tuple[VolumeMount, ...] = ()
+    log_max_size: str = "10m"
+    log_max_files: int = 3
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    app_id: str
+    release: int
+    image: str
+    state: str  # the engine's word: created, running, exited, ...
+    host_port: int | None  # published on 127.0.0.1
+    ip_address: str | None  # on the owner's network
+    started_at: datetime | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    restart_count: int = 0
+
+
+@dataclass(frozen=True)
+class RuntimeEvent:
+    """A container of the platform died, started, or was OOM-killed."""
+
+    action: str  # "die", "start", "oom", "destroy"
+    container_id: str
+    app_id: str
+    exit_code: int | None = None
+    time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ContainerStats:
+    memory_bytes: int
+    memory_limit_bytes: int
+    cpu_percent: float
+
+
+class StartFailed(Exception):
+    """The container did not become healthy; `reason` is for the user (last log lines)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RuntimeUnavailable(Exception):
+    """The engine cannot be reached: a platform fault, worth retrying."""
+
+
+class Runtime(Protocol):
+    async def start(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create and start a container beside any existing ones; return once healthy."""
+        ...
+
+    async def stop(self, container_id: str, timeout_s: float = 10.0) -> None: ...
+
+    async def remove(self, container_id: str) -> None: ...
+
+    async def list_containers(self, app_id: str | None = None) -> list[ContainerInfo]:
+        """Every platform container (running or not), optionally of one app."""
+        ...
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None: ...
+
+    async def stats(self, container_id: str) -> ContainerStats | None: ...
+
+    def events(self) -> AsyncIterator[RuntimeEvent]: ...
+
+    async def last_log_lines(self, container_id: str, lines: int = 20) -> str: ...
+
+    async def remove_app_images(self, app_id: str) -> int: ...
+
+    async def remove_volumes(self, app_id: str) -> int: ...
