@@ -1,0 +1,1 @@
+"""API server: REST `/api/v1` (FastAPI), OpenAPI at /docs, auth, validation."""

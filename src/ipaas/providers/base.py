@@ -11,6 +11,7 @@ class RepoInfo:
     url: str
     default_branch: str | None
     branches: list[str]
+    heads: dict[str, str] | None = None  # branch -> commit SHA
 
 
 class RepoError(Exception):

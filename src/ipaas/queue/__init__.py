@@ -1,0 +1,1 @@
+"""Build queue: the durable job table (default) or RabbitMQ for builders on other machines."""

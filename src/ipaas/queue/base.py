@@ -14,12 +14,16 @@ class BuildJob:
 
 
 class BuildQueue(Protocol):
-    async def enqueue(self, app_id: str) -> str:
-        """Queue a build of the app's current settings; supersedes a queued one. Returns job id."""
+    async def enqueue(self, job: BuildJob) -> None:
+        """Hand a build (already recorded as `queued` in the store) to the builders."""
         ...
 
     async def lease(self, worker: str) -> BuildJob | None:
         """Take the next job, or None. The lease expires unless renewed (worker died)."""
+        ...
+
+    async def wait(self, timeout_s: float) -> None:
+        """Sleep until a job may be due (or the timeout passes)."""
         ...
 
     async def renew(self, job: BuildJob) -> bool: ...
@@ -30,4 +34,4 @@ class BuildQueue(Protocol):
 
     async def fail(self, job: BuildJob, error: str) -> None: ...
 
-    async def cancel(self, app_id: str) -> bool: ...
+    async def close(self) -> None: ...

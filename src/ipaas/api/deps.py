@@ -1,0 +1,91 @@
+"""Request dependencies: the platform, and who is calling (at most one query per request)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import Request
+
+from ipaas.api.errors import Problem
+from ipaas.apps.service import Principal
+from ipaas.auth.tokens import API_TOKEN_PREFIX, InvalidAccessToken, hash_token
+from ipaas.platform import Platform
+from ipaas.store.models import utcnow
+
+
+def platform(request: Request) -> Platform:
+    p: Platform = request.app.state.platform
+    return p
+
+
+class TokenCache:
+    """API token hash -> principal, for a short while: token checks cost no query when warm."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[Principal, float, float | None]] = {}
+
+    def get(self, token_hash: str) -> Principal | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        who, cached_at, expires_at = entry
+        now = time.time()
+        if now - cached_at > self.ttl_s or (expires_at is not None and now >= expires_at):
+            self._entries.pop(token_hash, None)
+            return None
+        return who
+
+    def put(self, token_hash: str, who: Principal, expires_at: float | None) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[token_hash] = (who, time.time(), expires_at)
+
+    def evict(self, token_hash: str) -> None:
+        self._entries.pop(token_hash, None)
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "unauthorized", "send Authorization: Bearer <token>")
+    return token.strip()
+
+
+async def current_user(request: Request) -> Principal:
+    token = _bearer(request)
+    p = platform(request)
+    if token.startswith(API_TOKEN_PREFIX):
+        return await _api_token_user(request, p, token)
+    try:
+        claims = p.access_tokens.verify(token)
+    except InvalidAccessToken as exc:
+        raise Problem(401, exc.code, "the access token is not valid") from None
+    return Principal(claims.user_id, claims.role)
+
+
+async def _api_token_user(request: Request, p: Platform, token: str) -> Principal:
+    cache: TokenCache = request.app.state.token_cache
+    digest = hash_token(token)
+    who = cache.get(digest)
+    if who is not None:
+        return who
+    found = await p.users.api_token_owner(digest)
+    if found is None:
+        raise Problem(401, "invalid_token", "the API token is not valid")
+    user, tok = found
+    if user.disabled:
+        raise Problem(401, "invalid_token", "the account is disabled")
+    if tok.expires_at is not None and tok.expires_at <= utcnow():
+        raise Problem(401, "token_expired", "the API token has expired")
+    who = Principal(user.id, user.role)
+    cache.put(digest, who, tok.expires_at.timestamp() if tok.expires_at else None)
+    return who
+
+
+async def admin_user(request: Request) -> Principal:
+    who = await current_user(request)
+    if not who.is_admin:
+        raise Problem(403, "forbidden", "admins only")
+    return who

@@ -1,0 +1,292 @@
+"""Request and response bodies. Unknown fields are refused; every size and count is bounded."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DNS_LABEL = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])$"
+ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+SECRET_KEY_WORDS = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE|CREDENTIAL)", re.I)
+REDACTED = "********"
+
+Name = Annotated[str, Field(min_length=2, max_length=63, pattern=DNS_LABEL)]
+Command = Annotated[str, Field(min_length=1, max_length=4096)]
+RelPath = Annotated[str, Field(max_length=255, pattern=r"^[A-Za-z0-9._\-/]*$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnvVar(Strict):
+    key: str = Field(pattern=ENV_KEY)
+    value: str = Field(max_length=32_768)
+    secret: bool | None = None  # None: decided from the key (PASSWORD, TOKEN, ...)
+    build: bool = False  # also passed as a build argument
+
+    def is_secret(self) -> bool:
+        return self.secret if self.secret is not None else bool(SECRET_KEY_WORDS.search(self.key))
+
+
+class BuildConfig(Strict):
+    builder: Literal["auto", "dockerfile", "plan"] = "auto"
+    dockerfile_path: RelPath = "Dockerfile"
+    language: Literal["python", "node", "go", "static"] | None = None
+    install_command: Command | None = None
+    build_command: Command | None = None
+    start_command: Command | None = None
+
+    @field_validator("dockerfile_path")
+    @classmethod
+    def _no_escape(cls, v: str) -> str:
+        return _relative(v or "Dockerfile")
+
+
+class Resources(Strict):
+    memory_mb: int | None = Field(default=None, ge=32, le=65_536)
+    cpus: float | None = Field(default=None, ge=0.05, le=64)
+
+
+class Volume(Strict):
+    name: Name
+    mount_path: str = Field(min_length=2, max_length=255, pattern=r"^/[A-Za-z0-9._\-/]+$")
+
+    @field_validator("mount_path")
+    @classmethod
+    def _sane(cls, v: str) -> str:
+        if ".." in v.split("/") or v.rstrip("/") in {"", "/proc", "/sys", "/dev"}:
+            raise ValueError("mount_path must be an absolute path inside the container")
+        return v
+
+
+HealthCheck = Annotated[str, Field(max_length=255, pattern=r"^(tcp|/[\x21-\x7e]*)$")]
+
+
+def _relative(v: str) -> str:
+    if v.startswith("/") or ".." in v.split("/"):
+        raise ValueError("must be a relative path inside the repository")
+    return v
+
+
+def _unique_envs(envs: list[EnvVar] | None) -> list[EnvVar] | None:
+    if envs is not None and len({e.key for e in envs}) != len(envs):
+        raise ValueError("env keys must be unique")
+    return envs
+
+
+class AppCreate(Strict):
+    name: Name
+    kind: Literal["web"] = "web"
+    repo: str = Field(min_length=1, max_length=2048)
+    branch: str | None = Field(default=None, min_length=1, max_length=255)
+    commit: str | None = Field(default=None, pattern=r"^[0-9a-f]{7,40}$")
+    root_directory: RelPath = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    envs: list[EnvVar] = Field(default_factory=list, max_length=100)
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    health_check: HealthCheck = "tcp"
+    volumes: list[Volume] = Field(default_factory=list, max_length=10)
+    resources: Resources = Field(default_factory=Resources)
+    replicas: int = Field(default=1, ge=1, le=1)
+    visibility: Literal["public", "private"] = "public"
+
+    _envs = field_validator("envs")(classmethod(lambda cls, v: _unique_envs(v)))
+    _root = field_validator("root_directory")(classmethod(lambda cls, v: _relative(v)))
+
+    @model_validator(mode="after")
+    def _unique_volumes(self) -> AppCreate:
+        names = [v.name for v in self.volumes]
+        paths = [v.mount_path for v in self.volumes]
+        if len(set(names)) != len(names) or len(set(paths)) != len(paths):
+            raise ValueError("volume names and mount paths must be unique")
+        return self
+
+
+class AppUpdate(Strict):
+    name: Name | None = None
+    repo: str | None = Field(default=None, min_length=1, max_length=2048)
+    branch: str | None = Field(default=None, min_length=1, max_length=255)
+    commit: str | None = Field(default=None, pattern=r"^([0-9a-f]{7,40})?$")
+    root_directory: RelPath | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    envs: list[EnvVar] | None = Field(default=None, max_length=100)
+    build: BuildConfig | None = None
+    health_check: HealthCheck | None = None
+    volumes: list[Volume] | None = Field(default=None, max_length=10)
+    resources: Resources | None = None
+    visibility: Literal["public", "private"] | None = None
+
+    _envs = field_validator("envs")(classmethod(lambda cls, v: _unique_envs(v)))
+
+
+class EnvOut(BaseModel):
+    key: str
+    value: str
+    secret: bool
+    build: bool
+
+
+class AppOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+    owner: str
+    repo: str
+    branch: str | None
+    commit: str | None
+    built_commit: str | None
+    root_directory: str
+    port: int | None
+    envs: list[EnvOut]
+    build: dict[str, Any]
+    health_check: str
+    volumes: list[dict[str, Any]]
+    resources: dict[str, Any]
+    replicas: int
+    visibility: str
+    state: str
+    state_reason: str | None
+    current_release: int | None
+    url: str | None
+    address: str | None
+    dns_name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class AppCreated(BaseModel):
+    id: str
+    state: str
+
+
+class AppPage(BaseModel):
+    items: list[AppOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class StatusOut(BaseModel):
+    id: str
+    state: str
+    reason: str | None
+    version: int
+    url: str | None
+    current_release: int | None
+    updated_at: datetime
+
+
+class EventOut(BaseModel):
+    id: int
+    at: datetime
+    from_state: str | None
+    to_state: str
+    reason: str | None
+
+
+class NameCheck(Strict):
+    name: str = Field(max_length=255)
+
+
+class NameCheckOut(BaseModel):
+    name: str
+    valid: bool
+    available: bool
+    reason: str | None = None
+
+
+class RepoCheck(Strict):
+    repo: str = Field(min_length=1, max_length=2048)
+    branch: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class RepoCheckOut(BaseModel):
+    repo: str
+    exists: bool
+    default_branch: str | None
+    branches: list[str]
+    branch_exists: bool | None
+
+
+class Login(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class Refresh(Strict):
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class ApiTokenCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class ApiTokenOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ApiTokenCreated(ApiTokenOut):
+    token: str  # shown once
+
+
+class UserCreate(Strict):
+    username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    password: str = Field(min_length=8, max_length=1024)
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    role: Literal["user", "admin"] = "user"
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str
+    email: str | None
+    role: str
+    created_at: datetime
+
+
+class ReleaseOut(BaseModel):
+    number: int
+    commit: str | None
+    image_id: str
+    image_tag: str
+    plan: dict[str, Any]
+    build_duration_s: float
+    created_at: datetime
+    current: bool
+
+
+class BuildOut(BaseModel):
+    number: int
+    status: str
+    attempt: int
+    commit: str | None
+    error: str | None
+    error_code: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RollbackRequest(Strict):
+    release: int = Field(ge=1)
+
+
+class DeleteOptions(Strict):
+    volumes: bool = False

@@ -1,0 +1,1 @@
+"""Application service: create, update, deploy, stop, roll back, delete (orchestrates the parts)."""

@@ -1,0 +1,1 @@
+"""Users and access: passwords, JWT access tokens, rotating refresh tokens, API tokens."""

@@ -1,0 +1,61 @@
+"""Token formats. Access tokens are JWTs (no DB lookup); API and refresh tokens are random
+strings stored as SHA-256 hashes (high-entropy, so a fast hash is enough)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+
+API_TOKEN_PREFIX = "ipaas_pat_"
+REFRESH_TOKEN_PREFIX = "ipaas_rt_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_api_token() -> str:
+    return API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_refresh_token() -> str:
+    return REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    role: str
+    expires_at: float
+
+
+class InvalidAccessToken(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class AccessTokens:
+    def __init__(self, key: str, ttl_s: int) -> None:
+        self._key = key
+        self.ttl_s = ttl_s
+
+    def issue(self, user_id: str, role: str) -> str:
+        now = int(time.time())
+        claims = {"sub": user_id, "role": role, "iat": now, "exp": now + self.ttl_s, "typ": "a"}
+        return jwt.encode(claims, self._key, algorithm="HS256")
+
+    def verify(self, token: str) -> AccessClaims:
+        try:
+            claims = jwt.decode(token, self._key, algorithms=["HS256"], options={"require": ["exp"]})
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidAccessToken("token_expired") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidAccessToken("invalid_token") from exc
+        if claims.get("typ") != "a" or not isinstance(claims.get("sub"), str):
+            raise InvalidAccessToken("invalid_token")
+        return AccessClaims(claims["sub"], str(claims.get("role", "user")), float(claims["exp"]))

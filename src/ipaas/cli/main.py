@@ -1,0 +1,111 @@
+"""The `ipaas` command. Heavy modules are imported inside the commands that use them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="ipaas: a self-hosted platform-as-a-service.")
+admin_app = typer.Typer(no_args_is_help=True, help="Operator commands.")
+worker_app = typer.Typer(no_args_is_help=True, help="Run parts of the platform on their own.")
+app.add_typer(admin_app, name="admin")
+app.add_typer(worker_app, name="worker")
+
+try:
+    from ipaas.cli.images import images_app
+
+    app.add_typer(images_app, name="images", help="Base images for builds.")
+except ImportError:  # pragma: no cover - arrives with the builder
+    pass
+
+
+@app.callback()
+def main(
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML settings file (also IPAAS_CONFIG)", exists=True
+    ),
+) -> None:
+    if config is not None:
+        os.environ["IPAAS_CONFIG"] = str(config)
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from ipaas.config import get_settings
+
+    return get_settings()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the state store's schema up to date."""
+    from ipaas.store.migrate import upgrade
+
+    upgrade(_settings().effective_database_url)
+    typer.echo("the state store is up to date")
+
+
+@admin_app.command("create-user")
+def create_user(
+    username: str,
+    password: str = typer.Option(None, help="default: generated and printed once"),
+    admin: bool = typer.Option(False, "--admin", help="give the admin role"),
+) -> None:
+    """Create a local account."""
+    import asyncio
+
+    from ipaas.store.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.effective_database_url)
+    generated = password is None
+    password = password or secrets.token_urlsafe(12)
+    asyncio.run(_create_user(settings, username, password, "admin" if admin else "user"))
+    typer.echo(f"created {username}" + (f", password: {password}" if generated else ""))
+
+
+async def _create_user(settings, username: str, password: str, role: str):  # type: ignore[no-untyped-def]
+    from ipaas.auth.passwords import hash_password
+    from ipaas.platform import build_core
+
+    p = build_core(settings)
+    try:
+        return await p.users.create(username, hash_password(password), role)
+    finally:
+        await p.close()
+
+
+@app.command()
+def up(
+    host: str = typer.Option(None, help="API address (default from settings: 127.0.0.1)"),
+    port: int = typer.Option(None, help="API port (default from settings: 8000)"),
+    bootstrap: bool = typer.Option(True, help="build missing base images first"),
+) -> None:
+    """Run the whole platform in this process: API, builder, runtime, router, warden."""
+    from ipaas.cli.up import run_up
+
+    settings = _settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    run_up(settings, bootstrap=bootstrap)
+
+
+@worker_app.command("build")
+def worker_build(
+    queue: str = typer.Option(None, "--queue", help="amqp://user:pass@host:5672/ (RabbitMQ)"),
+) -> None:
+    """A standalone image builder taking jobs from the queue."""
+    from ipaas.cli.up import run_build_worker
+
+    settings = _settings()
+    if queue:
+        settings.queue_url = queue
+    run_build_worker(settings)
+
+
+if __name__ == "__main__":
+    app()

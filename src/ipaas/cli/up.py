@@ -1,0 +1,75 @@
+"""`ipaas up` and `ipaas worker build`: processes of the platform."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+
+import typer
+
+from ipaas.config import Settings
+
+
+def run_up(settings: Settings, *, bootstrap: bool = True) -> None:
+    import uvicorn
+
+    from ipaas.api.app import create_app
+    from ipaas.platform import build_platform
+    from ipaas.store.migrate import upgrade
+
+    upgrade(settings.effective_database_url)
+    if bootstrap:
+        _bootstrap_images(settings)
+    platform = build_platform(settings)
+    asyncio.run(_first_admin(platform))
+    typer.echo(f"ipaas is up: {settings.api_url}  (API docs: {settings.api_url}/docs)")
+    uvicorn.run(
+        create_app(platform),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def _bootstrap_images(settings: Settings) -> None:
+    try:
+        from ipaas.builds.images import bootstrap, missing_base_images
+    except ImportError:
+        return
+    missing = missing_base_images(settings)
+    if missing:
+        typer.echo(f"building base images: {', '.join(missing)} (once; about a minute each)")
+        asyncio.run(bootstrap(settings))
+
+
+async def _first_admin(platform) -> None:  # type: ignore[no-untyped-def]
+    from ipaas.auth.passwords import hash_password
+
+    try:
+        if await platform.users.count() == 0:
+            password = secrets.token_urlsafe(12)
+            await platform.users.create("admin", hash_password(password), "admin")
+            typer.echo(f"created the first admin: user 'admin', password '{password}' (shown once)")
+    finally:
+        await platform.engine.dispose()
+
+
+def run_build_worker(settings: Settings) -> None:
+    from ipaas.platform import build_platform
+
+    async def main() -> None:
+        platform = build_platform(settings)
+        # Only the builder: the API process owns the warden.
+        platform._services = [s for s in platform._services if type(s).__name__ == "BuildWorker"]
+        await platform.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        typer.echo(f"build worker {platform.worker_id} is taking jobs from {settings.queue_url}")
+        await stop.wait()
+        await platform.close()
+
+    asyncio.run(main())

@@ -1,0 +1,32 @@
+"""A router with no proxy: users reach the app at its published address directly."""
+
+from __future__ import annotations
+
+from ipaas.router.base import Route
+
+
+class TransparentRouter:
+    """For development and benchmarks: the URL is the upstream itself, nothing is proxied."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def set_route(self, route: Route) -> str:
+        self.routes[route.host] = route
+        return f"http://{route.upstream}/"
+
+    async def remove_route(self, host: str) -> None:
+        self.routes.pop(host, None)
+
+    async def sync(self, routes: list[Route]) -> None:
+        self.routes = {route.host: route for route in routes}
+
+    def url_for(self, host: str) -> str:
+        route = self.routes.get(host)
+        return f"http://{route.upstream}/" if route else f"http://{host}/"

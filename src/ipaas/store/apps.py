@@ -1,0 +1,221 @@
+"""Queries on applications and their events. State changes are single conditional UPDATEs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ipaas.domain.states import IllegalTransition, State, check_transition
+from ipaas.store.models import Application, Event, utcnow
+
+
+class NameTaken(Exception):
+    pass
+
+
+class NotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    id: str
+    name: str
+    state: str
+    state_reason: str | None
+    version: int
+    url: str | None
+    address: str | None
+    current_release: int | None
+    updated_at: datetime
+
+
+_STATUS_COLUMNS = (
+    Application.id,
+    Application.name,
+    Application.state,
+    Application.state_reason,
+    Application.version,
+    Application.url,
+    Application.address,
+    Application.current_release,
+    Application.updated_at,
+)
+
+
+class AppStore:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        on_change: Callable[[str], None] = lambda _app_id: None,
+    ) -> None:
+        self.sessions = sessions
+        self.on_change = on_change
+
+    async def create(self, app: Application) -> Application:
+        async with self.sessions() as s:
+            s.add(app)
+            s.add(Event(app_id=app.id, from_state=None, to_state=app.state, reason="created"))
+            try:
+                await s.commit()
+            except IntegrityError as exc:
+                raise NameTaken(app.name) from exc
+        return app
+
+    async def get(self, app_id: str, owner_id: str | None = None) -> Application:
+        """The app, if it exists and (when owner_id is given) belongs to that owner."""
+        stmt = select(Application).where(Application.id == app_id)
+        if owner_id is not None:
+            stmt = stmt.where(Application.owner_id == owner_id)
+        async with self.sessions() as s:
+            app = (await s.execute(stmt)).scalar_one_or_none()
+        if app is None:
+            raise NotFound(app_id)
+        return app
+
+    async def status(self, app_id: str, owner_id: str | None) -> StatusRow:
+        """The hot path of status polling: one indexed query, a few columns."""
+        stmt = select(*_STATUS_COLUMNS).where(Application.id == app_id)
+        if owner_id is not None:
+            stmt = stmt.where(Application.owner_id == owner_id)
+        async with self.sessions() as s:
+            row = (await s.execute(stmt)).one_or_none()
+        if row is None:
+            raise NotFound(app_id)
+        return StatusRow(*row)
+
+    async def list(
+        self,
+        owner_id: str | None,
+        *,
+        kind: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[Sequence[Application], int]:
+        where = []
+        if owner_id is not None:
+            where.append(Application.owner_id == owner_id)
+        if kind:
+            where.append(Application.kind == kind)
+        if state:
+            where.append(Application.state == state)
+        stmt = (
+            select(Application)
+            .where(*where)
+            .order_by(Application.created_at.desc(), Application.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        count = select(func.count()).select_from(Application).where(*where)
+        async with self.sessions() as s:
+            rows = (await s.execute(stmt)).scalars().all()
+            total = (await s.execute(count)).scalar_one()
+        return rows, total
+
+    async def names_exist(self, name: str, scope: str = "") -> bool:
+        stmt = select(Application.id).where(
+            Application.name == name, Application.name_scope == scope
+        )
+        async with self.sessions() as s:
+            return (await s.execute(stmt.limit(1))).first() is not None
+
+    async def transition(
+        self,
+        app_id: str,
+        target: State,
+        reason: str | None = None,
+        *,
+        expected: State | Sequence[State] | None = None,
+        **fields: Any,
+    ) -> State:
+        """Move the app to `target` (and set `fields`) in one conditional UPDATE + an event.
+
+        The UPDATE only matches when the current state is one from which `target` is legal (and
+        one of `expected`, if given), so concurrent writers cannot skip the state machine.
+        Returns the state the app was in.
+        """
+        async with self.sessions() as s:
+            current = (
+                await s.execute(select(Application.state).where(Application.id == app_id))
+            ).scalar_one_or_none()
+            if current is None:
+                raise NotFound(app_id)
+            allowed = _as_set(expected)
+            if allowed is not None and State(current) not in allowed:
+                raise IllegalTransition(State(current), target)
+            check_transition(current, target)
+            values = {
+                "state": target.value,
+                "state_reason": reason,
+                "version": Application.version + 1,
+                "updated_at": utcnow(),
+                **fields,
+            }
+            result = await s.execute(
+                update(Application)
+                .where(Application.id == app_id, Application.state == current)
+                .values(**values)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                await s.rollback()
+                return await self.transition(
+                    app_id, target, reason, expected=expected, **fields
+                )
+            await s.execute(
+                insert(Event).values(
+                    app_id=app_id, from_state=current, to_state=target.value, reason=reason
+                )
+            )
+            await s.commit()
+        self.on_change(app_id)
+        return State(current)
+
+    async def set_fields(self, app_id: str, **fields: Any) -> None:
+        """A granular UPDATE of some columns; bumps the version (the status ETag)."""
+        values = {"version": Application.version + 1, "updated_at": utcnow(), **fields}
+        async with self.sessions() as s:
+            try:
+                result = await s.execute(
+                    update(Application).where(Application.id == app_id).values(**values)
+                )
+                await s.commit()
+            except IntegrityError as exc:
+                raise NameTaken(str(fields.get("name"))) from exc
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise NotFound(app_id)
+        self.on_change(app_id)
+
+    async def events(self, app_id: str, limit: int = 100, after: int = 0) -> Sequence[Event]:
+        stmt = (
+            select(Event)
+            .where(Event.app_id == app_id, Event.id > after)
+            .order_by(Event.id)
+            .limit(limit)
+        )
+        async with self.sessions() as s:
+            return (await s.execute(stmt)).scalars().all()
+
+    async def delete(self, app_id: str) -> None:
+        async with self.sessions() as s:
+            await s.execute(delete(Application).where(Application.id == app_id))
+            await s.commit()
+
+    async def all_in_states(self, states: Sequence[State]) -> Sequence[Application]:
+        stmt = select(Application).where(Application.state.in_([st.value for st in states]))
+        async with self.sessions() as s:
+            return (await s.execute(stmt)).scalars().all()
+
+
+def _as_set(expected: State | Sequence[State] | None) -> set[State] | None:
+    if expected is None:
+        return None
+    if isinstance(expected, State):
+        return {expected}
+    return set(expected)

@@ -1,0 +1,101 @@
+"""Shared fixtures. IPAAS_TEST_DB=sqlite (default) or postgres picks the state store; every run
+gets a fresh database (a new SQLite file, or a new PostgreSQL database dropped afterwards)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ipaas.api.app import create_app
+from ipaas.auth.passwords import hash_password
+from ipaas.config import Settings
+from ipaas.platform import Platform, build_core
+from ipaas.store.migrate import upgrade
+from tests.services import need
+
+PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+BACKEND = os.environ.get("IPAAS_TEST_DB", "sqlite")
+
+
+async def _pg(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    if BACKEND == "postgres":
+        need("postgres")
+        name = f"ipaas_t_{uuid.uuid4().hex[:10]}"
+        await _pg(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        finally:
+            await _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'ipaas.db'}"
+
+
+def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:
+    settings = Settings(data_dir=data_dir, database_url=database_url, **overrides)  # type: ignore[arg-type]
+    return settings
+
+
+@pytest.fixture(scope="session")
+async def core(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Platform]:
+    """The store, auth and queue; no runtime: apps stay where the API puts them."""
+    upgrade(database_url)
+    settings = make_settings(tmp_path_factory.mktemp("data"), database_url, router={"kind": "transparent"})
+    platform = build_core(settings)
+    yield platform
+    await platform.close()
+
+
+@pytest.fixture(scope="session")
+async def client(core: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(core, manage_lifecycle=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ipaas.test") as c:
+        yield c
+
+
+UserMaker = Callable[..., Awaitable[dict[str, str]]]
+
+
+@pytest.fixture(scope="session")
+def make_user(core: Platform, client: httpx.AsyncClient) -> UserMaker:
+    """Create a user and log in; returns {"id", "username", "password", "Authorization"}."""
+
+    async def make(role: str = "user", password: str = "correct horse battery") -> dict[str, str]:
+        username = f"u{uuid.uuid4().hex[:10]}"
+        user = await core.users.create(username, hash_password(password), role)
+        r = await client.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
+        assert r.status_code == 200, r.text
+        tokens = r.json()
+        return {
+            "id": user.id,
+            "username": username,
+            "password": password,
+            "Authorization": f"Bearer {tokens['access_token']}",
+            "refresh_token": tokens["refresh_token"],
+        }
+
+    return make
+
+
+def auth(user: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": user["Authorization"]}
