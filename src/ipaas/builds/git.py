@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ipaas.builds.base import BuildFailed
@@ -279,7 +279,7 @@ async def _head(dest: Path, timeout_s: float, allow_local: bool) -> str:
 
 
 async def _checkout_commit(
-    url: str, commit: str, dest: Path, left: _Clock, allow_local: bool
+    url: str, commit: str, dest: Path, left: Callable[[], float], allow_local: bool
 ) -> None:
     """Fetch just that commit when the server allows it; otherwise deepen the clone."""
     if (await _head(dest, left(), allow_local)).startswith(commit):
@@ -347,10 +347,3 @@ def parse_ls_remote(output: str) -> tuple[str | None, list[str]]:
         elif right.startswith("refs/heads/"):
             branches.append(right.removeprefix("refs/heads/"))
     return default, sorted(branches)
-
-
-class _Clock:
-    """Type of the remaining-time callable (for readability of signatures only)."""
-
-    def __call__(self) -> float:  # pragma: no cover - protocol-like helper
-        raise NotImplementedError

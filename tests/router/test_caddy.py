@@ -1,0 +1,160 @@
+"""CaddyRouter with a real Caddy in front of real containers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ipaas.config import RouterSettings
+from ipaas.router.base import Route
+from ipaas.router.caddy import CaddyRouter
+from ipaas.runtime.docker import DockerRuntime
+from tests import services
+from tests.router.conftest import RouterFactory
+from tests.runtime.conftest import SpecFactory
+
+
+@pytest.fixture(autouse=True)
+def _docker() -> None:
+    services.need("docker")
+
+
+async def _upstream(runtime: DockerRuntime, make_spec: SpecFactory, text: str) -> str:
+    info = await runtime.start(make_spec(env={"APP_TEXT": text}))
+    return f"127.0.0.1:{info.host_port}"
+
+
+async def _get(router: CaddyRouter, host: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5) as http:
+        return await http.get(
+            f"http://127.0.0.1:{router.settings.http_port}/", headers={"Host": host}
+        )
+
+
+async def _eventually_text(router: CaddyRouter, host: str, text: str, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            if (await _get(router, host)).text == text:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{host} did not answer {text!r} in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_route_then_remove(
+    router: CaddyRouter, runtime: DockerRuntime, make_spec: SpecFactory
+) -> None:
+    upstream = await _upstream(runtime, make_spec, "app one")
+    url = await router.set_route(Route("one.localhost", upstream))
+    assert url == f"http://one.localhost:{router.settings.http_port}/"
+    response = await _get(router, "one.localhost")
+    assert (response.status_code, response.text) == (200, "app one\n")
+    assert (await _get(router, "other.localhost")).status_code == 404
+    await router.remove_route("one.localhost")
+    assert (await _get(router, "one.localhost")).status_code == 404
+    await router.remove_route("one.localhost")  # removing twice is fine
+
+
+async def test_routes_survive_restart_and_sync(
+    make_router: RouterFactory, runtime: DockerRuntime, make_spec: SpecFactory, tmp_path: Path
+) -> None:
+    upstream = await _upstream(runtime, make_spec, "kept")
+    first = make_router()
+    await first.start()
+    await first.set_route(Route("kept.localhost", upstream))
+    await first.close()
+    # Same data dir: Caddy starts from the persisted file with the route.
+    second = make_router()
+    await second.start()
+    assert (await _get(second, "kept.localhost")).text == "kept\n"
+    await second.close()
+    # A fresh data dir knows no route until sync gives it the list.
+    third = make_router(data_dir=tmp_path / "fresh")
+    await third.start()
+    assert (await _get(third, "kept.localhost")).status_code == 404
+    await third.sync([Route("kept.localhost", upstream)])
+    assert (await _get(third, "kept.localhost")).text == "kept\n"
+    await third.sync([])
+    assert (await _get(third, "kept.localhost")).status_code == 404
+
+
+async def test_attaches_to_running_caddy(
+    make_router: RouterFactory, runtime: DockerRuntime, make_spec: SpecFactory, tmp_path: Path
+) -> None:
+    upstream = await _upstream(runtime, make_spec, "attached")
+    owner = make_router(stop_on_close=False)
+    await owner.start()
+    await owner.set_route(Route("att.localhost", upstream))
+    pid = owner.pid
+    await owner.close()  # an ipaas restart: Caddy keeps serving
+    assert (await _get(owner, "att.localhost")).text == "attached\n"
+    later = make_router(data_dir=tmp_path / "other")
+    await later.start()
+    assert later.pid is None and "att.localhost" in later.routes
+    assert (await _get(later, "att.localhost")).text == "attached\n"
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)  # the orphan: nobody else owns it
+
+
+async def test_sigkilled_caddy_is_restarted_with_routes(
+    router: CaddyRouter, runtime: DockerRuntime, make_spec: SpecFactory
+) -> None:
+    upstream = await _upstream(runtime, make_spec, "phoenix")
+    await router.set_route(Route("phoenix.localhost", upstream))
+    pid = router.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    await _eventually_text(router, "phoenix.localhost", "phoenix\n", within_s=10)
+    assert router.pid not in (None, pid)
+
+
+async def test_upstream_switch_drops_nothing(
+    router: CaddyRouter, runtime: DockerRuntime, make_spec: SpecFactory
+) -> None:
+    blue, green = await asyncio.gather(
+        _upstream(runtime, make_spec, "blue"), _upstream(runtime, make_spec, "green")
+    )
+    host = "switch.localhost"
+    await router.set_route(Route(host, blue))
+    seen: dict[str, int] = {}
+    failures: list[str] = []
+    stop = asyncio.Event()
+
+    async def hammer() -> None:
+        async with httpx.AsyncClient(timeout=5) as http:
+            while not stop.is_set():
+                try:
+                    r = await http.get(
+                        f"http://127.0.0.1:{router.settings.http_port}/", headers={"Host": host}
+                    )
+                    key = r.text.strip() if r.status_code == 200 else f"HTTP {r.status_code}"
+                except httpx.HTTPError as exc:
+                    key = f"{type(exc).__name__}: {exc}"
+                seen[key] = seen.get(key, 0) + 1
+                if key not in ("blue", "green"):
+                    failures.append(key)
+
+    loops = [asyncio.create_task(hammer()) for _ in range(4)]
+    for i in range(10):
+        await asyncio.sleep(0.15)
+        await router.set_route(Route(host, green if i % 2 == 0 else blue))
+    await asyncio.sleep(0.15)
+    stop.set()
+    await asyncio.gather(*loops)
+    assert failures == [], seen
+    assert seen.get("blue", 0) > 10 and seen.get("green", 0) > 10, seen
+
+
+def test_url_for_omits_default_ports(tmp_path: Path) -> None:
+    plain = CaddyRouter(RouterSettings(http_port=80), "example.org", tmp_path)
+    assert plain.url_for("a.example.org") == "http://a.example.org/"
+    tls = CaddyRouter(RouterSettings(tls=True, https_port=443), "example.org", tmp_path)
+    assert tls.url_for("a.example.org") == "https://a.example.org/"
