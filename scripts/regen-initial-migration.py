@@ -18,5 +18,9 @@ with tempfile.TemporaryDirectory() as tmp:
         rev_id="0001",
     )
 for path in (MIGRATIONS / "versions").glob("0001_*.py"):
-    text = re.sub(r"ipaas\.store\.models\.UTCDateTime\([^)]*\)", "sa.DateTime(timezone=True)", path.read_text())
+    text = re.sub(
+        r"ipaas\.store\.models\.UTCDateTime\([^)]*\)",
+        "sa.DateTime(timezone=True)",
+        path.read_text(),
+    )
     pathlib.Path(path).write_text(text)

@@ -57,7 +57,9 @@ async def core(
 ) -> AsyncIterator[Platform]:
     """The store, auth and queue; no runtime: apps stay where the API puts them."""
     upgrade(database_url)
-    settings = make_settings(tmp_path_factory.mktemp("data"), database_url, router={"kind": "transparent"})
+    settings = make_settings(
+        tmp_path_factory.mktemp("data"), database_url, router={"kind": "transparent"}
+    )
     platform = build_core(settings)
     yield platform
     await platform.close()

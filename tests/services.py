@@ -43,5 +43,5 @@ def need(service: str) -> None:
         return
     message = f"{service} is not available"
     if service in REQUIRED:
-        pytest.fail(message + f" and IPAAS_TEST_REQUIRE names it", pytrace=False)
+        pytest.fail(message + " and IPAAS_TEST_REQUIRE names it", pytrace=False)
     pytest.skip(message)

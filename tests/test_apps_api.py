@@ -37,7 +37,9 @@ async def test_create_answers_pending_and_queues_a_build(
 ) -> None:
     user = await make_user()
     r = await client.post(
-        APPS, json={"name": unique_name(), "repo": "https://example.invalid/r.git"}, headers=auth(user)
+        APPS,
+        json={"name": unique_name(), "repo": "https://example.invalid/r.git"},
+        headers=auth(user),
     )
     assert r.status_code == 201
     assert r.json()["state"] == "pending"
@@ -107,9 +109,7 @@ async def test_status_etag_304_and_long_poll(
     assert r.status_code == 304
     # A long poll returns as soon as the state changes.
     poll = asyncio.create_task(
-        client.get(
-            f"{APPS}/{app_id}/status?wait=20", headers={**auth(user), "If-None-Match": etag}
-        )
+        client.get(f"{APPS}/{app_id}/status?wait=20", headers={**auth(user), "If-None-Match": etag})
     )
     await asyncio.sleep(0.3)
     assert not poll.done()
@@ -121,7 +121,8 @@ async def test_status_etag_304_and_long_poll(
     assert r.headers["etag"] != etag
     # Nothing changes: the long poll ends with 304 after the wait.
     r = await client.get(
-        f"{APPS}/{app_id}/status?wait=0.5", headers={**auth(user), "If-None-Match": r.headers["etag"]}
+        f"{APPS}/{app_id}/status?wait=0.5",
+        headers={**auth(user), "If-None-Match": r.headers["etag"]},
     )
     assert r.status_code == 304
 
@@ -187,13 +188,20 @@ async def test_duplicate_names_are_refused(client: httpx.AsyncClient, make_user:
     alice, bob = await make_user(), await make_user()
     name = unique_name()
     await create(client, alice, name=name)
-    r = await client.post(APPS, json={"name": name, "repo": "https://x.invalid/r"}, headers=auth(bob))
+    r = await client.post(
+        APPS, json={"name": name, "repo": "https://x.invalid/r"}, headers=auth(bob)
+    )
     assert r.status_code == 409 and r.json()["code"] == "name_taken"
     other = await create(client, bob)
     r = await client.patch(f"{APPS}/{other}", json={"name": name}, headers=auth(bob))
     assert r.status_code == 409 and r.json()["code"] == "name_taken"
     r = await client.post("/api/v1/validate/name", json={"name": name}, headers=auth(bob))
-    assert r.json() == {"name": name, "valid": True, "available": False, "reason": "the name is taken"}
+    assert r.json() == {
+        "name": name,
+        "valid": True,
+        "available": False,
+        "reason": "the name is taken",
+    }
     r = await client.post("/api/v1/validate/name", json={"name": "-bad-"}, headers=auth(bob))
     assert r.status_code == 200 and r.json()["valid"] is False
 
@@ -308,11 +316,17 @@ async def test_local_repos_are_for_admins_only(
 async def test_huge_and_malformed_bodies(client: httpx.AsyncClient, make_user: UserMaker) -> None:
     user = await make_user()
     huge = b'{"name": "ok-name", "repo": "' + b"x" * (10 * 1024 * 1024) + b'"}'
-    r = await client.post(APPS, content=huge, headers={**auth(user), "content-type": "application/json"})
+    r = await client.post(
+        APPS, content=huge, headers={**auth(user), "content-type": "application/json"}
+    )
     assert r.status_code == 413 and r.json()["code"] == "body_too_large"
-    r = await client.post(APPS, content=b"{not json", headers={**auth(user), "content-type": "application/json"})
+    r = await client.post(
+        APPS, content=b"{not json", headers={**auth(user), "content-type": "application/json"}
+    )
     assert r.status_code == 422 and r.json()["code"] == "validation_error"
-    r = await client.post(APPS, content=b"[]", headers={**auth(user), "content-type": "application/json"})
+    r = await client.post(
+        APPS, content=b"[]", headers={**auth(user), "content-type": "application/json"}
+    )
     assert r.status_code == 422
 
 

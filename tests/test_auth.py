@@ -11,7 +11,9 @@ from tests.conftest import UserMaker, auth
 ME = "/api/v1/users/me"
 
 
-async def test_login_gives_tokens_that_work(client: httpx.AsyncClient, make_user: UserMaker) -> None:
+async def test_login_gives_tokens_that_work(
+    client: httpx.AsyncClient, make_user: UserMaker
+) -> None:
     user = await make_user()
     r = await client.get(ME, headers=auth(user))
     assert r.status_code == 200
@@ -47,7 +49,9 @@ async def test_expired_access_token_is_refused(
     expired = keyed.issue(user["id"], "user")
     r = await client.get(ME, headers={"Authorization": f"Bearer {expired}"})
     assert r.status_code == 401 and r.json()["code"] == "token_expired"
-    forged = AccessTokens("another key that is long enough for hs256!", ttl_s=600).issue(user["id"], "admin")
+    forged = AccessTokens("another key that is long enough for hs256!", ttl_s=600).issue(
+        user["id"], "admin"
+    )
     r = await client.get(ME, headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401 and r.json()["code"] == "invalid_token"
 
@@ -62,7 +66,9 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(
     second = r.json()["refresh_token"]
     assert second != first
     new_access = r.json()["access_token"]
-    assert (await client.get(ME, headers={"Authorization": f"Bearer {new_access}"})).status_code == 200
+    assert (
+        await client.get(ME, headers={"Authorization": f"Bearer {new_access}"})
+    ).status_code == 200
     # Using the first token again is theft: refused, and the whole family dies.
     r = await client.post("/api/v1/auth/refresh", json={"refresh_token": first})
     assert r.status_code == 401 and r.json()["code"] == "token_reused"

@@ -79,7 +79,7 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "error")
-    return problem_response(exc.status_code, code, str(exc.detail), exc.headers)
+    return problem_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
 
 def install(app: FastAPI) -> None:

@@ -278,7 +278,7 @@ async def list_builds(
     app_id: str, who: Principal = Depends(current_user), svc: AppService = Depends(service)
 ) -> list[BuildOut]:
     await svc.get(who, app_id)
-    rows = await svc.p.builds.list(app_id)
+    rows = await svc.p.builds.of_app(app_id)
     return [BuildOut.model_validate(b, from_attributes=True) for b in rows]
 
 

@@ -10,7 +10,9 @@ from ipaas.auth.keys import Cipher
 
 
 def encode_envs(cipher: Cipher, envs: list[EnvVar]) -> str:
-    doc = [{"key": e.key, "value": e.value, "secret": e.is_secret(), "build": e.build} for e in envs]
+    doc = [
+        {"key": e.key, "value": e.value, "secret": e.is_secret(), "build": e.build} for e in envs
+    ]
     return cipher.encrypt(json.dumps(doc))
 
 

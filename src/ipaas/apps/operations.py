@@ -138,7 +138,7 @@ def container_spec(p: Platform, app: Application, release: Release) -> Container
 
 
 async def deploy(p: Platform, app_id: str) -> None:
-    """Bring the app's target release up and route to it; `starting|rolling_out` → running|failed."""
+    """Bring the target release up and route to it: starting/rolling_out → running/failed."""
     async with _locks[app_id]:
         try:
             app = await p.apps.get(app_id)
@@ -184,9 +184,7 @@ async def _deploy_locked(p: Platform, app: Application) -> None:
     await _remove_containers(p, app.id, keep=info.id, drain_s=0.5)
 
 
-async def _start_with_retries(
-    p: Platform, spec: ContainerSpec
-) -> tuple[ContainerInfo | None, str]:
+async def _start_with_retries(p: Platform, spec: ContainerSpec) -> tuple[ContainerInfo | None, str]:
     from ipaas.runtime.base import RuntimeUnavailable
 
     assert p.runtime is not None

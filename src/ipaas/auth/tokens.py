@@ -51,7 +51,9 @@ class AccessTokens:
 
     def verify(self, token: str) -> AccessClaims:
         try:
-            claims = jwt.decode(token, self._key, algorithms=["HS256"], options={"require": ["exp"]})
+            claims = jwt.decode(
+                token, self._key, algorithms=["HS256"], options={"require": ["exp"]}
+            )
         except jwt.ExpiredSignatureError as exc:
             raise InvalidAccessToken("token_expired") from exc
         except jwt.PyJWTError as exc:

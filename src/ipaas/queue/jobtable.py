@@ -7,6 +7,7 @@ and another builder (or the restarted process) takes it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from ipaas.queue.base import BuildJob
 from ipaas.store.builds import BuildStore
@@ -30,10 +31,8 @@ class JobTableQueue:
 
     async def wait(self, timeout_s: float) -> None:
         """Sleep until a job is enqueued here or the timeout passes (other processes poll)."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout_s)
-        except TimeoutError:
-            pass
         self._wakeup.clear()
 
     async def renew(self, job: BuildJob) -> bool:

@@ -1,1 +1,1 @@
-"""State store: SQLAlchemy 2 (async) over SQLite (WAL, default) or PostgreSQL, Alembic migrations."""
+"""State store: SQLAlchemy 2 (async) on SQLite (WAL) or PostgreSQL; Alembic migrations."""

@@ -165,9 +165,7 @@ class AppStore:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 await s.rollback()
-                return await self.transition(
-                    app_id, target, reason, expected=expected, **fields
-                )
+                return await self.transition(app_id, target, reason, expected=expected, **fields)
             await s.execute(
                 insert(Event).values(
                     app_id=app_id, from_state=current, to_state=target.value, reason=reason

@@ -48,7 +48,7 @@ class BuildStore:
         async with self.sessions() as s:
             return (await s.execute(stmt)).scalar_one_or_none()
 
-    async def list(self, app_id: str, limit: int = 50) -> Sequence[Build]:
+    async def of_app(self, app_id: str, limit: int = 50) -> Sequence[Build]:
         stmt = select(Build).where(Build.app_id == app_id).order_by(Build.number.desc())
         async with self.sessions() as s:
             return (await s.execute(stmt.limit(limit))).scalars().all()
@@ -56,7 +56,9 @@ class BuildStore:
     async def active_for(self, app_id: str) -> Build | None:
         stmt = select(Build).where(Build.app_id == app_id, Build.status.in_(ACTIVE))
         async with self.sessions() as s:
-            return (await s.execute(stmt.order_by(Build.number.desc()).limit(1))).scalar_one_or_none()
+            return (
+                await s.execute(stmt.order_by(Build.number.desc()).limit(1))
+            ).scalar_one_or_none()
 
     # --- the job table ------------------------------------------------------------------------
     async def lease(self, worker: str, lease_s: float) -> Build | None:
@@ -68,8 +70,10 @@ class BuildStore:
         )
         async with self.sessions() as s:
             candidates = (
-                await s.execute(select(Build).where(due).order_by(Build.not_before).limit(5))
-            ).scalars().all()
+                (await s.execute(select(Build).where(due).order_by(Build.not_before).limit(5)))
+                .scalars()
+                .all()
+            )
             for job in candidates:
                 claimed = await s.execute(
                     update(Build)
