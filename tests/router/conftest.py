@@ -38,7 +38,10 @@ async def make_router(
 
     def factory(data_dir: Path | None = None, **kwargs: object) -> CaddyRouter:
         router = CaddyRouter(
-            router_settings, "localhost", data_dir or tmp_path / "caddy", **kwargs  # type: ignore[arg-type]
+            router_settings,
+            "localhost",
+            data_dir or tmp_path / "caddy",
+            **kwargs,  # type: ignore[arg-type]
         )
         made.append(router)
         return router

@@ -79,9 +79,7 @@ async def test_http_health_path(runtime: DockerRuntime, make_spec: SpecFactory) 
     assert info.state == "running"
 
 
-async def test_exit_at_once_fails_with_logs(
-    runtime: DockerRuntime, make_spec: SpecFactory
-) -> None:
+async def test_exit_at_once_fails_with_logs(runtime: DockerRuntime, make_spec: SpecFactory) -> None:
     spec = make_spec(env={"APP_MODE": "crash"})
     with pytest.raises(StartFailed) as failed:
         await runtime.start(spec)
