@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     max_apps_per_user: int = 100
     max_envs: int = 100
     max_body_bytes: int = 1_048_576
+    status_cache_ttl_s: float = 1.0
     log_level: str = "info"
 
     build: BuildSettings = Field(default_factory=BuildSettings)

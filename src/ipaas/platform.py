@@ -100,7 +100,7 @@ def build_core(settings: Settings, **parts: Any) -> Platform:
     git = parts.pop("git", None) or GitCliProvider(settings)
     return Platform(
         settings=settings,
-        apps=AppStore(sessions, on_change=bus.notify),
+        apps=AppStore(sessions, bus.notify, settings.status_cache_ttl_s),
         users=UserStore(sessions),
         builds=builds,
         cipher=Cipher(keys.fernet_key),

@@ -13,7 +13,7 @@ from ipaas.platform import Platform
 from ipaas.store.models import utcnow
 
 
-def platform(request: Request) -> Platform:
+async def platform(request: Request) -> Platform:
     p: Platform = request.app.state.platform
     return p
 
@@ -55,7 +55,7 @@ def _bearer(request: Request) -> str:
 
 async def current_user(request: Request) -> Principal:
     token = _bearer(request)
-    p = platform(request)
+    p: Platform = request.app.state.platform
     if token.startswith(API_TOKEN_PREFIX):
         return await _api_token_user(request, p, token)
     try:

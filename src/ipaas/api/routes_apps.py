@@ -38,7 +38,7 @@ StateName = Literal[
 ]  # fmt: skip
 
 
-def service(p: Platform = Depends(platform)) -> AppService:
+async def service(p: Platform = Depends(platform)) -> AppService:
     return AppService(p)
 
 

@@ -33,6 +33,7 @@ class BuildRequest:
     options: BuildOptions = field(default_factory=BuildOptions)
     build_args: dict[str, str] = field(default_factory=dict)
     allow_local: bool = False  # file:// and plain paths (admins only)
+    no_cache: bool = False  # rebuild every layer (benchmarks, "clear build cache")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import socket
 import tempfile
@@ -49,6 +50,8 @@ _PLATFORM_ERRORS = (
     "i/o timeout",
     "cannot connect to the docker daemon",
 )
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 T = TypeVar("T")
 
 
@@ -102,6 +105,12 @@ class DockerImageBuilder:
     async def build(
         self, request: BuildRequest, log: LogSink, cancel: asyncio.Event | None = None
     ) -> BuildResult:
+        if not _NAME_RE.match(request.app_name):
+            raise BuildFailed(
+                f"app name {request.app_name!r} cannot be an image name",
+                user_fault=True,
+                code="bad_option",
+            )
         cancel = cancel or asyncio.Event()
         started = time.monotonic()
         if self._slots.locked():
@@ -130,6 +139,7 @@ class DockerImageBuilder:
         await log(f"==> plan: {_describe(plan)}")
         context = checkout / plan.root_directory.strip("/") if plan.root_directory else checkout
         dockerfile, install_step = self._prepare_context(context, plan, request)
+        await asyncio.to_thread(self._check_base_images, plan)
         tag = f"ipaas/{request.app_name}:r{request.release}"
         labels = {
             LABEL_PLATFORM: "1",
@@ -205,6 +215,32 @@ class DockerImageBuilder:
             return _APIClient(base_url=self._docker_host, version="auto", timeout=timeout)
         kwargs = docker.utils.kwargs_from_env()
         return _APIClient(version="auto", timeout=timeout, **kwargs)
+
+    def _check_base_images(self, plan: Plan) -> None:
+        """A missing base image of a plan is the platform's to fix (`ipaas images bootstrap`);
+        without a registry the engine would fail on a pull after a long wait."""
+        wanted = [i for i in (plan.base_image, plan.runtime_image) if i]
+        missing = [image for image in wanted if not self._has_image(image)]
+        if missing:
+            raise BuildFailed(
+                f"base image(s) {', '.join(missing)} are missing on this machine;"
+                " run `ipaas images bootstrap`",
+                user_fault=False,
+                code="base_image_missing",
+            )
+
+    def _has_image(self, image: str) -> bool:
+        try:
+            client = self._client_factory()
+            try:
+                client.inspect_image(image)
+                return True
+            finally:
+                client.close()
+        except docker.errors.ImageNotFound:
+            return False
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise _exception_failure(exc) from exc
 
     def _image_id(self, tag: str) -> str:
         try:
@@ -291,7 +327,7 @@ class _BuildJob:
             elif kind == "error":
                 raise self._failure(value, install_step)
             elif kind == "exception":
-                raise _engine_failure(value)
+                raise _exception_failure(value)
             elif kind == "done":
                 return
 
@@ -303,7 +339,9 @@ class _BuildJob:
         if install_step is not None and self._step.startswith(f"Step {install_step}/"):
             code = "install_failed"
         tail = "\n".join(self._lines[-TAIL_LINES:])
-        return BuildFailed(f"{message.strip()}\n--- last build output ---\n{tail}", user_fault=True, code=code)
+        return BuildFailed(
+            f"{message.strip()}\n--- last build output ---\n{tail}", user_fault=True, code=code
+        )
 
     def _worker(self, put: Any) -> None:
         """Thread body: stream the build, turning chunks into whole lines."""
@@ -324,9 +362,9 @@ class _BuildJob:
                     pending += text
                     *complete, pending = pending.split("\n")
                     for line in complete:
-                        put("line", line.rstrip("\r"))
+                        put("line", _clean(line))
                 if pending:
-                    put("line", pending)
+                    put("line", _clean(pending))
                 put("done", None)
             finally:
                 client.close()
@@ -336,16 +374,16 @@ class _BuildJob:
 
 
 async def _next_item(
-    queue: asyncio.Queue[tuple[str, Any]], cancel: asyncio.Event, timeout: float
+    queue: asyncio.Queue[tuple[str, Any]], cancel: asyncio.Event, wait_s: float
 ) -> tuple[str, Any] | None:
     """The next queued item, or None when cancel is set or the timeout passes first."""
-    if cancel.is_set() or timeout <= 0:
+    if cancel.is_set() or wait_s <= 0:
         return None
     getter = asyncio.ensure_future(queue.get())
     waiter = asyncio.ensure_future(cancel.wait())
     try:
         done, _ = await asyncio.wait(
-            {getter, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            {getter, waiter}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
         )
     finally:
         waiter.cancel()
@@ -355,7 +393,16 @@ async def _next_item(
     return None
 
 
-def _engine_failure(exc: BaseException) -> BuildFailed:
+def _exception_failure(exc: BaseException) -> BuildFailed:
+    """An exception from the SDK: the engine rejecting the Dockerfile is the user's fault,
+    anything else (no socket, connection lost) is the platform's."""
+    if isinstance(exc, docker.errors.APIError):
+        message = str(exc.explanation or exc)
+        lower = message.lower()
+        user_markers = ("parse error", "unknown instruction", "cannot locate", "dockerfile")
+        if exc.is_client_error() or any(m in lower for m in user_markers):
+            return BuildFailed(f"the build was rejected: {message}", user_fault=True)
+        return BuildFailed(f"engine error: {message}", user_fault=False, code="engine_error")
     return BuildFailed(
         f"the Docker engine is unavailable: {exc}", user_fault=False, code="engine_unavailable"
     )
@@ -375,6 +422,11 @@ async def _cancellable(work: Awaitable[T], cancel: asyncio.Event) -> T:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     raise BuildCancelled()
+
+
+def _clean(line: str) -> str:
+    """The classic builder colours stderr with ANSI escapes; logs are plain text."""
+    return _ANSI_RE.sub("", line).rstrip("\r")
 
 
 def _install_cached(lines: list[str], install_step: int | None) -> bool | None:

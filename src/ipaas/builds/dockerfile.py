@@ -54,7 +54,8 @@ def _ca_lines() -> list[str]:
     script = (
         "if command -v update-ca-certificates >/dev/null 2>&1; "
         "then update-ca-certificates >/dev/null 2>&1; "
-        f"else mkdir -p /etc/ssl/certs && cat /usr/local/share/ca-certificates/*.crt >> {CA_BUNDLE}; "
+        "else mkdir -p /etc/ssl/certs && "
+        f"cat /usr/local/share/ca-certificates/*.crt >> {CA_BUNDLE}; "
         "fi"
     )
     return [f"COPY {CA_DIR}/ /usr/local/share/ca-certificates/", _run(script)]

@@ -194,7 +194,9 @@ async def run_git(
         _kill_group(proc)
         await proc.wait()
         raise GitError(
-            f"git {args[0]} timed out after {timeout_s:.0f} s", user_fault=False, code="fetch_failed"
+            f"git {args[0]} timed out after {timeout_s:.0f} s",
+            user_fault=False,
+            code="fetch_failed",
         ) from None
     except asyncio.CancelledError:
         _kill_group(proc)
@@ -250,10 +252,12 @@ async def fetch(
     def left() -> float:
         return deadline - loop.time()
 
+    # A plain path makes git copy the whole repository (--depth is ignored); file:// does not.
+    source = f"file://{url}" if url.startswith("/") else url
     branch_args = ["--branch", branch] if branch else []
     clone = ["clone", "--depth", "1", "--single-branch", "--no-tags", *branch_args]
     code, out = await run_git(
-        [*clone, "--", url, str(dest)], cwd=None, timeout_s=left(), allow_local=allow_local
+        [*clone, "--", source, str(dest)], cwd=None, timeout_s=left(), allow_local=allow_local
     )
     if code != 0:
         raise classify(out, url, "clone of")
@@ -269,12 +273,21 @@ async def fetch(
     return await _head(dest, left(), allow_local)
 
 
+async def _is_shallow(dest: Path, timeout_s: float) -> bool:
+    code, out = await run_git(
+        ["rev-parse", "--is-shallow-repository"], cwd=dest, timeout_s=timeout_s, allow_local=False
+    )
+    return code == 0 and out.strip() == "true"
+
+
 async def _head(dest: Path, timeout_s: float, allow_local: bool) -> str:
     code, out = await run_git(
         ["rev-parse", "HEAD"], cwd=dest, timeout_s=timeout_s, allow_local=allow_local
     )
     if code != 0:
-        raise GitError(f"git rev-parse failed: {out.strip()}", user_fault=False, code="fetch_failed")
+        raise GitError(
+            f"git rev-parse failed: {out.strip()}", user_fault=False, code="fetch_failed"
+        )
     return out.strip()
 
 
@@ -296,7 +309,7 @@ async def _checkout_commit(
     if code != 0:
         # Servers that refuse unadvertised wants: fetch the branch's history instead.
         code, out = await run_git(
-            ["fetch", "--unshallow", "--no-tags", "origin"],
+            ["fetch", "--unshallow" if await _is_shallow(dest, left()) else "-q", "origin"],
             cwd=dest,
             timeout_s=left(),
             allow_local=allow_local,

@@ -43,6 +43,8 @@ _CA_ENV = {
 }
 
 Log = Callable[[str], object]
+# mmdebstrap unpacks the whole tree in TMPDIR; RAM is much faster than disk for that.
+_TMPDIR = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,7 @@ async def _build_debian(recipe: Recipe, tag: str, work: Path, has_certs: bool) -
     for change in _changes(recipe, has_certs):
         argv += ["-c", change]
     argv += ["-", tag]
-    env = {**os.environ, "TMPDIR": "/dev/shm" if Path("/dev/shm").is_dir() else "/tmp"}
+    env = {**os.environ, "TMPDIR": _TMPDIR}
     await _run_pipeline(_mmdebstrap_argv(recipe, work / "certs"), argv, env)
 
 

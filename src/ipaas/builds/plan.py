@@ -202,7 +202,9 @@ def _pyproject_dependencies(context: Path) -> list[str]:
         raise _fail(f"pyproject.toml is not valid TOML: {exc}", "bad_manifest") from None
     deps = data.get("project", {}).get("dependencies", [])
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
-        raise _fail("pyproject.toml [project].dependencies must be a list of strings", "bad_manifest")
+        raise _fail(
+            "pyproject.toml [project].dependencies must be a list of strings", "bad_manifest"
+        )
     return list(deps)
 
 
@@ -213,7 +215,8 @@ def _node_plan(context: Path, options: BuildOptions, images: dict[str, str]) -> 
         raise _fail(f"package.json is not valid JSON: {exc}", "bad_manifest") from None
     if not isinstance(package, dict):
         raise _fail("package.json must hold a JSON object", "bad_manifest")
-    scripts = package.get("scripts") if isinstance(package.get("scripts"), dict) else {}
+    raw_scripts = package.get("scripts")
+    scripts: dict[str, Any] = raw_scripts if isinstance(raw_scripts, dict) else {}
     has_build = "build" in scripts
     manager, lock, install = _node_install(context, production=not has_build)
     run = {"npm": "npm run", "yarn": "yarn run", "pnpm": "pnpm run"}[manager]

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
 import sysconfig
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 import structlog
@@ -46,19 +47,31 @@ def find_caddy(configured: str | None = None) -> str:
     return found
 
 
+_HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+_FILE_DIAL_RE = re.compile(r"^\{file\.(.+)\}$")
+
+
 def route_id(host: str) -> str:
-    return f"ipaas-{host.lower()}"
+    return f"ipaas-{host}"
 
 
-def route_json(route: Route) -> dict[str, Any]:
+def clean_host(host: str) -> str:
+    """Lower-case, and safe as a file name (it names the route's upstream file)."""
+    host = host.strip().lower()
+    if not _HOST_RE.match(host) or ".." in host:
+        raise ValueError(f"not a host name: {host!r}")
+    return host
+
+
+def route_json(host: str, dial: str) -> dict[str, Any]:
     """One host -> one upstream, with nothing in between but the proxy itself."""
     return {
-        "@id": route_id(route.host),
-        "match": [{"host": [route.host.lower()]}],
+        "@id": route_id(host),
+        "match": [{"host": [host]}],
         "handle": [
             {
                 "handler": "reverse_proxy",
-                "upstreams": [{"dial": route.upstream}],
+                "upstreams": [{"dial": dial}],
                 # Stream responses as they come (SSE, log follow): no buffering delay.
                 "flush_interval": -1,
                 "transport": {
@@ -90,10 +103,16 @@ def _route_from_json(raw: dict[str, Any]) -> Route | None:
     """The inverse of route_json, to adopt the routes of a Caddy that was already running."""
     try:
         host = raw["match"][0]["host"][0]
-        upstream = raw["handle"][0]["upstreams"][0]["dial"]
+        dial = raw["handle"][0]["upstreams"][0]["dial"]
     except (KeyError, IndexError, TypeError):
         return None
-    return Route(host=host, upstream=upstream)
+    match = _FILE_DIAL_RE.match(dial)
+    if match:
+        try:
+            dial = Path(match.group(1)).read_text().strip()
+        except OSError:
+            return None
+    return Route(host=host, upstream=dial)
 
 
 class CaddyRouter:
@@ -101,6 +120,13 @@ class CaddyRouter:
 
     The full configuration (routes included) is also written to `<data_dir>/caddy.json`, from
     which Caddy is started: a crashed Caddy comes back with its routes.
+
+    Each route reads its upstream address at request time from `<data_dir>/upstreams/<host>`
+    (a `{file.*}` placeholder). Why: Caddy applies any admin API change by reloading its whole
+    configuration, and a reload closes idle client keep-alive connections, so a client that
+    sends its next request at that instant gets a reset. Switching an upstream (the
+    zero-downtime deploy) is therefore an atomic file rename, with no reload at all; only
+    adding or removing a host reloads.
     """
 
     def __init__(
@@ -121,6 +147,7 @@ class CaddyRouter:
         self.supervise_interval_s = supervise_interval_s
         self.config_path = self.data_dir / "caddy.json"
         self.log_path = self.data_dir / "caddy.log"
+        self.upstreams_dir = self.data_dir / "upstreams"
         self.admin_url = f"http://{settings.admin_address}"
         self._routes: dict[str, Route] = {}
         self._proc: asyncio.subprocess.Process | None = None
@@ -138,7 +165,7 @@ class CaddyRouter:
     def config(self) -> dict[str, Any]:
         server: dict[str, Any] = {
             "listen": self._listen(),
-            "routes": [route_json(r) for r in self._routes.values()] + [_fallback_json()],
+            "routes": [self._route_json(h) for h in self._routes] + [_fallback_json()],
         }
         if not self.settings.tls:
             server["automatic_https"] = {"disable": True}
@@ -147,6 +174,8 @@ class CaddyRouter:
             "admin": {"listen": self.settings.admin_address, "config": {"persist": False}},
             "apps": {
                 "http": {
+                    # Bounded: an open stream (SSE) must not keep an old config alive forever.
+                    "grace_period": "60s",
                     "http_port": self.settings.http_port,
                     "https_port": self.settings.https_port,
                     "servers": {SERVER: server},
@@ -159,6 +188,23 @@ class CaddyRouter:
         tmp = self.config_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.config(), indent=1))
         os.replace(tmp, self.config_path)  # atomic: a crash never leaves half a file
+
+    def _route_json(self, host: str) -> dict[str, Any]:
+        return route_json(host, "{file.%s}" % (self.upstreams_dir / host))
+
+    def _write_upstream(self, route: Route) -> None:
+        self.upstreams_dir.mkdir(parents=True, exist_ok=True)
+        path = self.upstreams_dir / route.host
+        tmp = path.with_name(f".{route.host}.tmp")
+        tmp.write_text(route.upstream)
+        os.replace(tmp, path)  # atomic: every request reads the old or the new address
+
+    def _prune_upstreams(self) -> None:
+        if not self.upstreams_dir.is_dir():
+            return
+        for path in self.upstreams_dir.iterdir():
+            if path.name not in self._routes and not path.name.startswith("."):
+                path.unlink(missing_ok=True)
 
     def url_for(self, host: str) -> str:
         if self.settings.tls:
@@ -247,10 +293,12 @@ class CaddyRouter:
 
     async def _launch(self) -> None:
         self._persist()
+        for route in self._routes.values():
+            self._write_upstream(route)
         env = dict(os.environ)
         # Caddy's own storage (certificates, locks) lives in our data dir, not in $HOME.
         env["XDG_DATA_HOME"] = env["XDG_CONFIG_HOME"] = str(self.data_dir)
-        with open(self.log_path, "ab") as out:
+        with self._open_log() as out:
             self._proc = await asyncio.create_subprocess_exec(
                 find_caddy(self.settings.caddy_binary),
                 "run",
@@ -265,6 +313,10 @@ class CaddyRouter:
             )
         await self._wait_ready(self._proc)
         log.info("caddy.started", pid=self._proc.pid, admin=self.settings.admin_address)
+
+    def _open_log(self) -> BinaryIO:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return open(self.log_path, "ab")  # noqa: SIM115 - the caller closes it
 
     async def _wait_ready(self, proc: asyncio.subprocess.Process) -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S
@@ -345,26 +397,33 @@ class CaddyRouter:
     # -- routes -------------------------------------------------------------------------------
 
     async def set_route(self, route: Route) -> str:
-        route = Route(host=route.host.lower(), upstream=route.upstream)
+        route = Route(host=clean_host(route.host), upstream=route.upstream)
         async with self._lock:
             self._routes[route.host] = route
+            self._write_upstream(route)  # an existing route now proxies to the new upstream
             self._persist()
             try:
-                await self._put_route(route)
+                await self._ensure_route(route.host)
             except httpx.TransportError:
                 await self._recover()
         return self.url_for(route.host)
 
-    async def _put_route(self, route: Route) -> None:
-        body = route_json(route)
-        response = await self._request("PATCH", f"/id/{route_id(route.host)}", body)
-        if response.status_code == 404:
+    async def _ensure_route(self, host: str) -> None:
+        """Add the host's route unless Caddy has it already (then no reload happens)."""
+        body = self._route_json(host)
+        path = f"/id/{route_id(host)}"
+        current = await self._request("GET", path)
+        if current.status_code == 200 and current.json() == body:
+            return
+        if current.status_code == 200:
+            response = await self._request("PATCH", path, body)
+        else:
             # A new host: insert first, ahead of the 404 fallback that must stay last.
             response = await self._request("PUT", f"{ROUTES_PATH}/0", body)
-        self._check(response, f"the route for {route.host}")
+        self._check(response, f"the route for {host}")
 
     async def remove_route(self, host: str) -> None:
-        host = host.lower()
+        host = clean_host(host)
         async with self._lock:
             self._routes.pop(host, None)
             self._persist()
@@ -372,18 +431,24 @@ class CaddyRouter:
                 response = await self._request("DELETE", f"/id/{route_id(host)}")
             except httpx.TransportError:
                 await self._recover()
-                return
-            if response.status_code != 404:
+                response = None
+            if response is not None and response.status_code != 404:
                 self._check(response, f"removing the route for {host}")
+            self._prune_upstreams()
 
     async def sync(self, routes: list[Route]) -> None:
         async with self._lock:
-            self._routes = {r.host.lower(): Route(r.host.lower(), r.upstream) for r in routes}
+            self._routes = {}
+            for r in routes:
+                route = Route(clean_host(r.host), r.upstream)
+                self._routes[route.host] = route
+                self._write_upstream(route)
             self._persist()
             try:
-                await self._load()
+                await self._load()  # Caddy skips the reload when nothing changed
             except httpx.TransportError:
                 await self._recover()
+            self._prune_upstreams()
 
 
 async def _port_open(address: str) -> bool:

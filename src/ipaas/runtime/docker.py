@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import threading
@@ -29,8 +30,8 @@ from ipaas.runtime.base import (
     ContainerSpec,
     ContainerStats,
     RuntimeEvent,
-    StartFailed,
     RuntimeUnavailable,
+    StartFailed,
 )
 
 T = TypeVar("T")
@@ -266,7 +267,8 @@ class DockerRuntime:
         except docker.errors.ImageNotFound as exc:
             raise StartFailed(f"image {spec.image} not found") from exc
         except docker.errors.APIError as exc:
-            raise StartFailed(f"the engine refused to start the container: {exc.explanation}")
+            reason = f"the engine refused to start the container: {exc.explanation}"
+            raise StartFailed(reason) from exc
         try:
             return await self._wait_healthy(container, spec)
         except BaseException:
@@ -299,7 +301,9 @@ class DockerRuntime:
     def _check_word(spec: ContainerSpec) -> str:
         return "tcp check" if spec.health_check == "tcp" else f"GET {spec.health_check}"
 
-    async def _healthy(self, http: httpx.AsyncClient, attrs: dict[str, Any], spec: Any) -> bool:
+    async def _healthy(
+        self, http: httpx.AsyncClient, attrs: dict[str, Any], spec: ContainerSpec
+    ) -> bool:
         host_port = _host_port(attrs, spec.port)
         if spec.health_check == "tcp":
             # Connect to the container itself: the published port is docker-proxy, which
@@ -339,10 +343,8 @@ class DockerRuntime:
                 raise
 
     def _stop_sync(self, container_id: str, timeout_s: float) -> None:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             self._docker().api.stop(container_id, timeout=max(int(timeout_s), 0))
-        except docker.errors.NotFound:
-            pass
 
     async def stop(self, container_id: str, timeout_s: float = 10.0) -> None:
         await self._run(self._stop_sync, container_id, timeout_s)
@@ -374,7 +376,9 @@ class DockerRuntime:
         if not raw.get("memory_stats"):
             return None  # not running
         used, limit = memory_used(raw)
-        return ContainerStats(memory_bytes=used, memory_limit_bytes=limit, cpu_percent=cpu_percent(raw))
+        return ContainerStats(
+            memory_bytes=used, memory_limit_bytes=limit, cpu_percent=cpu_percent(raw)
+        )
 
     async def stats(self, container_id: str) -> ContainerStats | None:
         return await self._run(self._stats_sync, container_id)
@@ -458,9 +462,7 @@ class DockerRuntime:
             stream.close()
 
 
-def _pump_events(
-    stream: Any, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]
-) -> None:
+def _pump_events(stream: Any, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> None:
     """Thread body: move decoded engine events into the asyncio queue."""
     error: BaseException = ConnectionError("the engine closed the stream")
     try:
@@ -468,10 +470,8 @@ def _pump_events(
             loop.call_soon_threadsafe(queue.put_nowait, raw)
     except Exception as exc:
         error = exc
-    try:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
         loop.call_soon_threadsafe(queue.put_nowait, error)
-    except RuntimeError:
-        pass  # the loop is closed: nobody is listening any more
 
 
 def _runtime_event(raw: dict[str, Any]) -> RuntimeEvent | None:
@@ -502,8 +502,6 @@ async def _tcp_open(host: str, port: int | None, timeout_s: float = 1.0) -> bool
     except (OSError, TimeoutError):
         return False
     writer.close()
-    try:
+    with contextlib.suppress(OSError):
         await writer.wait_closed()
-    except OSError:
-        pass
     return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,14 +50,46 @@ _STATUS_COLUMNS = (
 )
 
 
+class StatusCache:
+    """The seed's cache layer for the status hot path.
+
+    Every change made through this process evicts its entry at once; changes written by other
+    processes (remote builders) show within `ttl_s`.
+    """
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._rows: dict[str, tuple[StatusRow, str, float]] = {}
+
+    def get(self, app_id: str) -> tuple[StatusRow, str] | None:
+        entry = self._rows.get(app_id)
+        if entry is None or time.monotonic() - entry[2] > self.ttl_s:
+            return None
+        return entry[0], entry[1]
+
+    def put(self, row: StatusRow, owner_id: str) -> None:
+        if len(self._rows) > 50_000:
+            self._rows.clear()
+        self._rows[row.id] = (row, owner_id, time.monotonic())
+
+    def evict(self, app_id: str) -> None:
+        self._rows.pop(app_id, None)
+
+
 class AppStore:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         on_change: Callable[[str], None] = lambda _app_id: None,
+        status_cache_ttl_s: float = 1.0,
     ) -> None:
         self.sessions = sessions
-        self.on_change = on_change
+        self._notify = on_change
+        self.cache = StatusCache(status_cache_ttl_s)
+
+    def on_change(self, app_id: str) -> None:
+        self.cache.evict(app_id)
+        self._notify(app_id)
 
     async def create(self, app: Application) -> Application:
         async with self.sessions() as s:
@@ -79,16 +112,21 @@ class AppStore:
             raise NotFound(app_id)
         return app
 
-    async def status(self, app_id: str, owner_id: str | None) -> StatusRow:
-        """The hot path of status polling: one indexed query, a few columns."""
-        stmt = select(*_STATUS_COLUMNS).where(Application.id == app_id)
-        if owner_id is not None:
-            stmt = stmt.where(Application.owner_id == owner_id)
-        async with self.sessions() as s:
-            row = (await s.execute(stmt)).one_or_none()
-        if row is None:
+    async def status(self, app_id: str, owner_id: str | None, fresh: bool = False) -> StatusRow:
+        """The hot path of status polling: the cache, else one indexed query of a few columns."""
+        cached = None if fresh else self.cache.get(app_id)
+        if cached is None:
+            stmt = select(*_STATUS_COLUMNS, Application.owner_id).where(Application.id == app_id)
+            async with self.sessions() as s:
+                found = (await s.execute(stmt)).one_or_none()
+            if found is None:
+                raise NotFound(app_id)
+            cached = (StatusRow(*found[:-1]), found[-1])
+            self.cache.put(*cached)
+        row, owner = cached
+        if owner_id is not None and owner != owner_id:
             raise NotFound(app_id)
-        return StatusRow(*row)
+        return row
 
     async def list(
         self,
@@ -204,6 +242,7 @@ class AppStore:
         async with self.sessions() as s:
             await s.execute(delete(Application).where(Application.id == app_id))
             await s.commit()
+        self.on_change(app_id)
 
     async def all_in_states(self, states: Sequence[State]) -> Sequence[Application]:
         stmt = select(Application).where(Application.state.in_([st.value for st in states]))

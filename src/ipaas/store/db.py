@@ -12,6 +12,8 @@ def make_engine(url: str) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
+        # Sessions end their own transactions; a second rollback on check-in costs a thread hop.
+        kwargs["pool_reset_on_return"] = None
     else:
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)

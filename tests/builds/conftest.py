@@ -1,0 +1,144 @@
+"""Fixtures for build tests: throwaway git repositories, a loopback git daemon, base images."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ipaas.config import Settings
+from tests import services
+
+SAMPLES = Path("/work/shared/samples")
+GIT_ID = ["-c", "user.name=ipaas-test", "-c", "user.email=test@ipaas.invalid"]
+
+
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *GIT_ID, *args], cwd=repo, check=True, capture_output=True, text=True
+    )
+    return result.stdout.strip()
+
+
+def commit_all(repo: Path, message: str = "change") -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def make_repo(path: Path, sample: str | None = None, files: dict[str, str] | None = None) -> Path:
+    """A git repository on branch main holding a sample and/or the given files."""
+    path.mkdir(parents=True, exist_ok=True)
+    if sample:
+        shutil.copytree(SAMPLES / sample, path, dirs_exist_ok=True)
+    for name, text in (files or {}).items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git(path, "init", "-q", "-b", "main")
+    commit_all(path, "initial")
+    return path
+
+
+@pytest.fixture
+def repo_factory(tmp_path: Path) -> Callable[..., Path]:
+    def factory(sample: str | None = None, files: dict[str, str] | None = None) -> Path:
+        return make_repo(tmp_path / f"repo-{uuid.uuid4().hex[:6]}", sample, files)
+
+    return factory
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class GitDaemon:
+    def __init__(self, base: Path, port: int) -> None:
+        self.base = base
+        self.port = port
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}"
+
+    def add(self, name: str, sample: str | None = None, files: dict[str, str] | None = None) -> str:
+        make_repo(self.base / name, sample, files)
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def git_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitDaemon]:
+    """`git daemon` exporting every repository under a temporary folder, on loopback."""
+    base = tmp_path_factory.mktemp("git-daemon")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            f"--base-path={base}",
+            "--export-all",
+            f"--port={port}",
+            "--listen=127.0.0.1",
+            str(base),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port)
+        yield GitDaemon(base, port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _wait_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"git daemon did not listen on {port}")
+
+
+@pytest.fixture(scope="session")
+def base_images() -> Settings:
+    """Settings whose base images exist in the engine (bootstrapped once when missing)."""
+    services.need("docker")
+    from ipaas.builds.images import bootstrap, missing_base_images
+
+    settings = Settings()
+    if missing_base_images(settings):
+        # A worker thread: the session's event loop may already be running here.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, bootstrap(settings)).result()
+    return settings
+
+
+class LogLines:
+    """A LogSink that keeps the lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    async def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def log() -> LogLines:
+    return LogLines()

@@ -1,0 +1,321 @@
+"""DockerImageBuilder against the real engine, real git and the bootstrapped base images."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ipaas.builds.base import BuildCancelled, BuildFailed, BuildOptions, BuildRequest
+from ipaas.builds.docker_builder import USING_CACHE, DockerImageBuilder
+from ipaas.config import Settings
+from ipaas.runtime.base import LABEL_APP, LABEL_PLATFORM, LABEL_RELEASE
+from tests import services
+
+from .conftest import GitDaemon, LogLines, commit_all
+
+pytestmark = pytest.mark.docker
+
+
+def docker(*args: str, check: bool = True) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+    return result.stdout.strip()
+
+
+class Apps:
+    """Unique app names per test; every image tagged for them is removed afterwards."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def name(self, hint: str) -> str:
+        name = f"t{uuid.uuid4().hex[:8]}-{hint}"
+        self.names.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for name in self.names:
+            tags = docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"ipaas/{name}")
+            if tags:
+                docker("rmi", "-f", *tags.split(), check=False)
+
+
+@pytest.fixture
+def apps() -> Iterator[Apps]:
+    registry = Apps()
+    yield registry
+    registry.cleanup()
+
+
+@pytest.fixture
+def builder(base_images: Settings) -> DockerImageBuilder:
+    services.need("docker")
+    return DockerImageBuilder(base_images)
+
+
+def request(
+    name: str, url: str, release: int = 1, *, local: bool = True, **options: object
+) -> BuildRequest:
+    return BuildRequest(
+        app_id=f"app-{name}",
+        app_name=name,
+        release=release,
+        repo_url=url,
+        branch="main",
+        options=BuildOptions(**options),  # type: ignore[arg-type]
+        allow_local=local,
+    )
+
+
+def serve_and_check(image: str) -> None:
+    """Run the image as the runtime will and wait for GET /health to answer ok."""
+    container = docker(
+        "run", "-d", "--init", "-p", "127.0.0.1::8080", "-e", "PORT=8080", "--rm", image
+    )
+    try:
+        port = docker("port", container, "8080/tcp").splitlines()[0].rsplit(":", 1)[1]
+        deadline = time.monotonic() + 30
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                if response.status_code == 200 and response.text.strip() == "ok":
+                    return
+                last = response.status_code
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.2)
+        logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
+        raise AssertionError(f"/health never answered ok ({last}): {logs.stdout}{logs.stderr}")
+    finally:
+        docker("rm", "-f", container, check=False)
+
+
+def install_step_cached(lines: list[str]) -> bool:
+    """Whether the step that installs dependencies was reused, read from the raw log."""
+    for index, line in enumerate(lines):
+        if line.startswith("Step ") and any(
+            word in line for word in ("pip install", "npm ci", "go mod download")
+        ):
+            return USING_CACHE in lines[index + 1]
+    raise AssertionError("no install step in the log")
+
+
+@pytest.mark.parametrize(
+    "sample", ["python-flask", "node-express", "go-http", "static-site", "dockerfile-python"]
+)
+async def test_build_and_run_each_sample(
+    builder: DockerImageBuilder,
+    repo_factory: Callable[..., Path],
+    apps: Apps,
+    log: LogLines,
+    sample: str,
+) -> None:
+    repo = repo_factory(sample)
+    name = apps.name(sample.split("-")[0])
+    result = await builder.build(request(name, str(repo), release=3), log)
+    assert result.image_tag == f"ipaas/{name}:r3"
+    assert (
+        result.commit
+        == subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=repo, text=True).strip()
+    )
+    labels = json.loads(
+        docker("image", "inspect", "--format", "{{json .Config.Labels}}", result.image_tag)
+    )
+    assert labels[LABEL_PLATFORM] == "1"
+    assert labels[LABEL_APP] == f"app-{name}"
+    assert labels[LABEL_RELEASE] == "3"
+    assert result.image_id.startswith("sha256:")
+    assert result.plan["language"] == (
+        "dockerfile" if sample == "dockerfile-python" else sample.split("-")[0]
+    )
+    serve_and_check(result.image_tag)
+
+
+async def test_code_change_reuses_install_and_dependency_change_reinstalls(
+    builder: DockerImageBuilder, git_daemon: GitDaemon, apps: Apps
+) -> None:
+    name = apps.name("cache")
+    url = git_daemon.add(f"{name}.git", "python-flask")
+    repo = git_daemon.base / f"{name}.git"
+    first = LogLines()
+    await builder.build(request(name, url, 1, local=False), first)
+
+    (repo / "app.py").write_text((repo / "app.py").read_text() + "\n# a code-only change\n")
+    commit_all(repo, "code only")
+    second = LogLines()
+    result = await builder.build(request(name, url, 2, local=False), second)
+    assert install_step_cached(second.lines), second.text()
+    assert result.plan["install_cached"] is True
+    assert "==> dependencies: cached (install step reused)" in second.lines
+
+    (repo / "requirements.txt").write_text((repo / "requirements.txt").read_text() + "# bump\n")
+    commit_all(repo, "dependencies")
+    third = LogLines()
+    result = await builder.build(request(name, url, 3, local=False), third)
+    assert not install_step_cached(third.lines), third.text()
+    assert result.plan["install_cached"] is False
+    serve_and_check(result.image_tag)
+
+
+async def test_nothing_to_build(
+    builder: DockerImageBuilder, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
+) -> None:
+    repo = repo_factory(files={"README.md": "just words\n"})
+    with pytest.raises(BuildFailed) as info:
+        await builder.build(request(apps.name("empty"), str(repo)), log)
+    assert info.value.user_fault and info.value.code == "nothing_to_build"
+
+
+async def test_missing_branch_over_git_daemon(
+    builder: DockerImageBuilder, git_daemon: GitDaemon, apps: Apps, log: LogLines
+) -> None:
+    name = apps.name("branch")
+    url = git_daemon.add(f"{name}.git", "static-site")
+    req = request(name, url, local=False)
+    req = BuildRequest(**{**req.__dict__, "branch": "does-not-exist"})
+    with pytest.raises(BuildFailed) as info:
+        await builder.build(req, log)
+    assert info.value.user_fault and info.value.code == "branch_not_found"
+
+
+async def test_failing_install_command_is_a_user_fault(
+    builder: DockerImageBuilder, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
+) -> None:
+    repo = repo_factory("python-flask")
+    command = "echo installing-fails >&2; exit 3"
+    with pytest.raises(BuildFailed) as info:
+        await builder.build(request(apps.name("fail"), str(repo), install_command=command), log)
+    assert info.value.user_fault and info.value.code == "install_failed"
+    assert "non-zero code: 3" in info.value.reason
+    assert "installing-fails" in info.value.reason  # the last log lines are quoted
+
+
+async def test_failing_build_in_user_dockerfile(
+    builder: DockerImageBuilder, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
+) -> None:
+    dockerfile = "FROM python:3.11-slim\nRUN python3 -c 'raise SystemExit(7)'\n"
+    repo = repo_factory(files={"Dockerfile": dockerfile})
+    with pytest.raises(BuildFailed) as info:
+        await builder.build(request(apps.name("dfail"), str(repo)), log)
+    assert info.value.user_fault and info.value.code == "build_failed"
+
+
+async def test_option_injection_branch_creates_nothing(
+    builder: DockerImageBuilder,
+    repo_factory: Callable[..., Path],
+    apps: Apps,
+    log: LogLines,
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "x"
+    repo = repo_factory("static-site")
+    req = request(apps.name("inject"), str(repo))
+    for branch, url in [
+        (f"--upload-pack=touch {marker}", str(repo)),
+        ("main", f"ext::sh -c touch% {marker}"),
+    ]:
+        with pytest.raises(BuildFailed) as info:
+            await builder.build(
+                BuildRequest(**{**req.__dict__, "branch": branch, "repo_url": url}), log
+            )
+        assert info.value.user_fault and info.value.code in ("bad_ref", "invalid_repo")
+    assert not marker.exists()
+
+
+async def test_engine_unreachable_is_a_platform_fault(
+    repo_factory: Callable[..., Path], log: LogLines
+) -> None:
+    builder = DockerImageBuilder(Settings(), docker_host="unix:///nonexistent/docker.sock")
+    repo = repo_factory("static-site")
+    with pytest.raises(BuildFailed) as info:
+        await builder.build(request("t-engine-down", str(repo)), log)
+    assert not info.value.user_fault and info.value.code == "engine_unavailable"
+
+
+def _running_sleepers(token: str) -> list[str]:
+    out = docker("ps", "--no-trunc", "--format", "{{.ID}} {{.Command}}")
+    return [line for line in out.splitlines() if token in line]
+
+
+async def test_cancel_stops_the_build(
+    builder: DockerImageBuilder, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
+) -> None:
+    token = uuid.uuid4().hex[:8]
+    repo = repo_factory("python-flask")
+    cancel = asyncio.Event()
+    req = request(apps.name("cancel"), str(repo), install_command=f"sleep 60 # {token}")
+
+    async def cancel_when_sleeping() -> None:
+        while not any("sleep 60" in line for line in log.lines):
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
+        cancel.set()
+
+    trigger = asyncio.create_task(cancel_when_sleeping())
+    started = time.monotonic()
+    with pytest.raises(BuildCancelled):
+        await builder.build(req, log, cancel)
+    trigger.cancel()
+    assert time.monotonic() - started < 30
+    await _wait_gone(token)
+
+
+async def test_timeout_is_a_user_fault(
+    base_images: Settings, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
+) -> None:
+    settings = base_images.model_copy(deep=True)
+    settings.build.timeout_s = 3
+    builder = DockerImageBuilder(settings)
+    token = uuid.uuid4().hex[:8]
+    repo = repo_factory("python-flask")
+    req = request(apps.name("slow"), str(repo), install_command=f"sleep 60 # {token}")
+    with pytest.raises(BuildFailed) as info:
+        await builder.build(req, log)
+    assert info.value.user_fault and info.value.code == "build_timeout"
+    await _wait_gone(token)
+
+
+async def _wait_gone(token: str) -> None:
+    """The engine notices the closed connection and kills the build container."""
+    deadline = time.monotonic() + 20
+    while _running_sleepers(token):
+        assert time.monotonic() < deadline, "the build container kept running"
+        await asyncio.sleep(0.5)
+
+
+async def test_concurrency_limit(
+    base_images: Settings, repo_factory: Callable[..., Path], apps: Apps
+) -> None:
+    settings = base_images.model_copy(deep=True)
+    settings.build.concurrency = 1
+    builder = DockerImageBuilder(settings)
+    repo = repo_factory("static-site")
+    logs = [LogLines(), LogLines()]
+    results = await asyncio.gather(
+        *(builder.build(request(apps.name(f"c{i}"), str(repo)), logs[i]) for i in range(2))
+    )
+    assert len(results) == 2
+    waited = [any("waiting for a free build slot" in line for line in lg.lines) for lg in logs]
+    assert waited.count(True) == 1
+
+
+async def test_work_dir_is_removed(
+    base_images: Settings, repo_factory: Callable[..., Path], apps: Apps, tmp_path: Path
+) -> None:
+    work_root = tmp_path / "work"
+    work_root.mkdir()
+    builder = DockerImageBuilder(base_images, work_root=work_root)
+    good = repo_factory("static-site")
+    await builder.build(request(apps.name("wd"), str(good)), LogLines())
+    bad = repo_factory(files={"README.md": ""})
+    with pytest.raises(BuildFailed):
+        await builder.build(request(apps.name("wd2"), str(bad)), LogLines())
+    assert list(work_root.iterdir()) == []

@@ -1,0 +1,69 @@
+"""The seed's performance item: hot paths make at most one query per request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+from sqlalchemy import event
+
+from ipaas.platform import Platform
+from tests.conftest import UserMaker, auth
+
+
+@contextmanager
+def count_queries(core: Platform) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(core.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(core.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_status_poll_is_one_query(
+    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+) -> None:
+    user = await make_user()
+    r = await client.post(
+        "/api/v1/applications",
+        json={"name": "q-count-app", "repo": "https://x.invalid/r"},
+        headers=auth(user),
+    )
+    url = f"/api/v1/applications/{r.json()['id']}/status"
+    r = await client.post("/api/v1/users/me/tokens", json={"name": "t"}, headers=auth(user))
+    pat = {"Authorization": f"Bearer {r.json()['token']}"}
+    await client.get(url, headers=pat)  # warms the token cache
+    for headers in (auth(user), pat):
+        with count_queries(core) as queries:
+            r = await client.get(url, headers=headers)
+        assert r.status_code == 200
+        assert len(queries) <= 1, queries
+        with count_queries(core) as queries:
+            r = await client.get(url, headers={**headers, "If-None-Match": r.headers["etag"]})
+        assert r.status_code == 304 and len(queries) <= 1, queries
+
+
+async def test_state_change_is_one_granular_update(
+    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+) -> None:
+    from ipaas.domain.states import State
+
+    user = await make_user()
+    r = await client.post(
+        "/api/v1/applications",
+        json={"name": "q-count-upd", "repo": "https://x.invalid/r"},
+        headers=auth(user),
+    )
+    with count_queries(core) as queries:
+        await core.apps.transition(r.json()["id"], State.BUILDING, "test")
+    updates = [q for q in queries if q.lstrip().upper().startswith("UPDATE")]
+    assert len(updates) == 1
+    # Only the state columns are written: no read-modify-write of the whole row.
+    assert "envs_encrypted" not in updates[0] and "repo" not in updates[0]
+    assert not any("SELECT applications.id, applications.name" in q for q in queries)
