@@ -373,7 +373,7 @@ on 127.0.0.1 (through docker-proxy, as the platform publishes it). Load: wrk on 
 `--latency`, {args.duration} s per run, {args.runs} interleaved runs per path; medians shown.
 "ratio" is against direct; "added p50" is the one-connection p50 minus direct's.
 Caddy runs ipaas's own configuration (CaddyRouter: per-host route, upstream address read from a
-file at request time, upstream keep-alive, `flush_interval -1`); Traefik 3 (file provider) and
+file at request time, upstream keep-alive, GOGC=400); Traefik 3 (file provider) and
 nginx (`keepalive 128`, HTTP/1.1 upstream) are reference points proxying to the same port.
 "caddy → container IP" is the same Caddy with the container's bridge address as upstream,
 which skips the docker-proxy hop.

@@ -56,6 +56,7 @@ class RuntimeSettings(BaseModel):
     stop_timeout_s: float = 10.0
     log_max_size: str = "10m"
     log_max_files: int = 3
+    retained_containers: int = 2  # stopped containers kept per app for their logs
 
 
 class RouterSettings(BaseModel):

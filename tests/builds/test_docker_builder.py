@@ -19,7 +19,7 @@ from ipaas.config import Settings
 from ipaas.runtime.base import LABEL_APP, LABEL_PLATFORM, LABEL_RELEASE
 from tests import services
 
-from .conftest import GitDaemon, LogLines, commit_all
+from .conftest import GitDaemon, LogLines, commit_all, git
 
 pytestmark = pytest.mark.docker
 
@@ -122,10 +122,7 @@ async def test_build_and_run_each_sample(
     name = apps.name(sample.split("-")[0])
     result = await builder.build(request(name, str(repo), release=3), log)
     assert result.image_tag == f"ipaas/{name}:r3"
-    assert (
-        result.commit
-        == subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=repo, text=True).strip()
-    )
+    assert result.commit == git(repo, "rev-parse", "HEAD")
     labels = json.loads(
         docker("image", "inspect", "--format", "{{json .Config.Labels}}", result.image_tag)
     )
@@ -245,18 +242,37 @@ def _running_sleepers(token: str) -> list[str]:
     return [line for line in out.splitlines() if token in line]
 
 
+class WatchLog(LogLines):
+    """Sets `seen` once a line containing the needle arrives."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+        self.seen = asyncio.Event()
+
+    async def __call__(self, line: str) -> None:
+        await super().__call__(line)
+        if self.needle in line:
+            self.seen.set()
+
+
 async def test_cancel_stops_the_build(
-    builder: DockerImageBuilder, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
+    builder: DockerImageBuilder, repo_factory: Callable[..., Path], apps: Apps
 ) -> None:
     token = uuid.uuid4().hex[:8]
+    log = WatchLog("sleep 60")
     repo = repo_factory("python-flask")
     cancel = asyncio.Event()
     req = request(apps.name("cancel"), str(repo), install_command=f"sleep 60 # {token}")
 
     async def cancel_when_sleeping() -> None:
-        while not any("sleep 60" in line for line in log.lines):
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1)
+        await log.seen.wait()
+        for _ in range(50):  # the RUN container must really be running before we cancel
+            if await asyncio.to_thread(_running_sleepers, token):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("the install container never ran")
         cancel.set()
 
     trigger = asyncio.create_task(cancel_when_sleeping())

@@ -82,6 +82,11 @@ async def test_routes_survive_restart_and_sync(
     assert (await _get(third, "kept.localhost")).status_code == 404
     await third.sync([Route("kept.localhost", upstream)])
     assert (await _get(third, "kept.localhost")).text == "kept\n"
+    # The warden syncs periodically: an unchanged list must not reload Caddy (a reload
+    # closes idle client connections).
+    reloads = third.log_path.read_text().count("admin endpoint started")
+    await third.sync([Route("kept.localhost", upstream)])
+    assert third.log_path.read_text().count("admin endpoint started") == reloads
     await third.sync([])
     assert (await _get(third, "kept.localhost")).status_code == 404
 
@@ -151,6 +156,40 @@ async def test_upstream_switch_drops_nothing(
     await asyncio.gather(*loops)
     assert failures == [], seen
     assert seen.get("blue", 0) > 10 and seen.get("green", 0) > 10, seen
+
+
+async def test_server_sent_events_are_not_buffered(
+    router: CaddyRouter, runtime: DockerRuntime, make_spec: SpecFactory
+) -> None:
+    upstream = await _upstream(runtime, make_spec, "sse")
+    await router.set_route(Route("sse.localhost", upstream))
+    url = f"http://127.0.0.1:{router.settings.http_port}/cgi-bin/sse"
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream("GET", url, headers={"Host": "sse.localhost"}) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        started = time.monotonic()
+        chunks = response.aiter_text()
+        first = await anext(chunks)
+        assert "data: one" in first and "data: two" not in first
+        assert time.monotonic() - started < 2  # before the script's 3 s pause ends
+        rest = "".join([chunk async for chunk in chunks])
+        assert "data: two" in rest
+
+
+async def test_static_upstreams_switch_by_reload(
+    make_router: RouterFactory, runtime: DockerRuntime, make_spec: SpecFactory
+) -> None:
+    router = make_router(upstream_files=False)
+    await router.start()
+    blue, green = await asyncio.gather(
+        _upstream(runtime, make_spec, "blue"), _upstream(runtime, make_spec, "green")
+    )
+    await router.set_route(Route("static.localhost", blue))
+    assert (await _get(router, "static.localhost")).text == "blue\n"
+    await router.set_route(Route("static.localhost", green))
+    assert (await _get(router, "static.localhost")).text == "green\n"
 
 
 def test_url_for_omits_default_ports(tmp_path: Path) -> None:

@@ -34,6 +34,16 @@ case "$APP_MODE" in
 esac
 """
 
+# A Server-Sent Events stream (busybox httpd CGI relays output as it comes): one event, a
+# pause, another. A proxy that buffers delivers the first only after the pause.
+SSE_SCRIPT = """\
+#!/bin/sh
+printf 'Content-Type: text/event-stream\\r\\n\\r\\n'
+printf 'data: one\\n\\n'
+sleep "${SSE_PAUSE_S:-3}"
+printf 'data: two\\n\\n'
+"""
+
 DOCKERFILE = """\
 FROM scratch
 COPY busybox /bin/busybox
@@ -59,6 +69,7 @@ def build_context(dockerfile: str = DOCKERFILE) -> io.BytesIO:
         _add(tar, "app.sh", APP_SCRIPT.encode(), 0o755)
         _add(tar, "www/index.html", b"hello\n")
         _add(tar, "www/health", b"ok\n")
+        _add(tar, "www/cgi-bin/sse", SSE_SCRIPT.encode(), 0o755)
     buf.seek(0)
     return buf
 

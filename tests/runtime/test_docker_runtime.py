@@ -99,6 +99,18 @@ async def test_slow_start_times_out_and_leaves_nothing(
     assert await runtime.list_containers(spec.app_id) == []
 
 
+async def test_cancelled_start_leaves_nothing(
+    runtime: DockerRuntime, make_spec: SpecFactory
+) -> None:
+    spec = make_spec(env={"APP_MODE": "slow"}, health_timeout_s=30)
+    task = asyncio.create_task(runtime.start(spec))
+    await asyncio.sleep(1.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await runtime.list_containers(spec.app_id) == []
+
+
 async def test_limits_are_set(
     runtime: DockerRuntime, make_spec: SpecFactory, docker_client: docker.DockerClient
 ) -> None:

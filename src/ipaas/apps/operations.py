@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from datetime import UTC, datetime
 
 import structlog
 
@@ -26,6 +27,7 @@ log = structlog.get_logger()
 S = State
 _locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 DEFAULT_PORT = 8080
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def host_of(p: Platform, name: str) -> str:
@@ -63,7 +65,9 @@ async def redeploy(p: Platform, app_id: str, release: int | None, reason: str) -
 
 
 async def stop(p: Platform, app_id: str) -> None:
-    await p.apps.transition(app_id, S.STOPPED, "stopped by the user", address=None)
+    await p.apps.transition(
+        app_id, S.STOPPED, "stopped by the user", address=None, container_id=None
+    )
     app = await p.apps.get(app_id)
     if p.router:
         await p.router.remove_route(host_of(p, app.name))
@@ -105,7 +109,7 @@ async def finish_delete(p: Platform, app_id: str, volumes: bool = False) -> None
         if p.router:
             await p.router.remove_route(host_of(p, app.name))
         if p.runtime:
-            await _remove_containers(p, app_id, keep=None)
+            await _remove_containers(p, app_id, keep=None, remove_all=True)
             await p.runtime.remove_app_images(app_id)
             if volumes:
                 await p.runtime.remove_volumes(app_id)
@@ -155,13 +159,21 @@ async def _deploy_locked(p: Platform, app: Application) -> None:
     if release is None:
         await _fail(p, app.id, "there is no release to run")
         return
+    reason = await bring_up(p, app, release, (S.STARTING, S.ROLLING_OUT))
+    if reason:
+        await _fail(p, app.id, reason)
+
+
+async def bring_up(
+    p: Platform, app: Application, release: Release, expected: tuple[State, ...]
+) -> str | None:
+    """Start the release beside whatever runs, route to it, mark the app running, retire the
+    old containers. Returns None on success, else why it did not come up."""
     if p.runtime is None:
-        await _fail(p, app.id, "no container runtime is configured")
-        return
+        return "no container runtime is configured"
     info, reason = await _start_with_retries(p, container_spec(p, app, release))
     if info is None:
-        await _fail(p, app.id, reason)
-        return
+        return reason
     address = f"127.0.0.1:{info.host_port}"
     url = f"http://{address}/"
     if p.router:
@@ -171,17 +183,19 @@ async def _deploy_locked(p: Platform, app: Application) -> None:
             app.id,
             S.RUNNING,
             f"release {release.number} is healthy",
-            expected=(S.STARTING, S.ROLLING_OUT),
+            expected=expected,
             address=address,
             url=url,
             current_release=release.number,
             target_release=None,
+            container_id=info.id,
         )
     except (IllegalTransition, NotFound):
         # Stopped or deleted while we started it: the new container must not linger.
         await p.runtime.remove(info.id)
-        return
+        return None
     await _remove_containers(p, app.id, keep=info.id, drain_s=0.5)
+    return None
 
 
 async def _start_with_retries(p: Platform, spec: ContainerSpec) -> tuple[ContainerInfo | None, str]:
@@ -208,16 +222,22 @@ async def _fail(p: Platform, app_id: str, reason: str) -> None:
 
 
 async def _remove_containers(
-    p: Platform, app_id: str, keep: str | None, drain_s: float = 0.0
+    p: Platform, app_id: str, keep: str | None, drain_s: float = 0.0, remove_all: bool = False
 ) -> None:
+    """Stop every container of the app but `keep`. The newest stopped ones stay (without
+    ports or memory) so that their logs remain readable; older ones are removed."""
     if p.runtime is None:
         return
-    old = [c for c in await p.runtime.list_containers(app_id) if c.id != keep]
-    if old and drain_s:
+    others = [c for c in await p.runtime.list_containers(app_id) if c.id != keep]
+    running = [c for c in others if c.state in ("running", "restarting", "created")]
+    if running and drain_s:
         await asyncio.sleep(drain_s)  # let requests already sent to the old one finish
-    for c in old:
+    for c in running:
         with contextlib.suppress(Exception):
             await p.runtime.stop(c.id, p.settings.runtime.stop_timeout_s)
+    retained = 0 if remove_all else p.settings.runtime.retained_containers
+    by_age = sorted(others, key=lambda c: c.started_at or _EPOCH, reverse=True)
+    for c in by_age[retained:]:
         with contextlib.suppress(Exception):
             await p.runtime.remove(c.id)
 

@@ -262,8 +262,15 @@ class DockerRuntime:
 
     async def start(self, spec: ContainerSpec) -> ContainerInfo:
         network = await self.ensure_network(spec.owner_id)
+        create = asyncio.ensure_future(self._run(self._create_sync, spec, network))
         try:
-            container = await self._run(self._create_sync, spec, network)
+            # Shielded: a thread cannot be interrupted, so a cancelled start waits for the
+            # container it was creating and removes it instead of leaking it.
+            container = await asyncio.shield(create)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self._run(self._remove_sync, (await create).id)
+            raise
         except docker.errors.ImageNotFound as exc:
             raise StartFailed(f"image {spec.image} not found") from exc
         except docker.errors.APIError as exc:

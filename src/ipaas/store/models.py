@@ -135,6 +135,7 @@ class Application(Base):
     # The release a deploy in progress is bringing up (survives a restart mid-deploy).
     target_release: Mapped[int | None] = mapped_column(Integer)
     address: Mapped[str | None] = mapped_column(String(255))  # host:port the app answers at
+    container_id: Mapped[str | None] = mapped_column(String(128))  # the serving container
     url: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

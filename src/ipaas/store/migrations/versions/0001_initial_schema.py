@@ -2,13 +2,14 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 12:57:20.252927
+Create Date: 2026-11-28 13:06:11.420746
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
 
 revision = "0001"
 down_revision = None
@@ -73,6 +74,7 @@ def upgrade() -> None:
         sa.Column("current_release", sa.Integer(), nullable=True),
         sa.Column("target_release", sa.Integer(), nullable=True),
         sa.Column("address", sa.String(length=255), nullable=True),
+        sa.Column("container_id", sa.String(length=128), nullable=True),
         sa.Column("url", sa.String(length=2048), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

@@ -1,0 +1,171 @@
+"""The warden: follows the engine's events, restarts crashed apps with exponential backoff,
+gives up on a crash loop, and reconciles the store with what runs (at start and periodically)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import structlog
+
+from ipaas.apps import operations
+from ipaas.domain.states import IllegalTransition, State
+from ipaas.platform import Platform
+from ipaas.router.base import Route
+from ipaas.runtime.base import ContainerInfo, RuntimeEvent, RuntimeUnavailable
+from ipaas.store.apps import NotFound
+from ipaas.store.models import Application
+from ipaas.warden.policy import CrashPolicy
+
+log = structlog.get_logger()
+S = State
+LIVE = ("running", "restarting", "created")
+GAVE_UP = "crash loop:"
+
+
+class Warden:
+    def __init__(self, p: Platform) -> None:
+        self.p = p
+        w = p.settings.warden
+        self.policy = CrashPolicy(
+            w.backoff_base_s, w.backoff_cap_s, w.crash_limit, w.crash_window_s
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._restarts: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        if self.p.runtime is None:
+            return
+        self._tasks = [
+            asyncio.create_task(self._follow_events(), name="warden-events"),
+            asyncio.create_task(self._reconcile_loop(), name="warden-reconcile"),
+        ]
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._restarts.values()]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._restarts.values(), return_exceptions=True)
+
+    # --- crashes ------------------------------------------------------------------------------
+    async def _follow_events(self) -> None:
+        assert self.p.runtime is not None
+        while True:
+            try:
+                async for event in self.p.runtime.events():
+                    if event.action in ("die", "oom"):
+                        await self._on_death(event)
+            except RuntimeUnavailable:
+                pass
+            except Exception as exc:  # noqa: BLE001 - the warden must outlive any one event
+                log.warning("warden event loop error", error=repr(exc))
+            await asyncio.sleep(2)  # the engine went away: reconnect
+
+    async def _on_death(self, event: RuntimeEvent) -> None:
+        try:
+            app = await self.p.apps.get(event.app_id)
+        except NotFound:
+            return
+        if app.state != S.RUNNING or app.container_id != event.container_id:
+            return  # an old container retired by a deploy, a stop, or a delete
+        await self.crashed(app, event.container_id)
+
+    async def crashed(self, app: Application, container_id: str | None) -> None:
+        reason = await self._crash_reason(container_id)
+        count = self.policy.record(app.id, time.monotonic())
+        if self.policy.gives_up(count):
+            reason = (
+                f"{GAVE_UP} crashed {count} times within {self.policy.window_s:.0f} s; "
+                f"restart it yourself once fixed. Last crash: {reason}"
+            )
+        with contextlib.suppress(IllegalTransition, NotFound):
+            await self.p.apps.transition(app.id, S.CRASHED, reason, expected=S.RUNNING)
+        log.info("app crashed", app_id=app.id, count=count, reason=reason[:200])
+        if not self.policy.gives_up(count):
+            self._schedule_restart(app.id, self.policy.delay(count))
+
+    async def _crash_reason(self, container_id: str | None) -> str:
+        assert self.p.runtime is not None
+        info = await self.p.runtime.inspect(container_id) if container_id else None
+        if info is None:
+            return "the container is gone"
+        what = "killed: out of memory (OOM)" if info.oom_killed else f"exited with {info.exit_code}"
+        tail = await self.p.runtime.last_log_lines(info.id, 10)
+        return f"{what}; last log lines:\n{tail}" if tail.strip() else what
+
+    def _schedule_restart(self, app_id: str, delay_s: float) -> None:
+        old = self._restarts.pop(app_id, None)
+        if old is not None:
+            old.cancel()
+        self._restarts[app_id] = asyncio.create_task(self._restart_later(app_id, delay_s))
+
+    async def _restart_later(self, app_id: str, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        try:
+            app = await self.p.apps.get(app_id)
+        except NotFound:
+            return
+        if app.state != S.CRASHED or app.current_release is None:
+            return  # the user acted meanwhile
+        release = await self.p.builds.release(app_id, app.current_release)
+        if release is None:
+            return
+        reason = await operations.bring_up(self.p, app, release, (S.CRASHED,))
+        if reason:
+            # Could not even start: count it as another crash.
+            fresh = await self.p.apps.get(app_id)
+            await self.p.apps.set_fields(app_id, state_reason=reason)
+            count = self.policy.record(app_id, time.monotonic())
+            if not self.policy.gives_up(count) and fresh.state == S.CRASHED:
+                self._schedule_restart(app_id, self.policy.delay(count))
+        self._restarts.pop(app_id, None)
+
+    # --- reconciliation -----------------------------------------------------------------------
+    async def _reconcile_loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except RuntimeUnavailable:
+                pass
+            except Exception as exc:  # noqa: BLE001
+                log.warning("reconcile failed", error=repr(exc))
+            await asyncio.sleep(self.p.settings.warden.reconcile_interval_s)
+
+    async def reconcile(self) -> None:
+        """Apps that should run get a container; stray containers go; routes match the store."""
+        assert self.p.runtime is not None
+        containers = await self.p.runtime.list_containers()
+        by_app: dict[str, list[ContainerInfo]] = {}
+        for c in containers:
+            by_app.setdefault(c.app_id, []).append(c)
+        known = {a.id: a for a in await self.p.apps.all_in_states(list(S))}
+        await self._remove_strays(containers, known)
+        routes: list[Route] = []
+        for app in known.values():
+            if app.state not in (S.RUNNING, S.CRASHED):
+                continue
+            mine = {c.id: c for c in by_app.get(app.id, [])}
+            current = mine.get(app.container_id or "")
+            serving = current is not None and current.state in LIVE
+            if app.state == S.RUNNING and not serving:
+                await self.crashed(app, current.id if current else None)
+            elif (
+                app.state == S.CRASHED
+                and app.id not in self._restarts
+                and not (app.state_reason or "").startswith(GAVE_UP)
+            ):
+                self._schedule_restart(app.id, 0)
+            if serving and app.address:
+                routes.append(Route(operations.host_of(self.p, app.name), app.address))
+        if self.p.router:
+            await self.p.router.sync(routes)
+
+    async def _remove_strays(
+        self, containers: list[ContainerInfo], known: dict[str, Application]
+    ) -> None:
+        assert self.p.runtime is not None
+        for c in containers:
+            if c.app_id not in known:
+                log.info("removing a container of no app", container=c.id, app_id=c.app_id)
+                with contextlib.suppress(Exception):
+                    await self.p.runtime.remove(c.id)
