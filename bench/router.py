@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = Path("/work/shared/samples/python-flask")
 HOST = "bench.localhost"
 IP_ROUTE = "caddy → container IP"
+STATIC_ROUTE = "caddy, static upstream"
 FLASK_DOCKERFILE = """\
 FROM python:3.11-slim
 WORKDIR /app
@@ -313,6 +314,7 @@ async def bench(args: argparse.Namespace) -> str:
     app_id, owner_id = uuid.uuid4().hex, uuid.uuid4().hex
     workdir = Path(tempfile.mkdtemp(prefix="ipaas-bench-"))
     router: CaddyRouter | None = None
+    routers: list[CaddyRouter] = []
     try:
         print("building the app image ...", flush=True)
         image, app_desc = build_app_image(client, app_id)
@@ -333,6 +335,13 @@ async def bench(args: argparse.Namespace) -> str:
         await router.start()
         await router.set_route(Route(HOST, published))
         await router.set_route(Route(f"ip.{HOST}", container_ip))
+        static_settings = RouterSettings(
+            admin_address=f"127.0.0.1:{free_port()}", http_port=free_port()
+        )
+        static = CaddyRouter(static_settings, "localhost", workdir / "static", upstream_files=False)
+        routers.append(static)
+        await static.start()
+        await static.set_route(Route(HOST, published))
         traefik_port, nginx_port = free_port(), free_port()
         with (
             traefik(workdir, published, traefik_port) as has_traefik,
@@ -346,20 +355,24 @@ async def bench(args: argparse.Namespace) -> str:
                 targets["nginx"] = (f"http://127.0.0.1:{nginx_port}/", HOST)
             # Same Caddy, upstream = the container's own address (no docker-proxy hop).
             targets[IP_ROUTE] = (caddy_url, f"ip.{HOST}")
+            # The address in the route itself (switches reload Caddy): the file read's cost.
+            targets[STATIC_ROUTE] = (f"http://127.0.0.1:{static_settings.http_port}/", HOST)
             print(f"app: {app_desc}; measuring {', '.join(targets)}", flush=True)
             results = measure(targets, args.runs, args.duration)
         table = report(results, list(targets), args.runs)
         return render(table, app_desc, args)
     finally:
-        if router is not None:
-            await router.close()
+        for other in [router, *routers]:
+            if other is not None:
+                await other.close()
         for container in client.containers.list(
             all=True, filters={"label": f"{LABEL_APP}={app_id}"}
         ):
             container.remove(force=True)
         await runtime.remove_app_images(app_id)
         for net in client.networks.list(names=[network_name(owner_id)]):
-            net.remove()
+            if net.name == network_name(owner_id):
+                net.remove()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -376,7 +389,9 @@ Caddy runs ipaas's own configuration (CaddyRouter: per-host route, upstream addr
 file at request time, upstream keep-alive, GOGC=400); Traefik 3 (file provider) and
 nginx (`keepalive 128`, HTTP/1.1 upstream) are reference points proxying to the same port.
 "caddy → container IP" is the same Caddy with the container's bridge address as upstream,
-which skips the docker-proxy hop.
+which skips the docker-proxy hop; "caddy, static upstream" is CaddyRouter with
+`upstream_files=False` (address in the route: no file read per request, but every upstream
+switch is a config reload, which resets idle client connections).
 
 {table}
 

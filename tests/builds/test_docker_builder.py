@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import time
@@ -177,7 +178,7 @@ async def test_missing_branch_over_git_daemon(
     name = apps.name("branch")
     url = git_daemon.add(f"{name}.git", "static-site")
     req = request(name, url, local=False)
-    req = BuildRequest(**{**req.__dict__, "branch": "does-not-exist"})
+    req = dataclasses.replace(req, branch="does-not-exist")
     with pytest.raises(BuildFailed) as info:
         await builder.build(req, log)
     assert info.value.user_fault and info.value.code == "branch_not_found"
@@ -220,9 +221,7 @@ async def test_option_injection_branch_creates_nothing(
         ("main", f"ext::sh -c touch% {marker}"),
     ]:
         with pytest.raises(BuildFailed) as info:
-            await builder.build(
-                BuildRequest(**{**req.__dict__, "branch": branch, "repo_url": url}), log
-            )
+            await builder.build(dataclasses.replace(req, branch=branch, repo_url=url), log)
         assert info.value.user_fault and info.value.code in ("bad_ref", "invalid_repo")
     assert not marker.exists()
 

@@ -101,6 +101,12 @@ async def test_attaches_to_running_caddy(
     pid = owner.pid
     await owner.close()  # an ipaas restart: Caddy keeps serving
     assert (await _get(owner, "att.localhost")).text == "attached\n"
+    reloads = owner.log_path.read_text().count("admin endpoint started")
+    same = make_router(stop_on_close=False)  # the restarted ipaas: same dir, same settings
+    await same.start()
+    assert same.pid is None and same.routes == owner.routes
+    assert owner.log_path.read_text().count("admin endpoint started") == reloads  # no reload
+    await same.close()
     later = make_router(data_dir=tmp_path / "other")
     await later.start()
     assert later.pid is None and "att.localhost" in later.routes

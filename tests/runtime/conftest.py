@@ -50,7 +50,8 @@ def cleanup(client: docker.DockerClient, app_ids: set[str], owner_ids: set[str])
             volume.remove(force=True)
     for owner_id in owner_ids:
         for net in client.networks.list(names=[network_name(owner_id)]):
-            net.remove()
+            if net.name == network_name(owner_id):
+                net.remove()
 
 
 @pytest.fixture

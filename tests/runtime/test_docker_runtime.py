@@ -230,3 +230,16 @@ async def test_unreachable_engine(make_spec: SpecFactory) -> None:
         await rt.list_containers()
     with pytest.raises(RuntimeUnavailable):
         await rt.start(make_spec())
+
+
+async def test_network_names_that_prefix_each_other(
+    runtime: DockerRuntime, make_spec: SpecFactory, docker_client: docker.DockerClient
+) -> None:
+    short = uuid.uuid4().hex[:8]
+    long_info = await runtime.start(make_spec(owner_id=short + "9"))
+    short_info = await runtime.start(make_spec(owner_id=short))
+    nets = {
+        c.id: docker_client.api.inspect_container(c.id)["HostConfig"]["NetworkMode"]
+        for c in (long_info, short_info)
+    }
+    assert nets == {long_info.id: f"ipaas-u-{short}9", short_info.id: f"ipaas-u-{short}"}

@@ -329,6 +329,13 @@ class _BuildJob:
             elif kind == "exception":
                 raise _exception_failure(value)
             elif kind == "done":
+                if not any(line.startswith("Successfully built") for line in self._lines):
+                    # The stream ended without a verdict: the engine dropped the connection.
+                    raise BuildFailed(
+                        "the build output ended before the image was built",
+                        user_fault=False,
+                        code="engine_error",
+                    )
                 return
 
     def _failure(self, message: str, install_step: int | None) -> BuildFailed:

@@ -294,6 +294,10 @@ def list_base_images(settings: Settings) -> list[dict[str, Any]]:
                 seen.add(tag)
                 rows.append(_describe(client, recipe, tag))
         for image in client.images.list(filters={"label": f"{LABEL_BASE}={STANDIN}"}):
+            # Images built FROM a stand-in inherit its labels; a stand-in itself has at most
+            # the few layers bootstrap makes (1 for imports, 3 for the busybox image).
+            if len(image.attrs.get("RootFS", {}).get("Layers", [])) > 3:
+                continue
             for tag in image.tags:
                 if tag not in seen:
                     seen.add(tag)

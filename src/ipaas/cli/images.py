@@ -45,14 +45,15 @@ def list_cmd(
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("recipe", "tag", "state", "id", "size (MB)", "created")
+    table = Table("recipe", "state", "id", "size (MB)", "created")
+    table.add_column("tag", no_wrap=True)
     for row in rows:
         table.add_row(
             row["recipe"],
-            row["tag"],
             row["state"],
             row["id"] or "-",
             "-" if row["size_mb"] is None else str(row["size_mb"]),
             row.get("created") or "-",
+            row["tag"],
         )
     Console().print(table)

@@ -14,12 +14,14 @@ worker_app = typer.Typer(no_args_is_help=True, help="Run parts of the platform o
 app.add_typer(admin_app, name="admin")
 app.add_typer(worker_app, name="worker")
 
-try:
-    from ipaas.cli.images import images_app
+from ipaas.cli.apps import apps_app
+from ipaas.cli.images import images_app
+from ipaas.cli.session import register_session_commands
 
-    app.add_typer(images_app, name="images", help="Base images for builds.")
-except ImportError:  # pragma: no cover - arrives with the builder
-    pass
+app.add_typer(apps_app, name="apps", help="Your applications.")
+app.add_typer(images_app, name="images", help="Base images for builds.")
+register_session_commands(app)
+
 
 
 @app.callback()

@@ -298,12 +298,13 @@ class CaddyRouter:
         """Use the Caddy already answering (e.g. left running by an earlier ipaas): no drop."""
         response = await self._request("GET", ROUTES_PATH)
         raw = response.json() if response.status_code == 200 else None
-        if not isinstance(raw, list):
-            await self._load()  # not set up by us: install our server
-            log.info("caddy.attached", admin=self.settings.admin_address, adopted=0)
-            return
-        self._adopt(raw)
+        self._adopt(raw if isinstance(raw, list) else [])
+        for route in self._routes.values():
+            self._write_upstream(route)
         self._persist()
+        # Same data dir and settings (the usual ipaas restart): identical config, no reload.
+        # Otherwise (not set up by us, another dir): one reload installs ours.
+        await self._load_if_changed()
         log.info("caddy.attached", admin=self.settings.admin_address, adopted=len(self._routes))
 
     async def _launch(self) -> None:

@@ -183,7 +183,8 @@ class DockerRuntime:
 
     def _ensure_network_sync(self, owner_id: str) -> str:
         client, name = self._docker(), network_name(owner_id)
-        if client.networks.list(names=[name]):
+        # The engine's name filter matches prefixes too: compare exactly.
+        if any(net.name == name for net in client.networks.list(names=[name])):
             return name
         try:
             client.networks.create(
