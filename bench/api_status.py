@@ -119,15 +119,19 @@ def bench_backend(label: str, database_url: str, seconds: float, runs: int) -> l
                 wrk(url, connections=32, seconds=seconds, headers=headers) for _ in range(runs)
             ]
             m = median_result(results)
-            rows.append(
-                f"| {label} | {name} | {m.rps:,.0f} | {m.p50_ms:.1f} | {m.p99_ms:.1f} | {m.errors} |"
-            )
+            figures = f"{m.rps:,.0f} | {m.p50_ms:.1f} | {m.p99_ms:.1f} | {m.errors}"
+            rows.append(f"| {label} | {name} | {figures} |")
             print(rows[-1], flush=True)
         rows.append(f"| {label} | server RSS after the runs | {rss_mb(server.pid):.0f} MB | | | |")
         return rows
     finally:
         server.terminate()
         server.wait(10)
+
+
+def psql(sql: str) -> None:
+    cmd = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", sql]
+    subprocess.run(cmd, check=True)
 
 
 def main() -> None:
@@ -137,13 +141,14 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows += bench_backend("SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", args.seconds, args.runs)
+        sqlite_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+        rows += bench_backend("SQLite", sqlite_url, args.seconds, args.runs)
     name = f"ipaas_bench_{uuid.uuid4().hex[:8]}"
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", f'CREATE DATABASE "{name}"'], check=True)
+    psql(f'CREATE DATABASE "{name}"')
     try:
         rows += bench_backend("PostgreSQL", f"{PG}/{name}", args.seconds, args.runs)
     finally:
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", f'DROP DATABASE "{name}" WITH (FORCE)'], check=False)
+        psql(f'DROP DATABASE "{name}" WITH (FORCE)')
     body = f"""
 `bench/api_status.py`: one uvicorn worker, 1,000 apps stored, `wrk` on loopback with 32
 connections and 2 threads (sharing the 2 cores with the server), {args.runs} runs of

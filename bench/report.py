@@ -24,11 +24,11 @@ class WrkResult:
 
 
 def machine() -> str:
-    mem_kb = next(
-        int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")
-    )
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    mem_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
+        (line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line),
         platform.processor(),
     )
     return (
@@ -86,7 +86,9 @@ def write_section(title: str, body: str) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = f"## {title}\n\nMeasured {stamp} on {machine()}.\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _m: section + "\n", text) if pattern.search(text) else (
-        text.rstrip() + "\n\n" + section
+    text = (
+        pattern.sub(lambda _m: section + "\n", text)
+        if pattern.search(text)
+        else (text.rstrip() + "\n\n" + section)
     )
     DOC.write_text(text)

@@ -117,7 +117,7 @@ def test_redact_url() -> None:
 
 def test_parse_ls_remote() -> None:
     out = "ref: refs/heads/trunk\tHEAD\nabc\tHEAD\nabc\trefs/heads/trunk\ndef\trefs/heads/dev\n"
-    assert gitfetch.parse_ls_remote(out) == ("trunk", ["dev", "trunk"])
+    assert gitfetch.parse_ls_remote(out) == ("trunk", {"dev": "def", "trunk": "abc"})
 
 
 # --- fetching -------------------------------------------------------------------------------
@@ -267,9 +267,10 @@ async def test_option_injection_creates_nothing(
 async def test_ls_remote(git_daemon: GitDaemon) -> None:
     url = git_daemon.add("daemon-ls.git", "static-site")
     git(git_daemon.base / "daemon-ls.git", "branch", "feature/a")
-    default, branches = await gitfetch.ls_remote(url, timeout_s=30)
+    default, heads = await gitfetch.ls_remote(url, timeout_s=30)
     assert default == "main"
-    assert branches == ["feature/a", "main"]
+    assert list(heads) == ["feature/a", "main"]
+    assert heads["main"] == heads["feature/a"] and len(heads["main"]) == 40
 
 
 async def test_ls_remote_missing_repo(git_daemon: GitDaemon) -> None:

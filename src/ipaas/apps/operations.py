@@ -18,6 +18,7 @@ from ipaas.apps.envs import env_dict
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.domain.updates import Action
 from ipaas.platform import Platform
+from ipaas.providers.base import RepoError
 from ipaas.router.base import Route
 from ipaas.runtime.base import ContainerInfo, ContainerSpec, StartFailed, VolumeMount
 from ipaas.store.apps import NotFound
@@ -84,7 +85,10 @@ async def rollout(p: Platform, app: Application) -> int:
     if app.commit is None and app.built_commit:
         from ipaas.apps.service import is_local_repo
 
-        info = await p.git.inspect(app.repo, allow_local=is_local_repo(app.repo))  # type: ignore[call-arg]
+        try:
+            info = await p.git.inspect(app.repo, allow_local=is_local_repo(app.repo))
+        except RepoError as exc:
+            raise Problem(422, exc.code, exc.detail) from None
         head = info.heads.get(app.branch or info.default_branch or "") if info.heads else None
         if head == app.built_commit:
             raise Problem(409, "up_to_date", f"{app.built_commit[:12]} is already deployed")

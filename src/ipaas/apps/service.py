@@ -148,7 +148,7 @@ class AppService:
     async def check_repo(self, who: Principal, repo: str) -> Any:
         check_repo_url(self.p, who, repo)
         try:
-            return await self.p.git.inspect(repo, allow_local=is_local_repo(repo))  # type: ignore[call-arg]
+            return await self.p.git.inspect(repo, allow_local=is_local_repo(repo))
         except RepoError as exc:
             raise Problem(422, exc.code, exc.detail) from None
 

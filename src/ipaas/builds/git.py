@@ -336,8 +336,8 @@ async def ls_remote(
     timeout_s: float,
     allow_local: bool = False,
     allowed_schemes: Iterable[str] = DEFAULT_SCHEMES,
-) -> tuple[str | None, list[str]]:
-    """(default branch or None, sorted branch names) of a remote repository."""
+) -> tuple[str | None, dict[str, str]]:
+    """(default branch or None, branch name -> head commit) of a remote repository."""
     url = validate_url(url, allow_local=allow_local, allowed_schemes=allowed_schemes)
     code, out = await run_git(
         ["ls-remote", "--symref", "--", url, "HEAD", "refs/heads/*"],
@@ -350,13 +350,13 @@ async def ls_remote(
     return parse_ls_remote(out)
 
 
-def parse_ls_remote(output: str) -> tuple[str | None, list[str]]:
+def parse_ls_remote(output: str) -> tuple[str | None, dict[str, str]]:
     default: str | None = None
-    branches: list[str] = []
+    heads: dict[str, str] = {}
     for line in output.splitlines():
         left, _, right = line.partition("\t")
         if left.startswith("ref: refs/heads/") and right == "HEAD":
             default = left.removeprefix("ref: refs/heads/")
         elif right.startswith("refs/heads/"):
-            branches.append(right.removeprefix("refs/heads/"))
-    return default, sorted(branches)
+            heads[right.removeprefix("refs/heads/")] = left
+    return default, dict(sorted(heads.items()))

@@ -8,20 +8,19 @@ from pathlib import Path
 
 import typer
 
+from ipaas.cli.apps import apps_app
+from ipaas.cli.images import images_app
+from ipaas.cli.session import register_session_commands
+
 app = typer.Typer(no_args_is_help=True, help="ipaas: a self-hosted platform-as-a-service.")
 admin_app = typer.Typer(no_args_is_help=True, help="Operator commands.")
 worker_app = typer.Typer(no_args_is_help=True, help="Run parts of the platform on their own.")
 app.add_typer(admin_app, name="admin")
 app.add_typer(worker_app, name="worker")
 
-from ipaas.cli.apps import apps_app
-from ipaas.cli.images import images_app
-from ipaas.cli.session import register_session_commands
-
 app.add_typer(apps_app, name="apps", help="Your applications.")
 app.add_typer(images_app, name="images", help="Base images for builds.")
 register_session_commands(app)
-
 
 
 @app.callback()

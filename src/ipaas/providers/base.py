@@ -24,4 +24,6 @@ class RepoError(Exception):
 
 
 class GitProvider(Protocol):
-    async def inspect(self, url: str, token: str | None = None) -> RepoInfo: ...
+    async def inspect(
+        self, url: str, token: str | None = None, *, allow_local: bool = False
+    ) -> RepoInfo: ...

@@ -17,7 +17,7 @@ class GitCliProvider:
         from ipaas.builds.git import ls_remote
 
         try:
-            default, branches = await ls_remote(
+            default, heads = await ls_remote(
                 url,
                 timeout_s=self.settings.build.clone_timeout_s,
                 allow_local=allow_local,
@@ -25,4 +25,4 @@ class GitCliProvider:
             )
         except BuildFailed as exc:
             raise RepoError(exc.code, exc.reason) from exc
-        return RepoInfo(url=url, default_branch=default, branches=sorted(branches))
+        return RepoInfo(url=url, default_branch=default, branches=list(heads), heads=heads)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ipaas.logs.paging import SourceChunk
 
 # Labels that mark every container, image, network and volume as the platform's.
 LABEL_PLATFORM = "org.ipaas.platform"
@@ -106,6 +109,17 @@ class Runtime(Protocol):
     def events(self) -> AsyncIterator[RuntimeEvent]: ...
 
     async def last_log_lines(self, container_id: str, lines: int = 20) -> str: ...
+
+    async def read_logs(
+        self,
+        info: ContainerInfo,
+        after_ns: int,
+        until_ns: int | None,
+        limit: int,
+        stream: str | None = None,
+    ) -> SourceChunk:
+        """Lines strictly after `after_ns`: at least `limit` (whole timestamp groups) or all."""
+        ...
 
     async def remove_app_images(self, app_id: str) -> int: ...
 

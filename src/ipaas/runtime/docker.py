@@ -20,6 +20,7 @@ from docker.models.containers import Container
 from docker.types import LogConfig
 
 from ipaas.config import RuntimeSettings
+from ipaas.logs.paging import SourceChunk
 from ipaas.runtime.base import (
     LABEL_APP,
     LABEL_APP_NAME,
@@ -33,6 +34,7 @@ from ipaas.runtime.base import (
     RuntimeUnavailable,
     StartFailed,
 )
+from ipaas.runtime.docker_logs import read_container_logs
 
 T = TypeVar("T")
 
@@ -400,6 +402,37 @@ class DockerRuntime:
 
     async def last_log_lines(self, container_id: str, lines: int = 20) -> str:
         return await self._run(self._logs_sync, container_id, lines)
+
+    def _read_logs_sync(
+        self,
+        info: ContainerInfo,
+        after_ns: int,
+        until_ns: int | None,
+        limit: int,
+        stream: str | None,
+    ) -> SourceChunk:
+        try:
+            return read_container_logs(
+                self._docker().api,
+                info.id,
+                info.name,
+                after_ns=after_ns,
+                until_ns=until_ns,
+                limit=limit,
+                stream=stream,
+            )
+        except docker.errors.NotFound:
+            return SourceChunk([], cut=False)
+
+    async def read_logs(
+        self,
+        info: ContainerInfo,
+        after_ns: int,
+        until_ns: int | None,
+        limit: int,
+        stream: str | None = None,
+    ) -> SourceChunk:
+        return await self._run(self._read_logs_sync, info, after_ns, until_ns, limit, stream)
 
     def _remove_images_sync(self, app_id: str) -> int:
         client, removed = self._docker(), 0

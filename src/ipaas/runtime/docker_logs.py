@@ -51,9 +51,7 @@ def read_container_logs(
         response.close()
 
 
-def _collect(
-    api: Any, response: Any, container: str, after_ns: int, limit: int
-) -> SourceChunk:
+def _collect(api: Any, response: Any, container: str, after_ns: int, limit: int) -> SourceChunk:
     lines: list[LogLine] = []
     in_long_line = False
     socket = api._get_raw_response_socket(response)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -121,7 +121,7 @@ class AppStore:
                 found = (await s.execute(stmt)).one_or_none()
             if found is None:
                 raise NotFound(app_id)
-            cached = (StatusRow(*found[:-1]), found[-1])
+            cached = (StatusRow(*found[:-1]), found[-1])  # type: ignore[arg-type]
             self.cache.put(*cached)
         row, owner = cached
         if owner_id is not None and owner != owner_id:

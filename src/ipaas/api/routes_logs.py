@@ -1,0 +1,143 @@
+"""Logs: GET /applications/{id}/logs and /applications/{id}/builds/{n}/log (SPEC §5).
+
+Window: `from` (inclusive) and `to`, RFC 3339 or `now` / `now-15m`; default the last hour.
+`X-Last-Log-Nano: <time>` means "I have every line up to this time": nothing at or before it
+comes back. A page never ends inside a group of lines sharing one timestamp, so that loop never
+repeats nor drops a line. `next` is an opaque cursor; `?follow=1` streams Server-Sent Events
+whose ids are cursors (reconnect with Last-Event-ID).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from ipaas.api.deps import current_user, platform
+from ipaas.api.errors import Problem, not_found
+from ipaas.apps.service import AppService, Principal
+from ipaas.logs import service as logs
+from ipaas.logs.paging import Cursor
+from ipaas.logs.timeparse import BadTime, format_ns, parse_rfc3339_ns, parse_time_param
+from ipaas.platform import Platform
+
+router = APIRouter(prefix="/applications", tags=["logs"])
+HOUR_NS = 3600 * 1_000_000_000
+
+
+class LogLineOut(BaseModel):
+    timestamp: str
+    stream: str
+    container: str | None
+    line: str
+
+
+class LogPageOut(BaseModel):
+    lines: list[LogLineOut]
+    next: str
+    has_more: bool
+
+
+def _time(value: str, what: str) -> int:
+    try:
+        return parse_time_param(value)
+    except BadTime:
+        raise Problem(400, "bad_time", f"{what}: use RFC 3339, 'now' or 'now-15m'") from None
+
+
+def make_cursor(
+    request: Request,
+    cursor: str | None,
+    from_: str | None,
+    to: str | None,
+    stream: str | None,
+) -> Cursor:
+    last_event = request.headers.get("last-event-id")
+    token = cursor or last_event
+    if token:
+        try:
+            base = Cursor.decode(token)
+        except ValueError:
+            raise Problem(400, "bad_cursor", "the cursor is not one this server gave") from None
+    else:
+        start = _time(from_, "from") if from_ else _time("now-1h", "from")
+        end = _time(to, "to") if to else None
+        if end is not None and start > end:
+            raise Problem(400, "bad_window", "`from` is after `to`")
+        base = Cursor(start - 1, end, stream)
+    header = request.headers.get("x-last-log-nano")
+    if header:
+        try:
+            seen = parse_rfc3339_ns(header)
+        except BadTime:
+            raise Problem(400, "bad_last_log_nano", "X-Last-Log-Nano must be RFC 3339") from None
+        base = Cursor(max(base.after_ns, seen), base.to_ns, base.stream)
+    return base
+
+
+async def respond(
+    request: Request,
+    fetch: logs.PageFn,
+    cursor: Cursor,
+    limit: int,
+    follow: bool,
+    finished: Any = None,
+) -> Response:
+    if follow:
+        events = logs.follow(fetch, cursor, request.is_disconnected, finished)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    result = await logs.read_page(fetch, cursor, limit)
+    body = LogPageOut(
+        lines=[LogLineOut.model_validate(logs.line_json(line)) for line in result.lines],
+        next=result.next.encode(),
+        has_more=result.has_more,
+    )
+    headers = {"X-Last-Log-Nano": format_ns(result.next.after_ns)} if result.lines else {}
+    return Response(body.model_dump_json(), media_type="application/json", headers=headers)
+
+
+@router.get("/{app_id}/logs", response_model=LogPageOut)
+async def app_logs(
+    app_id: str,
+    request: Request,
+    from_: str | None = Query(None, alias="from", max_length=64),
+    to: str | None = Query(None, max_length=64),
+    limit: int = Query(1000, ge=1, le=10_000),
+    stream: Literal["stdout", "stderr"] | None = None,
+    cursor: str | None = Query(None, max_length=512),
+    follow: bool = False,
+    who: Principal = Depends(current_user),
+    p: Platform = Depends(platform),
+) -> Response:
+    await AppService(p).get(who, app_id)
+    start = make_cursor(request, cursor, from_, to, stream)
+    return await respond(request, logs.app_pager(p, app_id), start, limit, follow)
+
+
+@router.get("/{app_id}/builds/{number}/log", response_model=LogPageOut)
+async def build_log(
+    app_id: str,
+    number: int,
+    request: Request,
+    from_: str | None = Query(None, alias="from", max_length=64),
+    to: str | None = Query(None, max_length=64),
+    limit: int = Query(1000, ge=1, le=10_000),
+    cursor: str | None = Query(None, max_length=512),
+    follow: bool = False,
+    who: Principal = Depends(current_user),
+    p: Platform = Depends(platform),
+) -> Response:
+    await AppService(p).get(who, app_id)
+    build = await p.builds.get(app_id, number)
+    if build is None:
+        raise not_found("build")
+    # A build's log is short and bounded: by default all of it, not the last hour.
+    start = make_cursor(request, cursor, from_ or "1970-01-01T00:00:00Z", to, None)
+
+    async def finished() -> bool:
+        return await logs.build_done(p, build.id)
+
+    return await respond(request, logs.build_pager(p, build.id), start, limit, follow, finished)
