@@ -47,6 +47,9 @@ class Platform:
     builder: ImageBuilder | None = None
     engine: Any = None
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{id(object())}")
+    # Held while a route changes together with the app's state, so the warden's full sync of
+    # routes never sees one without the other.
+    routes_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _services: list[Any] = field(default_factory=list)
 

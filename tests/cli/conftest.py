@@ -7,51 +7,33 @@ wake at once.
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 import typer
-import uvicorn
 from typer.testing import CliRunner, Result
 
-from ipaas.api.app import create_app
 from ipaas.auth.passwords import hash_password
 from ipaas.cli.apps import apps_app
 from ipaas.cli.session import register_session_commands
 from ipaas.domain.states import State
-from ipaas.platform import Platform, build_core
+from ipaas.platform import build_core
 from ipaas.store.migrate import upgrade
 from tests.conftest import make_settings
+from tests.live import Live as BaseLive
+from tests.live import start_live
 
 T = TypeVar("T")
 PASSWORD = "correct horse battery"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Live:
-    base: str
-    platform: Platform
-    loop: asyncio.AbstractEventLoop
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
-        """Run a coroutine on the server's loop (its database engine belongs to that loop)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
+class Live(BaseLive):
     def make_user(self) -> tuple[str, str]:
         username = f"u{uuid.uuid4().hex[:10]}"
         user = self.run(self.platform.users.create(username, hash_password(PASSWORD), "user"))
@@ -93,25 +75,10 @@ class Live:
 def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     upgrade(database_url)
     settings = make_settings(Path(tmp_path_factory.mktemp("cli")), database_url)
-    platform = build_core(settings)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="error")
-    )
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    yield Live(base, platform, loop)
-    server.should_exit = True
-    thread.join(10)
-    loop.close()
+    started = start_live(build_core(settings))
+    live = Live(**{f.name: getattr(started, f.name) for f in fields(started)})
+    yield live
+    live.stop()
 
 
 def root_app() -> typer.Typer:

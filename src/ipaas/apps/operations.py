@@ -179,21 +179,22 @@ async def bring_up(
     if info is None:
         return reason
     address = f"127.0.0.1:{info.host_port}"
-    url = f"http://{address}/"
-    if p.router:
-        url = await p.router.set_route(Route(host_of(p, app.name), address))
     try:
-        await p.apps.transition(
-            app.id,
-            S.RUNNING,
-            f"release {release.number} is healthy",
-            expected=expected,
-            address=address,
-            url=url,
-            current_release=release.number,
-            target_release=None,
-            container_id=info.id,
-        )
+        async with p.routes_lock:
+            url = f"http://{address}/"
+            if p.router:
+                url = await p.router.set_route(Route(host_of(p, app.name), address))
+            await p.apps.transition(
+                app.id,
+                S.RUNNING,
+                f"release {release.number} is healthy",
+                expected=expected,
+                address=address,
+                url=url,
+                current_release=release.number,
+                target_release=None,
+                container_id=info.id,
+            )
     except (IllegalTransition, NotFound):
         # Stopped or deleted while we started it: the new container must not linger.
         await p.runtime.remove(info.id)

@@ -436,7 +436,11 @@ class DockerRuntime:
 
     def _remove_images_sync(self, app_id: str) -> int:
         client, removed = self._docker(), 0
-        for image in client.images.list(all=True, filters={"label": f"{LABEL_APP}={app_id}"}):
+        images = client.images.list(all=True, filters={"label": f"{LABEL_APP}={app_id}"})
+        # Tagged (final) images first: removing them prunes their untagged parent layers,
+        # which the engine refuses to remove while a child exists.
+        images.sort(key=lambda image: not image.tags)
+        for image in images:
             # Check again: never remove an image the platform did not build for this app.
             if (image.labels or {}).get(LABEL_APP) != app_id:
                 continue
@@ -445,6 +449,9 @@ class DockerRuntime:
                 removed += 1
             except docker.errors.ImageNotFound:
                 pass  # an intermediate layer already removed with its child
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
         return removed
 
     async def remove_app_images(self, app_id: str) -> int:

@@ -140,12 +140,10 @@ class Warden:
             by_app.setdefault(c.app_id, []).append(c)
         known = {a.id: a for a in await self.p.apps.all_in_states(list(S))}
         await self._remove_strays(containers, known)
-        routes: list[Route] = []
         for app in known.values():
             if app.state not in (S.RUNNING, S.CRASHED):
                 continue
-            mine = {c.id: c for c in by_app.get(app.id, [])}
-            current = mine.get(app.container_id or "")
+            current = next((c for c in by_app.get(app.id, []) if c.id == app.container_id), None)
             serving = current is not None and current.state in LIVE
             if app.state == S.RUNNING and not serving:
                 await self.crashed(app, current.id if current else None)
@@ -155,9 +153,17 @@ class Warden:
                 and not (app.state_reason or "").startswith(GAVE_UP)
             ):
                 self._schedule_restart(app.id, 0)
-            if serving and app.address:
-                routes.append(Route(operations.host_of(self.p, app.name), app.address))
-        if self.p.router:
+        await self.sync_routes()
+
+    async def sync_routes(self) -> None:
+        """Routes exactly for the apps that have a serving address, read under the lock."""
+        if self.p.router is None:
+            return
+        async with self.p.routes_lock:
+            apps = await self.p.apps.all_in_states([S.RUNNING, S.CRASHED, S.ROLLING_OUT])
+            routes = [
+                Route(operations.host_of(self.p, a.name), a.address) for a in apps if a.address
+            ]
             await self.p.router.sync(routes)
 
     async def _remove_strays(

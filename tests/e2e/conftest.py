@@ -1,0 +1,121 @@
+"""The whole platform for real: API, builder, Docker runtime, Caddy router and warden, in one
+process (a thread with its own loop), with apps deployed from local git repositories."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from ipaas.auth.passwords import hash_password
+from ipaas.config import Settings
+from ipaas.platform import build_platform
+from ipaas.runtime.base import LABEL_APP
+from ipaas.store.migrate import upgrade
+from tests.builds.conftest import base_images, commit_all, make_repo
+from tests.conftest import make_settings
+from tests.live import Live, free_port, start_live
+from tests.services import need
+
+__all__ = ["base_images", "commit_all", "make_repo"]
+TERMINAL = {"running", "failed", "crashed", "stopped"}
+
+
+def e2e_settings(data_dir: Path, database_url: str) -> Settings:
+    return make_settings(
+        data_dir,
+        database_url,
+        router={"admin_address": f"127.0.0.1:{free_port()}", "http_port": free_port()},
+        runtime={"health_timeout_s": 30, "stop_timeout_s": 3, "memory_mb": 256},
+        warden={
+            "reconcile_interval_s": 2,
+            "backoff_base_s": 0.5,
+            "backoff_cap_s": 4,
+            "crash_limit": 3,
+            "crash_window_s": 60,
+        },
+        build={"lease_s": 30, "retry_base_s": 0.5},
+    )
+
+
+@dataclass
+class E2E:
+    live: Live
+    settings: Settings
+    headers: dict[str, str]
+    repos: Path
+
+    @property
+    def api(self) -> str:
+        return f"{self.live.base}/api/v1/applications"
+
+    def repo(self, sample: str | None = None, files: dict[str, str] | None = None) -> Path:
+        return make_repo(self.repos / uuid.uuid4().hex[:8], sample, files)
+
+    def create(self, repo: Path, **body: Any) -> str:
+        payload = {"name": f"e2e-{uuid.uuid4().hex[:8]}", "repo": f"file://{repo}", **body}
+        r = httpx.post(self.api, json=payload, headers=self.headers, timeout=30)
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+    def get(self, app_id: str, suffix: str = "") -> Any:
+        r = httpx.get(f"{self.api}/{app_id}{suffix}", headers=self.headers, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def post(self, app_id: str, action: str, body: Any = None) -> httpx.Response:
+        return httpx.post(f"{self.api}/{app_id}/{action}", json=body, headers=self.headers)
+
+    def wait(self, app_id: str, states: set[str] | None = None, timeout_s: float = 240) -> Any:
+        """Long-poll the status until the app is in one of `states` (default: a resting one)."""
+        wanted = states or TERMINAL
+        etag = None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            headers = {**self.headers, **({"If-None-Match": etag} if etag else {})}
+            r = httpx.get(f"{self.api}/{app_id}/status?wait=5", headers=headers, timeout=30)
+            if r.status_code == 200:
+                etag, status = r.headers["etag"], r.json()
+                if status["state"] in wanted:
+                    return status
+        raise AssertionError(f"{app_id} never reached {wanted}: {self.get(app_id, '/events')}")
+
+    def via_router(self, name: str, path: str = "/") -> httpx.Response:
+        host = f"{name}.{self.settings.base_domain}"
+        url = f"http://127.0.0.1:{self.settings.router.http_port}{path}"
+        return httpx.get(url, headers={"Host": host}, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def e2e(
+    database_url: str, base_images: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[E2E]:
+    need("docker")
+    upgrade(database_url)
+    settings = e2e_settings(tmp_path_factory.mktemp("e2e"), database_url)
+    platform = build_platform(settings)
+    live = start_live(platform)
+    admin = live.run(platform.users.create(f"a{uuid.uuid4().hex[:8]}", hash_password("x"), "admin"))
+    token = platform.access_tokens.issue(admin.id, "admin")
+    try:
+        yield E2E(live, settings, {"Authorization": f"Bearer {token}"}, tmp_path_factory.mktemp("repos"))
+    finally:
+        app_ids = [a.id for a in live.run(platform.apps.list(admin.id, limit=500))[0]]
+        live.stop()
+        remove_leftovers(app_ids)
+
+
+def remove_leftovers(app_ids: list[str]) -> None:
+    client = docker.from_env()
+    for app_id in app_ids:
+        for c in client.containers.list(all=True, filters={"label": f"{LABEL_APP}={app_id}"}):
+            c.remove(force=True)
+        for image in client.images.list(filters={"label": f"{LABEL_APP}={app_id}"}):
+            client.images.remove(image.id, force=True)

@@ -1,0 +1,75 @@
+"""A real ipaas API server on a free port, in a thread with its own event loop.
+
+Code that touches the platform's store must run on that loop (`live.run(coro)`): its database
+connections belong to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+
+from ipaas.api.app import create_app
+from ipaas.platform import Platform
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Live:
+    base: str
+    platform: Platform
+    loop: asyncio.AbstractEventLoop
+    server: uvicorn.Server
+    thread: threading.Thread = field(repr=False)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+def start_live(platform: Platform, *, manage_lifecycle: bool = True, timeout_s: float = 60) -> Live:
+    """Serve the platform's API (and, with manage_lifecycle, run its workers and warden)."""
+    port = free_port()
+    app = create_app(platform, manage_lifecycle=manage_lifecycle)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return Live(base, platform, loop, server, thread)
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError("the API server did not start")
