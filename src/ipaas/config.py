@@ -48,6 +48,9 @@ class BuildSettings(BaseModel):
 
 
 class RuntimeSettings(BaseModel):
+    # Which platform a container belongs to: the warden removes only its own strays, so two
+    # platforms (or a test run beside `ipaas up`) can share one engine.
+    instance: str = "default"
     memory_mb: int = 512
     cpus: float = 1.0
     pids_limit: int = 256

@@ -33,7 +33,12 @@ def e2e_settings(data_dir: Path, database_url: str) -> Settings:
         data_dir,
         database_url,
         router={"admin_address": f"127.0.0.1:{free_port()}", "http_port": free_port()},
-        runtime={"health_timeout_s": 30, "stop_timeout_s": 3, "memory_mb": 256},
+        runtime={
+            "health_timeout_s": 30,
+            "stop_timeout_s": 3,
+            "memory_mb": 256,
+            "instance": f"test-{uuid.uuid4().hex[:8]}",
+        },
         warden={
             "reconcile_interval_s": 2,
             "backoff_base_s": 0.5,

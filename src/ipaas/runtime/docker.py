@@ -231,7 +231,7 @@ class DockerRuntime:
             name=container_name(spec),
             detach=True,
             labels={
-                LABEL_PLATFORM: "1",
+                LABEL_PLATFORM: self.settings.instance,
                 LABEL_APP: spec.app_id,
                 LABEL_APP_NAME: spec.app_name,
                 LABEL_OWNER: spec.owner_id,
@@ -367,7 +367,7 @@ class DockerRuntime:
         return container_info(attrs) if attrs else None
 
     def _list_sync(self, app_id: str | None) -> list[ContainerInfo]:
-        labels = [f"{LABEL_PLATFORM}=1"]
+        labels = [f"{LABEL_PLATFORM}={self.settings.instance}"]
         if app_id is not None:
             labels.append(f"{LABEL_APP}={app_id}")
         found = self._docker().containers.list(
@@ -484,7 +484,11 @@ class DockerRuntime:
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue()
-        filters = {"type": "container", "label": LABEL_PLATFORM, "event": EVENT_ACTIONS}
+        filters = {
+            "type": "container",
+            "label": f"{LABEL_PLATFORM}={self.settings.instance}",
+            "event": EVENT_ACTIONS,
+        }
         try:
             stream = await self._run(
                 lambda: self._docker().events(
