@@ -110,7 +110,9 @@ def e2e(
     admin = live.run(platform.users.create(f"a{uuid.uuid4().hex[:8]}", hash_password("x"), "admin"))
     token = platform.access_tokens.issue(admin.id, "admin")
     try:
-        yield E2E(live, settings, {"Authorization": f"Bearer {token}"}, tmp_path_factory.mktemp("repos"))
+        yield E2E(
+            live, settings, {"Authorization": f"Bearer {token}"}, tmp_path_factory.mktemp("repos")
+        )
     finally:
         app_ids = [a.id for a in live.run(platform.apps.list(admin.id, limit=500))[0]]
         live.stop()

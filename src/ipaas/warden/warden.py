@@ -53,7 +53,7 @@ class Warden:
         while True:
             try:
                 async for event in self.p.runtime.events():
-                    if event.action in ("die", "oom"):
+                    if event.action == "die":  # an "oom" comes first, while it still runs
                         await self._on_death(event)
             except RuntimeUnavailable:
                 pass

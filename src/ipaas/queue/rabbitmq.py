@@ -1,0 +1,314 @@
+"""The RabbitMQ BuildQueue: jobs travel as persistent messages, a lease is an unacked delivery.
+
+Queues (all durable), for a prefix `p`:
+- `p.builds`: the jobs. Rejected messages dead-letter to `p.builds.dead`.
+- `p.builds.retry`: delayed retries. Each message carries its own TTL (`expiration`); when it
+  expires the broker dead-letters it back to `p.builds`. Per-message TTLs only expire at the
+  head of the queue, so a retry may come back late (behind a longer delay), never early.
+- `p.builds.dead`: jobs given up on, kept for an operator to inspect.
+
+If a builder dies, the broker redelivers its unacked messages to another builder. With a
+`BuildStore` (`builds=`), `lease` also claims the `builds` row (status `running`, lease owner,
+attempt), as `JobTableQueue.lease` does, and skips jobs whose row is no longer live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import replace
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
+from sqlalchemy import case, or_, update
+
+from ipaas.queue.base import BuildJob
+from ipaas.store.builds import BuildStore
+from ipaas.store.models import Build, utcnow
+
+log = structlog.get_logger()
+
+LIVE = ("queued", "running", "cancelling")
+
+
+class QueueRefused(RuntimeError):
+    """The broker did not take a message (negative confirm or unroutable)."""
+
+
+class _Claim(Enum):
+    OK = "ok"
+    STALE = "stale"  # the row is gone or finished: drop the message
+    BUSY = "busy"  # another builder holds a live lease: look again when it expires
+
+
+class RabbitQueue:
+    def __init__(
+        self,
+        url: str,
+        *,
+        builds: BuildStore | None = None,
+        prefix: str = "ipaas",
+        max_attempts: int = 3,
+        prefetch: int = 4,
+        lease_s: float = 60.0,
+    ) -> None:
+        self.url = url
+        self.builds = builds
+        self.max_attempts = max_attempts
+        # Prefetch bounds the deliveries this builder holds (leased + buffered); set it to the
+        # builder's concurrency so idle builders are not starved by a busy one.
+        self.prefetch = prefetch
+        self.lease_s = lease_s
+        self.main_name = f"{prefix}.builds"
+        self.retry_name = f"{prefix}.builds.retry"
+        self.dead_name = f"{prefix}.builds.dead"
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._dead_exchange: AbstractExchange | None = None
+        self._connect_lock = asyncio.Lock()
+        self._ready: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._arrived = asyncio.Event()
+        self._leased: dict[str, AbstractIncomingMessage] = {}
+
+    # --- connection -----------------------------------------------------------------------
+    async def _ensure(self) -> AbstractChannel:
+        """Connect on first use; the robust connection then reconnects (and re-consumes)."""
+        async with self._connect_lock:
+            if self._channel is None:
+                connection = await aio_pika.connect_robust(self.url)
+                try:
+                    self._channel = await self._setup(connection)
+                except BaseException:
+                    await connection.close()
+                    raise
+                self._connection = connection
+            return self._channel
+
+    async def _setup(self, connection: AbstractRobustConnection) -> AbstractChannel:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        await channel.set_qos(prefetch_count=self.prefetch)
+        main = await self._declare(channel)
+        await main.consume(self._on_message, no_ack=False)
+        return channel
+
+    async def _declare(self, channel: AbstractChannel) -> AbstractQueue:
+        dead_x = await channel.declare_exchange(
+            self.dead_name, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        dead = await channel.declare_queue(self.dead_name, durable=True)
+        await dead.bind(dead_x)
+        self._dead_exchange = dead_x
+        await channel.declare_queue(
+            self.retry_name,
+            durable=True,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.main_name},
+        )
+        return await channel.declare_queue(
+            self.main_name, durable=True, arguments={"x-dead-letter-exchange": self.dead_name}
+        )
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._ready.put_nowait(message)
+        self._arrived.set()
+
+    async def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        self._leased.clear()
+        self._ready = asyncio.Queue()  # buffered deliveries die with the connection
+        if connection is not None:
+            await connection.close()
+
+    # --- publishing -----------------------------------------------------------------------
+    async def _publish(
+        self,
+        job: BuildJob,
+        routing_key: str,
+        *,
+        exchange: AbstractExchange | None = None,
+        expiration: timedelta | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish persistently and wait for the broker's confirm."""
+        channel = await self._ensure()
+        body = {"build_id": job.id, "app_id": job.app_id, "attempt": job.attempt}
+        message = aio_pika.Message(
+            json.dumps(body).encode(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=job.id,
+            expiration=expiration,
+            headers=headers or {},
+        )
+        target = exchange or channel.default_exchange
+        try:
+            await target.publish(message, routing_key=routing_key)
+        except (DeliveryError, PublishError) as exc:
+            raise QueueRefused(f"the broker refused build {job.id} for {routing_key}") from exc
+
+    async def enqueue(self, job: BuildJob) -> None:
+        # The API enqueues attempt 0 (the job table counts tries when leasing); on the wire the
+        # attempt is the number of the try the delivery is for.
+        await self._publish(replace(job, attempt=max(job.attempt, 1)), self.main_name)
+
+    async def _to_retry(self, job: BuildJob, delay_s: float) -> None:
+        delay = timedelta(seconds=max(delay_s, 0.0))
+        await self._publish(job, self.retry_name, expiration=delay)
+
+    async def _to_dead(self, job: BuildJob, error: str) -> None:
+        await self._ensure()
+        assert self._dead_exchange is not None
+        headers = {"x-ipaas-error": error[:1000]}
+        await self._publish(job, "", exchange=self._dead_exchange, headers=headers)
+
+    # --- leasing --------------------------------------------------------------------------
+    async def lease(self, worker: str) -> BuildJob | None:
+        await self._ensure()
+        while (message := self._next_ready()) is not None:
+            job = await self._accept(message, worker)
+            if job is not None:
+                self._leased[job.id] = message
+                return job
+        return None
+
+    def _next_ready(self) -> AbstractIncomingMessage | None:
+        while not self._ready.empty():
+            message = self._ready.get_nowait()
+            try:
+                message.channel  # noqa: B018 - raises if the channel died under the delivery
+            except AMQPError:
+                continue  # the broker has already requeued it for someone
+            return message
+        return None
+
+    async def _accept(self, message: AbstractIncomingMessage, worker: str) -> BuildJob | None:
+        """The job to hand out, or None when the message was dealt with here."""
+        job = _decode(message.body)
+        if job is None:
+            log.warning("malformed build message", body=message.body[:200])
+            await message.reject(requeue=False)  # dead-letters it
+            return None
+        if self.builds is None:
+            return await self._accept_bare(message, job)
+        claim, wait_s, attempt = await self._claim(job, worker)
+        if claim is _Claim.OK:
+            return replace(job, attempt=attempt)
+        if claim is _Claim.BUSY:
+            await self._to_retry(job, wait_s)
+        await message.ack()
+        return None
+
+    async def _accept_bare(
+        self, message: AbstractIncomingMessage, job: BuildJob
+    ) -> BuildJob | None:
+        """Without the store, a redelivery means a builder died holding the job: count that try
+        by re-publishing with attempt+1, so a job that kills its builder cannot loop forever."""
+        if not message.redelivered:
+            return job
+        await self._publish(replace(job, attempt=job.attempt + 1), self.main_name)
+        await message.ack()
+        return None
+
+    async def _claim(self, job: BuildJob, worker: str) -> tuple[_Claim, float, int]:
+        """Mark the row running for `worker`, like `BuildStore.lease` does for the job table.
+
+        A row still leased by another builder is BUSY (its connection may just have blipped);
+        once that lease expired the builder is dead, and taking over counts as a new attempt.
+        """
+        assert self.builds is not None
+        now = utcnow()
+        async with self.builds.sessions() as s:
+            row = await s.get(Build, job.id)
+            if row is None or row.status not in LIVE:
+                return _Claim.STALE, 0.0, job.attempt
+            if row.status != "queued" and row.lease_until is not None and row.lease_until > now:
+                return _Claim.BUSY, (row.lease_until - now).total_seconds() + 0.5, job.attempt
+            attempt = job.attempt if row.status == "queued" else max(job.attempt, row.attempt + 1)
+            claimed = await s.execute(
+                update(Build)
+                .where(Build.id == job.id, Build.status == row.status)
+                .where(or_(Build.lease_until.is_(None), Build.lease_until == row.lease_until))
+                .values(
+                    status=case((Build.status == "cancelling", "cancelling"), else_="running"),
+                    lease_owner=worker,
+                    lease_until=now + timedelta(seconds=self.lease_s),
+                    attempt=attempt,
+                    started_at=now,
+                )
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return _Claim.BUSY, 1.0, job.attempt  # raced with a cancel: look again soon
+            await s.commit()
+        return _Claim.OK, 0.0, attempt
+
+    async def wait(self, timeout_s: float) -> None:
+        """Sleep until a delivery arrives or the timeout passes (also when the broker is down)."""
+        try:
+            await self._ensure()
+        except (AMQPError, OSError) as exc:
+            log.warning("rabbitmq unavailable", error=repr(exc))
+            await asyncio.sleep(timeout_s)
+            return
+        if not self._ready.empty():
+            return
+        self._arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), timeout_s)
+
+    async def renew(self, job: BuildJob) -> bool:
+        return True  # the broker holds an unacked delivery as long as our connection lives
+
+    # --- settling -------------------------------------------------------------------------
+    async def _ack(self, job: BuildJob) -> None:
+        message = self._leased.pop(job.id, None)
+        if message is None:
+            return
+        try:
+            await message.ack()
+        except AMQPError as exc:
+            # The channel died since the lease: the broker already requeued the delivery, and
+            # whoever gets it finds the row finished (with a store) and drops it.
+            log.warning("build ack lost", build_id=job.id, error=repr(exc))
+
+    async def complete(self, job: BuildJob) -> None:
+        await self._ack(job)
+
+    async def retry_later(self, job: BuildJob, delay_s: float, error: str) -> None:
+        if job.attempt >= self.max_attempts:
+            await self._give_up(job, f"{error} (gave up after {job.attempt} attempts)")
+            return
+        await self._to_retry(replace(job, attempt=job.attempt + 1), delay_s)
+        if self.builds is not None:
+            await self.builds.requeue(job.id, delay_s, error)
+        await self._ack(job)
+
+    async def _give_up(self, job: BuildJob, error: str) -> None:
+        if self.builds is not None:
+            await self.builds.finish(job.id, "failed", error=error, error_code="retries_exhausted")
+        await self.fail(job, error)
+
+    async def fail(self, job: BuildJob, error: str) -> None:
+        # Publish a copy that carries the error (a plain reject would lose it), then ack.
+        await self._to_dead(job, error)
+        await self._ack(job)
+
+
+def _decode(body: bytes) -> BuildJob | None:
+    try:
+        data = json.loads(body)
+        return BuildJob(
+            id=str(data["build_id"]), app_id=str(data["app_id"]), attempt=int(data["attempt"])
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
