@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import uuid
 
+from aio_pika.abc import AbstractChannel
+
 from ipaas.platform import Platform
 from ipaas.queue.base import BuildJob
-from ipaas.store.models import Application, Build
+from ipaas.store.models import Application, Build, new_id
 from tests.queue.conftest import QueueMaker, count, lease_soon
 from tests.services import need
 
 
 async def queued_build(core: Platform) -> Build:
     user = await core.users.create(f"u{uuid.uuid4().hex[:10]}", "not-a-hash", "user")
+    name = f"q-{uuid.uuid4().hex[:8]}"
     app = await core.apps.create(
-        Application(name=f"q-{uuid.uuid4().hex[:8]}", owner_id=user.id, repo="https://x.invalid")
+        Application(
+            id=new_id(), name=name, owner_id=user.id, repo="https://x.invalid", state="pending"
+        )
     )
     return await core.builds.new_build(app.id)
 
@@ -42,7 +47,7 @@ async def test_lease_marks_the_row_running(core: Platform, make_queue: QueueMake
 
 
 async def test_a_cancelled_build_is_dropped(
-    core: Platform, make_queue: QueueMaker, prefix: str, broker: object
+    core: Platform, make_queue: QueueMaker, prefix: str, broker: AbstractChannel
 ) -> None:
     need("rabbitmq")
     queue = make_queue(builds=core.builds)
@@ -52,7 +57,7 @@ async def test_a_cancelled_build_is_dropped(
     await queue.wait(2)
     assert await queue.lease("w1") is None
     assert (await row(core, build.id)).status == "cancelled"
-    assert await count(broker, f"{prefix}.builds") == 0  # type: ignore[arg-type]
+    assert await count(broker, f"{prefix}.builds") == 0
 
 
 async def test_a_dead_builder_is_taken_over_once_its_lease_expires(

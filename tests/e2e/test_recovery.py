@@ -1,0 +1,216 @@
+"""Nothing stuck: a control plane killed with SIGKILL mid-build, or killed together with the
+container engine, comes back and finishes / converges."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ipaas.auth.passwords import hash_password
+from ipaas.config import Settings
+from ipaas.platform import build_core
+from ipaas.store.migrate import upgrade
+from tests.builds.conftest import make_repo
+from tests.e2e.apps import DOCKERFILE, SERVER
+from tests.live import free_port
+from tests.services import need
+
+SLOW_DOCKERFILE = DOCKERFILE.replace("WORKDIR /srv", "WORKDIR /srv\nRUN sleep 12")
+
+
+class ControlPlane:
+    """`ipaas up` as a separate process, so it can really be killed."""
+
+    def __init__(self, data_dir: Path, database_url: str, **env: str) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "IPAAS_DATA_DIR": str(data_dir),
+            "IPAAS_DATABASE_URL": database_url,
+            "IPAAS_PORT": str(self.port),
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "ipaas.cli.main", "up", "--no-bootstrap"]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("ipaas up did not answer")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def admin_token(data_dir: Path, database_url: str) -> str:
+    upgrade(database_url)
+
+    async def make() -> str:
+        p = build_core(Settings(data_dir=data_dir, database_url=database_url))
+        user = await p.users.create(f"a{uuid.uuid4().hex[:8]}", hash_password("x"), "admin")
+        await p.close()
+        return p.access_tokens.issue(user.id, "admin")
+
+    return asyncio.run(make())
+
+
+def status(base: str, headers: dict[str, str], app_id: str) -> dict[str, str]:
+    r = httpx.get(f"{base}/api/v1/applications/{app_id}/status", headers=headers, timeout=10)
+    return dict(r.json())
+
+
+def wait_for(
+    base: str, headers: dict[str, str], app_id: str, states: set[str], timeout_s: float
+) -> dict[str, str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        current = status(base, headers, app_id)
+        if current["state"] in states:
+            return current
+        time.sleep(0.3)
+    raise AssertionError(f"{app_id} stayed {status(base, headers, app_id)}")
+
+
+def test_sigkill_mid_build_is_finished_by_the_next_process(
+    database_url: str, base_images: Settings, tmp_path: Path
+) -> None:
+    need("docker")
+    data_dir = tmp_path / "data"
+    token = admin_token(data_dir, database_url)
+    headers = {"Authorization": f"Bearer {token}"}
+    env = {
+        "IPAAS_ROUTER__KIND": "transparent",
+        "IPAAS_BUILD__LEASE_S": "3",
+        "IPAAS_RUNTIME__INSTANCE": f"test-{uuid.uuid4().hex[:8]}",
+    }
+    repo = make_repo(tmp_path / "repo", files={"Dockerfile": SLOW_DOCKERFILE, "server.py": SERVER})
+    first = ControlPlane(data_dir, database_url, **env)
+    first.start()
+    try:
+        r = httpx.post(
+            f"{first.base}/api/v1/applications",
+            json={"name": f"kill-{uuid.uuid4().hex[:6]}", "repo": f"file://{repo}"},
+            headers=headers,
+        )
+        assert r.status_code == 201, r.text
+        app_id = r.json()["id"]
+        wait_for(first.base, headers, app_id, {"building"}, 60)
+        time.sleep(3)  # inside the 12 s build step
+    finally:
+        first.kill()
+    second = ControlPlane(data_dir, database_url, **env)
+    second.start()
+    try:
+        done = wait_for(second.base, headers, app_id, {"running", "failed"}, 180)
+        assert done["state"] == "running", done
+        builds = httpx.get(
+            f"{second.base}/api/v1/applications/{app_id}/builds", headers=headers
+        ).json()
+        assert builds[0]["attempt"] == 2 and builds[0]["status"] == "succeeded"
+        log = httpx.get(
+            f"{second.base}/api/v1/applications/{app_id}/builds/1/log", headers=headers
+        ).json()["lines"]
+        assert any("attempt 2" in line["line"] for line in log)
+        address = httpx.get(f"{second.base}/api/v1/applications/{app_id}", headers=headers).json()[
+            "address"
+        ]
+        assert httpx.get(f"http://{address}/health", timeout=5).text.strip() == "ok"
+        httpx.delete(f"{second.base}/api/v1/applications/{app_id}", headers=headers)
+    finally:
+        second.stop()
+
+
+@pytest.mark.engine_restart
+def test_control_plane_and_engine_killed_converge_again(
+    database_url: str, base_images: Settings, tmp_path: Path
+) -> None:
+    need("docker")
+    data_dir = tmp_path / "data"
+    token = admin_token(data_dir, database_url)
+    headers = {"Authorization": f"Bearer {token}"}
+    router_port = free_port()
+    env = {
+        "IPAAS_ROUTER__HTTP_PORT": str(router_port),
+        "IPAAS_ROUTER__ADMIN_ADDRESS": f"127.0.0.1:{free_port()}",
+        "IPAAS_RUNTIME__INSTANCE": f"test-{uuid.uuid4().hex[:8]}",
+        "IPAAS_WARDEN__RECONCILE_INTERVAL_S": "2",
+    }
+    plane = ControlPlane(data_dir, database_url, **env)
+    plane.start()
+    names = []
+    try:
+        ids = []
+        for sample in ("static-site", "python-flask"):
+            repo = make_repo(tmp_path / sample, sample)
+            name = f"conv-{uuid.uuid4().hex[:6]}"
+            r = httpx.post(
+                f"{plane.base}/api/v1/applications",
+                json={"name": name, "repo": f"file://{repo}", "health_check": "/health"},
+                headers=headers,
+            )
+            ids.append(r.json()["id"])
+            names.append(name)
+        for app_id in ids:
+            assert (
+                wait_for(plane.base, headers, app_id, {"running", "failed"}, 240)["state"]
+                == "running"
+            )
+    finally:
+        plane.kill()
+    # The engine dies too (its containers with it), then both come back.
+    subprocess.run(["pkill", "-9", "-x", "dockerd"], check=False)
+    subprocess.run(["pkill", "-9", "-f", "caddy run"], check=False)
+    time.sleep(1)
+    subprocess.run(["scripts/ensure-docker.sh"], check=True, cwd=Path(__file__).parents[2])
+    plane = ControlPlane(data_dir, database_url, **env)
+    plane.start()
+    try:
+        for app_id, name in zip(ids, names, strict=True):
+            deadline = time.monotonic() + 90
+            answer = None
+            while time.monotonic() < deadline:
+                try:
+                    answer = httpx.get(
+                        f"http://127.0.0.1:{router_port}/health",
+                        headers={"Host": f"{name}.localhost"},
+                        timeout=5,
+                    )
+                    if answer.status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            assert answer is not None and answer.status_code == 200, status(
+                plane.base, headers, app_id
+            )
+            assert status(plane.base, headers, app_id)["state"] == "running"
+        for app_id in ids:
+            httpx.delete(f"{plane.base}/api/v1/applications/{app_id}", headers=headers)
+    finally:
+        plane.stop()
