@@ -154,3 +154,13 @@ def test_user_faults_fail_at_once_with_a_reason(e2e: E2E) -> None:
     assert not os.path.exists("/tmp/ipaas-pwned")
     log = e2e.get(failing, "/builds/1/log")["lines"]
     assert any("broken install" in line["line"] for line in log)
+
+
+def test_runtime_status_shows_the_container(e2e: E2E) -> None:
+    app_id = e2e.create(e2e.repo("static-site"), resources={"memory_mb": 96})
+    assert e2e.wait(app_id)["state"] == "running"
+    rt = e2e.get(app_id, "/runtime")
+    assert rt["state"] == "running" and rt["container_id"] and rt["started_at"]
+    assert rt["memory_limit_bytes"] == 96 * 1024 * 1024
+    assert 0 < rt["memory_bytes"] < rt["memory_limit_bytes"]
+    assert rt["restart_count"] == 0 and rt["cpu_percent"] is not None

@@ -163,3 +163,17 @@ async def test_enqueue_raises_when_the_broker_refuses(
     await broker.queue_delete(f"{prefix}.builds")  # nothing to route to any more
     with pytest.raises(QueueRefused, match="refused build b1"):
         await queue.enqueue(JOB)
+
+
+async def test_a_lost_channel_does_not_break_complete(make_queue: QueueMaker) -> None:
+    need("rabbitmq")
+    queue = make_queue()
+    await queue.enqueue(JOB)
+    job = await lease_soon(queue)
+    assert queue._channel is not None
+    underlay = await queue._channel.get_underlay_channel()
+    await underlay.close()  # a blip: the broker requeues the delivery, the robust channel reopens
+    await queue.complete(job)  # the ack is lost, not raised
+    again = await lease_soon(queue)
+    assert (again.id, again.attempt) == (job.id, 2)
+    await queue.complete(again)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
 
 from ipaas.api.deps import current_user, platform
 from ipaas.api.errors import not_found
@@ -28,6 +30,7 @@ from ipaas.apps.envs import env_out
 from ipaas.apps.service import AppService, Principal
 from ipaas.domain.states import State
 from ipaas.platform import Platform
+from ipaas.runtime.base import ContainerStats
 from ipaas.store.apps import NotFound, StatusRow
 from ipaas.store.models import Application
 
@@ -312,3 +315,57 @@ async def cancel_build(
     if build.status == "cancelled":
         await operations.build_cancelled(svc.p, app)
     return BuildOut.model_validate(build, from_attributes=True)
+
+
+class RuntimeOut(BaseModel):
+    container_id: str | None
+    image: str | None
+    state: str | None
+    started_at: datetime | None
+    restart_count: int
+    last_exit_code: int | None
+    oom_killed: bool
+    memory_bytes: int | None
+    memory_limit_bytes: int | None
+    cpu_percent: float | None
+
+
+_stats_cache: dict[str, tuple[float, ContainerStats | None]] = {}
+STATS_TTL_S = 5.0
+
+
+async def _cached_stats(p: Platform, container_id: str) -> ContainerStats | None:
+    """Engine stats take ~1 s to sample: serve them from a short cache."""
+    hit = _stats_cache.get(container_id)
+    if hit and time.monotonic() - hit[0] < STATS_TTL_S:
+        return hit[1]
+    assert p.runtime is not None
+    stats = await p.runtime.stats(container_id)
+    if len(_stats_cache) > 1000:
+        _stats_cache.clear()
+    _stats_cache[container_id] = (time.monotonic(), stats)
+    return stats
+
+
+@router.get("/{app_id}/runtime", response_model=RuntimeOut)
+async def app_runtime(
+    app_id: str, who: Principal = Depends(current_user), svc: AppService = Depends(service)
+) -> RuntimeOut:
+    """The serving container as the engine sees it, with memory and CPU use."""
+    app = await svc.get(who, app_id)
+    p = svc.p
+    info = await p.runtime.inspect(app.container_id) if p.runtime and app.container_id else None
+    stats = await _cached_stats(p, info.id) if info and info.state == "running" else None
+    restarts = sum(1 for e in await p.apps.events(app_id, limit=1000) if e.to_state == "crashed")
+    return RuntimeOut(
+        container_id=info.id if info else None,
+        image=info.image if info else None,
+        state=info.state if info else None,
+        started_at=info.started_at if info else None,
+        restart_count=restarts,
+        last_exit_code=info.exit_code if info else None,
+        oom_killed=info.oom_killed if info else False,
+        memory_bytes=stats.memory_bytes if stats else None,
+        memory_limit_bytes=stats.memory_limit_bytes if stats else None,
+        cpu_percent=stats.cpu_percent if stats else None,
+    )

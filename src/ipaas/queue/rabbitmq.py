@@ -31,7 +31,12 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
+from aio_pika.exceptions import (
+    AMQPError,
+    ChannelInvalidStateError,
+    DeliveryError,
+    PublishError,
+)
 from sqlalchemy import case, or_, update
 
 from ipaas.queue.base import BuildJob
@@ -187,7 +192,7 @@ class RabbitQueue:
             message = self._ready.get_nowait()
             try:
                 message.channel  # noqa: B018 - raises if the channel died under the delivery
-            except AMQPError:
+            except ChannelInvalidStateError:
                 continue  # the broker has already requeued it for someone
             return message
         return None
@@ -276,7 +281,7 @@ class RabbitQueue:
             return
         try:
             await message.ack()
-        except AMQPError as exc:
+        except (AMQPError, ChannelInvalidStateError) as exc:
             # The channel died since the lease: the broker already requeued the delivery, and
             # whoever gets it finds the row finished (with a store) and drops it.
             log.warning("build ack lost", build_id=job.id, error=repr(exc))
