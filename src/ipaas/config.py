@@ -26,6 +26,8 @@ class BuildSettings(BaseModel):
     clone_timeout_s: float = 120.0
     memory_mb: int = 2048
     concurrency: int = 2
+    # False: this process builds nothing; builders run elsewhere (`ipaas worker build`).
+    embedded_worker: bool = True
     max_repo_mb: int = 500
     max_attempts: int = 3
     retry_base_s: float = 2.0

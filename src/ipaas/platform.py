@@ -132,19 +132,24 @@ def build_platform(settings: Settings) -> Platform:
         from ipaas.router.transparent import TransparentRouter
 
         router = TransparentRouter()
-    queue = None
-    if settings.queue_url.startswith("amqp"):
-        from ipaas.queue.rabbitmq import RabbitQueue
-
-        queue = RabbitQueue(settings.queue_url)
     platform = build_core(
         settings,
-        queue=queue,
         runtime=DockerRuntime(settings.runtime),
         router=router,
         builder=DockerImageBuilder(settings),
     )
-    platform.add_service(BuildWorker(platform))
+    if settings.queue_url.startswith("amqp"):
+        from ipaas.queue.rabbitmq import RabbitQueue
+
+        platform.queue = RabbitQueue(
+            settings.queue_url,
+            builds=platform.builds,
+            max_attempts=settings.build.max_attempts,
+            prefetch=settings.build.concurrency,
+            lease_s=settings.build.lease_s,
+        )
+    if settings.build.embedded_worker:
+        platform.add_service(BuildWorker(platform))
     try:
         from ipaas.warden.warden import Warden
     except ImportError:  # the warden arrives with the runtime issue

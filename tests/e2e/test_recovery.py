@@ -213,3 +213,43 @@ def test_control_plane_and_engine_killed_converge_again(
             httpx.delete(f"{plane.base}/api/v1/applications/{app_id}", headers=headers)
     finally:
         plane.stop()
+
+
+def test_builds_travel_through_rabbitmq_to_a_separate_builder(
+    database_url: str, base_images: Settings, tmp_path: Path
+) -> None:
+    """The API process builds nothing itself; `ipaas worker build` takes the job from RabbitMQ."""
+    need("docker")
+    need("rabbitmq")
+    data_dir = tmp_path / "data"
+    token = admin_token(data_dir, database_url)
+    headers = {"Authorization": f"Bearer {token}"}
+    queue = "amqp://guest:guest@127.0.0.1:5672/"
+    env = {
+        "IPAAS_ROUTER__KIND": "transparent",
+        "IPAAS_QUEUE_URL": queue,
+        "IPAAS_BUILD__EMBEDDED_WORKER": "false",
+        "IPAAS_RUNTIME__INSTANCE": f"test-{uuid.uuid4().hex[:8]}",
+    }
+    api = ControlPlane(data_dir, database_url, **env)
+    api.start()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ipaas.cli.main", "worker", "build", "--queue", queue],
+        env=api.env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        repo = make_repo(tmp_path / "repo", "static-site")
+        r = httpx.post(
+            f"{api.base}/api/v1/applications",
+            json={"name": f"rmq-{uuid.uuid4().hex[:6]}", "repo": f"file://{repo}"},
+            headers=headers,
+        )
+        app_id = r.json()["id"]
+        done = wait_for(api.base, headers, app_id, {"running", "failed"}, 180)
+        assert done["state"] == "running", done
+        httpx.delete(f"{api.base}/api/v1/applications/{app_id}", headers=headers)
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        api.stop()

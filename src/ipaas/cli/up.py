@@ -57,12 +57,14 @@ async def _first_admin(platform) -> None:  # type: ignore[no-untyped-def]
 
 
 def run_build_worker(settings: Settings) -> None:
+    from ipaas.apps.worker import BuildWorker
     from ipaas.platform import build_platform
 
     async def main() -> None:
+        settings.build.embedded_worker = False
         platform = build_platform(settings)
         # Only the builder: the API process owns the warden.
-        platform._services = [s for s in platform._services if type(s).__name__ == "BuildWorker"]
+        platform._services = [BuildWorker(platform)]
         await platform.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

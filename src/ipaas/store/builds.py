@@ -60,6 +60,10 @@ class BuildStore:
                 await s.execute(stmt.order_by(Build.number.desc()).limit(1))
             ).scalar_one_or_none()
 
+    async def queued(self) -> Sequence[Build]:
+        async with self.sessions() as s:
+            return (await s.execute(select(Build).where(Build.status == "queued"))).scalars().all()
+
     # --- the job table ------------------------------------------------------------------------
     async def lease(self, worker: str, lease_s: float) -> Build | None:
         """Claim the oldest due job: queued, or running under an expired lease (dead builder)."""
