@@ -79,9 +79,14 @@ def test_redeploy_has_no_failed_request_and_rollback_restores(e2e: E2E) -> None:
     assert failures == []
     assert any("release second" in s for s in seen) and any("release base" in s for s in seen)
     assert "release second" in e2e.via_router(name).text
-    # Only the new container still runs.
+    # The old container is retired (after draining, within the stop timeout).
     client = docker.from_env()
-    live = client.containers.list(filters={"label": f"{LABEL_APP}={app_id}"})
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        live = client.containers.list(filters={"label": f"{LABEL_APP}={app_id}"})
+        if len(live) == 1:
+            break
+        time.sleep(0.5)
     assert len(live) == 1
 
 
@@ -119,10 +124,10 @@ def test_stop_start_restart_and_delete(e2e: E2E) -> None:
     assert e2e.post(app_id, "start").status_code == 202
     assert e2e.wait(app_id)["state"] == "running"
     assert e2e.via_router(name).status_code == 200
-    before = e2e.get(app_id)["address"]
+    before = e2e.get(app_id, "/runtime")["container_id"]
     assert e2e.post(app_id, "restart").status_code == 202
     assert e2e.wait(app_id, {"running"})["state"] == "running"
-    assert e2e.get(app_id)["address"] != before  # a new container
+    assert e2e.get(app_id, "/runtime")["container_id"] != before  # a new container
     r = httpx.delete(f"{e2e.api}/{app_id}", headers=e2e.headers)
     assert r.status_code == 204
     assert httpx.get(f"{e2e.api}/{app_id}", headers=e2e.headers).status_code == 404

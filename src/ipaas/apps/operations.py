@@ -178,7 +178,7 @@ async def bring_up(
     info, reason = await _start_with_retries(p, container_spec(p, app, release))
     if info is None:
         return reason
-    address = f"127.0.0.1:{info.host_port}"
+    address = upstream_of(info, app.port or DEFAULT_PORT)
     try:
         async with p.routes_lock:
             url = f"http://{address}/"
@@ -201,6 +201,14 @@ async def bring_up(
         return None
     await _remove_containers(p, app.id, keep=info.id, drain_s=0.5)
     return None
+
+
+def upstream_of(info: ContainerInfo, port: int) -> str:
+    """Where the app answers: its address on the owner's network (the engine is local, and
+    this skips the engine's port-forwarding hop), else the port published on loopback."""
+    if info.ip_address:
+        return f"{info.ip_address}:{port}"
+    return f"127.0.0.1:{info.host_port}"
 
 
 async def _start_with_retries(p: Platform, spec: ContainerSpec) -> tuple[ContainerInfo | None, str]:

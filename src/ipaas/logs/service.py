@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ from ipaas.platform import Platform
 from ipaas.store.models import Build, BuildLogLine
 
 FOLLOW_POLL_S = 0.1
+# Lines newer than this are not served yet: the engine may still store a line of another stream
+# (or container) stamped a little earlier, and a cursor past it would skip it for good.
+SETTLE_NS = 100_000_000
 
 PageFn = Callable[[Cursor, int], Awaitable[tuple[list[LogLine], bool]]]
 
@@ -45,10 +49,14 @@ def app_pager(p: Platform, app_id: str) -> PageFn:
         if p.runtime is None:
             return [], False
         runtime = p.runtime
+        settled = time.time_ns() - SETTLE_NS
+        until = settled if cursor.to_ns is None else min(cursor.to_ns, settled)
+        if until <= cursor.after_ns:
+            return [], False
         containers = await runtime.list_containers(app_id)
         chunks = await asyncio.gather(
             *(
-                runtime.read_logs(c, cursor.after_ns, cursor.to_ns, limit, cursor.stream)
+                runtime.read_logs(c, cursor.after_ns, until, limit, cursor.stream)
                 for c in containers
             )
         )

@@ -1,24 +1,39 @@
 """Reading a container's logs from the engine with exact nanosecond timestamps and streams.
 
-The engine's log API multiplexes stdout and stderr in frames (one frame per log message); we
-read the frames ourselves so each line keeps its stream, and stop reading once we have enough.
+The engine's log API multiplexes stdout and stderr in frames (one frame per log message) inside
+a chunked HTTP body; we read the frames ourselves so each line keeps its stream.
+
+Two things about the engine shape this module:
+- It timestamps stdout and stderr in two goroutines and may store a stderr line after a later
+  stdout line (inversions of a few ms seen), so the file is not quite in timestamp order. We
+  read ahead `REORDER_NS` of log time past a page's cut and sort, so a cursor on timestamps
+  neither skips nor repeats a line.
+- It has no offset, only `since`, and decodes the log from its start for every request: paging
+  by reopening costs O(lines^2). A reader (an open engine stream) is kept between pages and
+  serves the next one when asked for lines after a point it has not gone past.
 """
 
 from __future__ import annotations
 
+import bisect
+import calendar
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
-
-from docker.utils.socket import frames_iter
 
 from ipaas.logs.paging import LogLine, SourceChunk
 from ipaas.logs.timeparse import NS, BadTime, parse_rfc3339_ns
 
 MAX_LINE = 16 * 1024
 CUT_MARK = " …[line cut]"
+READ_BLOCK = 64 * 1024
+REORDER_NS = 100_000_000  # the most a line is stored after a later-stamped line
 _STREAMS = {1: "stdout", 2: "stderr"}
 
 
 def _engine_time(ns: int) -> str:
+    ns = max(ns, 0)
     return f"{ns // NS}.{ns % NS:09d}"
 
 
@@ -32,47 +47,252 @@ def read_container_logs(
     limit: int,
     stream: str | None = None,
 ) -> SourceChunk:
-    """Lines strictly after `after_ns` (and at or before `until_ns`), at most `limit` plus the
-    rest of the last timestamp group. `api` is a docker.APIClient."""
+    """Lines strictly after `after_ns` (and at or before `until_ns`), in timestamp order:
+    `limit` and the rest of the last timestamp group, with every line up to the last one's
+    time; or all of them. `api` is a docker.APIClient."""
+    reader = _readers.take((container_id, stream), after_ns)
+    if reader is not None and reader.stale(until_ns):
+        if _stopped(api, container_id):
+            reader.final = True  # its log will not grow: what the reader holds is all
+        else:
+            reader.close()
+            reader = None
+    if reader is not None:
+        try:
+            chunk = reader.take(after_ns, until_ns, limit)
+        except Exception:  # noqa: BLE001 - a broken engine stream: read afresh
+            reader.close()
+        else:
+            _readers.give_back(reader)
+            return chunk
+    reader = _open(api, container_id, container_name, stream, after_ns)
+    try:
+        chunk = reader.take(after_ns, until_ns, limit)
+    except BaseException:
+        reader.close()
+        raise
+    _readers.give_back(reader)
+    return chunk
+
+
+def _stopped(api: Any, container_id: str) -> bool:
+    try:
+        state = (api.inspect_container(container_id).get("State") or {}).get("Status")
+    except Exception:  # noqa: BLE001 - gone or unreachable: do not rely on what we hold
+        return False
+    return state in ("exited", "dead")
+
+
+def _open(
+    api: Any, container_id: str, container: str, stream: str | None, after_ns: int
+) -> _Reader:
     params: dict[str, Any] = {
         "stdout": stream in (None, "stdout"),
         "stderr": stream in (None, "stderr"),
         "timestamps": True,
         "follow": False,
-        "since": _engine_time(after_ns),  # inclusive: equal timestamps are skipped below
+        "since": _engine_time(after_ns),  # inclusive: equal timestamps are skipped
     }
-    if until_ns is not None:
-        params["until"] = _engine_time(until_ns)
+    opened = time.time_ns()
     response = api._get(api._url("/containers/{0}/logs", container_id), params=params, stream=True)
-    api._raise_for_status(response)
     try:
-        return _collect(api, response, container_name, after_ns, limit)
-    finally:
+        api._raise_for_status(response)
+    except BaseException:
         response.close()
+        raise
+    return _Reader((container_id, stream), container, response, after_ns, opened)
 
 
-def _collect(api: Any, response: Any, container: str, after_ns: int, limit: int) -> SourceChunk:
-    lines: list[LogLine] = []
-    in_long_line = False
-    socket = api._get_raw_response_socket(response)
-    for stream_id, data in frames_iter(socket, False):
-        text = data.decode("utf-8", "replace")
-        stamp, _, body = text.partition(" ")
-        complete = body.endswith("\n")
-        if in_long_line:  # the rest of a line already cut: skip it
-            in_long_line = not complete
+_END = 1 << 80
+
+
+def _ts(line: LogLine) -> int:
+    return line.ts_ns
+
+
+class _Reader:
+    """An open engine log stream of one container (and stream filter), kept between pages."""
+
+    def __init__(
+        self,
+        key: tuple[str, str | None],
+        container: str,
+        response: Any,
+        after_ns: int,
+        opened_ns: int,
+    ) -> None:
+        self.key = key
+        self.response = response
+        self.base = after_ns  # every line at or before it is behind us
+        self.pending: list[LogLine] = []  # read, after `base`, maybe not delivered: sorted
+        self.parsed = parse(frames(response.raw), container)
+        self.horizon = after_ns  # the latest time read so far
+        # The latest time read of each stream (the engine's `since` is inclusive).
+        self.last = {s: after_ns for s in ("stdout", "stderr") if key[1] in (None, s)}
+        self.done = False  # the engine's stream ended (it is not a follow)
+        self.final = False  # ... and the container has stopped
+        # Once at the end we hold every line stamped up to here; later ones may still come.
+        self.known_ns = opened_ns - REORDER_NS
+        self.used = time.monotonic()
+
+    def stale(self, until_ns: int | None) -> bool:
+        """At its end, and lines written since may fall in the window."""
+        return self.done and not self.final and (until_ns is None or until_ns > self.known_ns)
+
+    def complete_ns(self) -> int:
+        """Every line stamped at or before this is in hand: a stream's own stamps never go
+        back, and no line is stored more than REORDER_NS after a later-stamped one."""
+        if self.done:
+            return _END if self.final else self.known_ns
+        return max(self.horizon - REORDER_NS, min(self.last.values()) - 1)
+
+    def take(self, after_ns: int, until_ns: int | None, limit: int) -> SourceChunk:
+        self.base = after_ns
+        window_end = _END if until_ns is None else until_ns
+        lines = self.pending[bisect.bisect_right(self.pending, after_ns, key=_ts) :]
+        count = bisect.bisect_right(lines, window_end, key=_ts)
+        top = lines[count - 1].ts_ns if count else after_ns  # the latest in the window
+        # Read until every line up to the page's end is surely in hand: up to the time by
+        # which `limit` lines are in hand, or the window's end.
+        target = window_end if count < limit else lines[limit - 1].ts_ns
+        last, horizon = self.last, self.horizon
+        complete = self.complete_ns()
+        while complete < target:
+            line = next(self.parsed, None)
+            if line is None:
+                self.done = True
+                break
+            ts = line.ts_ns
+            last[line.stream] = ts
+            if ts > horizon:
+                horizon = ts
+            complete = max(horizon - REORDER_NS, min(last.values()) - 1)
+            if ts <= after_ns:
+                continue
+            lines.append(line)
+            if ts <= window_end:
+                count += 1
+                if ts > top:
+                    top = ts
+                if count == limit:
+                    target = min(target, top)
+        self.horizon = horizon
+        lines.sort()
+        self.pending = lines
+        complete = min(self.complete_ns(), window_end)
+        eligible = lines[: bisect.bisect_right(lines, complete, key=_ts)]
+        if len(eligible) > limit:
+            end, last_ts = limit, eligible[limit - 1].ts_ns
+            while end < len(eligible) and eligible[end].ts_ns == last_ts:
+                end += 1
+            return SourceChunk(eligible[:end], cut=True)
+        # More: lines in hand past `complete` but in the window, or a stream not read to its
+        # end that may hold some.
+        held = bisect.bisect_right(lines, window_end, key=_ts) > len(eligible)
+        return SourceChunk(eligible, cut=held or (not self.done and complete < window_end))
+
+    def close(self) -> None:
+        self.done = True
+        self.response.close()
+
+
+class _Readers:
+    """Open readers, taken out while in use (calls run in threads)."""
+
+    MAX = 16
+    IDLE_S = 30.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: list[_Reader] = []
+
+    def take(self, key: tuple[str, str | None], after_ns: int) -> _Reader | None:
+        with self.lock:
+            now = time.monotonic()
+            for stale in [r for r in self.open if now - r.used > self.IDLE_S]:
+                self.open.remove(stale)
+                stale.close()
+            fits = [r for r in self.open if r.key == key and r.base <= after_ns]
+            best = max(fits, key=lambda r: r.base, default=None)
+            if best is not None:
+                self.open.remove(best)
+            return best
+
+    def give_back(self, reader: _Reader) -> None:
+        reader.used = time.monotonic()
+        with self.lock:
+            self.open.append(reader)
+            while len(self.open) > self.MAX:
+                self.open.pop(0).close()
+
+
+_readers = _Readers()
+
+
+def frames(raw: Any) -> Iterator[tuple[int, bytes]]:
+    """The engine's multiplexed frames (8-byte header: stream, 0, 0, 0, size; then the
+    payload), read in blocks from the de-chunked body; a frame may span blocks."""
+    buf = b""
+    while True:
+        block = raw.read(READ_BLOCK)
+        if not block:
+            return
+        buf += block
+        pos, n = 0, len(buf)
+        while n - pos >= 8:
+            end = pos + 8 + int.from_bytes(buf[pos + 4 : pos + 8], "big")
+            if end > n:
+                break
+            yield buf[pos], buf[pos + 8 : end]
+            pos = end
+        buf = buf[pos:]
+
+
+class _Clock:
+    """The engine's stamps are RFC3339NanoFixed in UTC: cache the whole seconds."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[bytes, int] = {}
+
+    def ns(self, stamp: bytes) -> int:
+        if len(stamp) == 30 and stamp[19:20] == b"." and stamp[29:30] == b"Z":
+            whole = stamp[:19]
+            secs = self.seconds.get(whole)
+            if secs is None:
+                if len(self.seconds) > 4096:
+                    self.seconds.clear()
+                secs = self.seconds[whole] = _epoch_seconds(whole)
+            return secs * NS + int(stamp[20:29])
+        return parse_rfc3339_ns(stamp.decode("ascii", "replace"))
+
+
+def _epoch_seconds(whole: bytes) -> int:
+    text = whole.decode("ascii")
+    try:
+        year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
+        hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
+    except ValueError:
+        raise BadTime(text) from None
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+
+
+def parse(payloads: Iterator[tuple[int, bytes]], container: str) -> Iterator[LogLine]:
+    in_long_line = {1: False, 2: False}
+    clock = _Clock()
+    seq = 0
+    for stream_id, data in payloads:
+        stamp, _, raw_body = data.partition(b" ")
+        complete = raw_body.endswith(b"\n")
+        if in_long_line.get(stream_id):  # the rest of a line already cut (split at 16 KiB)
+            in_long_line[stream_id] = not complete
             continue
         try:
-            ts = parse_rfc3339_ns(stamp)
-        except BadTime:
+            ts = clock.ns(stamp)
+        except (BadTime, ValueError):
             continue
-        if ts <= after_ns:
-            continue
-        if len(lines) >= limit and ts != lines[-1].ts_ns:
-            return SourceChunk(lines, cut=True)
-        body = body.rstrip("\n")
+        body = raw_body.decode("utf-8", "replace").rstrip("\n")
         if not complete or len(body) > MAX_LINE:
             body = body[:MAX_LINE] + CUT_MARK
-            in_long_line = not complete
-        lines.append(LogLine(ts, container, _STREAMS.get(stream_id, "stdout"), len(lines), body))
-    return SourceChunk(lines, cut=False)
+            in_long_line[stream_id] = not complete
+        yield LogLine(ts, container, _STREAMS.get(stream_id, "stdout"), seq, body)
+        seq += 1
