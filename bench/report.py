@@ -56,7 +56,7 @@ def wrk(
     if shutil.which("wrk") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
     cmd = ["wrk", "--latency", f"-t{min(threads, connections)}", f"-c{connections}"]
-    cmd += [f"-d{seconds}s"]
+    cmd += [f"-d{max(1, round(seconds))}s"]
     for key, value in (headers or {}).items():
         cmd += ["-H", f"{key}: {value}"]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
