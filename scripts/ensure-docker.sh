@@ -25,7 +25,10 @@ fi
 # Without an init system nobody starts the engine; a pid file left by a killed dockerd blocks it.
 if ! pgrep -x dockerd >/dev/null 2>&1; then
   rm -f /var/run/docker.pid
-  nohup dockerd >/var/log/ipaas-dockerd.log 2>&1 &
+  # ipaas makes a network per user: give the engine many small address pools (256 x /24)
+  # instead of its default ~30 large ones.
+  nohup dockerd --default-address-pool base=10.213.0.0/16,size=24 \
+    >/var/log/ipaas-dockerd.log 2>&1 &
 fi
 for _ in $(seq 1 60); do
   if engine_up; then exit 0; fi

@@ -3,6 +3,7 @@ process (a thread with its own loop), with apps deployed from local git reposito
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from ipaas.auth.passwords import hash_password
 from ipaas.config import Settings
 from ipaas.platform import build_platform
 from ipaas.runtime.base import LABEL_APP
+from ipaas.runtime.docker import network_name
 from ipaas.store.migrate import upgrade
 from tests.builds.conftest import base_images, commit_all, make_repo
 from tests.conftest import make_settings
@@ -116,13 +118,17 @@ def e2e(
     finally:
         app_ids = [a.id for a in live.run(platform.apps.list(admin.id, limit=500))[0]]
         live.stop()
-        remove_leftovers(app_ids)
+        remove_leftovers(app_ids, admin.id)
 
 
-def remove_leftovers(app_ids: list[str]) -> None:
+def remove_leftovers(app_ids: list[str], owner_id: str) -> None:
     client = docker.from_env()
     for app_id in app_ids:
         for c in client.containers.list(all=True, filters={"label": f"{LABEL_APP}={app_id}"}):
             c.remove(force=True)
         for image in client.images.list(filters={"label": f"{LABEL_APP}={app_id}"}):
-            client.images.remove(image.id, force=True)
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(image.id, force=True)
+    for net in client.networks.list(names=[network_name(owner_id)]):
+        with contextlib.suppress(docker.errors.APIError):
+            net.remove()

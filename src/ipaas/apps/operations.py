@@ -118,6 +118,10 @@ async def finish_delete(p: Platform, app_id: str, volumes: bool = False) -> None
             if volumes:
                 await p.runtime.remove_volumes(app_id)
         await p.apps.delete(app_id)
+        if p.runtime:
+            _, left = await p.apps.list(app.owner_id, limit=1)
+            if left == 0:
+                await p.runtime.remove_network(app.owner_id)
     _locks.pop(app_id, None)
 
 

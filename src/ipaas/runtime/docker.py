@@ -206,6 +206,28 @@ class DockerRuntime:
         async with self._network_lock:
             return await self._run(self._ensure_network_sync, owner_id)
 
+    def _remove_network_sync(self, owner_id: str) -> bool:
+        client, name = self._docker(), network_name(owner_id)
+        for net in client.networks.list(names=[name]):
+            if net.name != name:
+                continue
+            net.reload()
+            if net.attrs.get("Containers"):
+                return False
+            try:
+                net.remove()
+            except docker.errors.APIError as exc:
+                if exc.status_code not in (403, 404, 409):  # in use again, or gone
+                    raise
+                return False
+            return True
+        return False
+
+    async def remove_network(self, owner_id: str) -> bool:
+        """Remove the owner's network when nothing uses it: the engine has few address pools."""
+        async with self._network_lock:
+            return await self._run(self._remove_network_sync, owner_id)
+
     def _ensure_volumes_sync(self, spec: ContainerSpec) -> dict[str, dict[str, str]]:
         binds: dict[str, dict[str, str]] = {}
         for vol in spec.volumes:
