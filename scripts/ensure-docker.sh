@@ -23,8 +23,13 @@ if ! command -v docker >/dev/null 2>&1; then
 fi
 
 # Without an init system nobody starts the engine; a pid file left by a killed dockerd blocks it.
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+# A killed dockerd can linger as a zombie for a moment: only living ones count.
+if ! pgrep -r R,S,D -x dockerd >/dev/null 2>&1; then
   rm -f /var/run/docker.pid
+  # The containerd a killed dockerd managed: dead (stale pid file) or orphaned. Either blocks
+  # the new dockerd, which waits for it and gives up.
+  pkill -9 -f /var/run/docker/containerd/containerd.toml 2>/dev/null || true
+  rm -f /var/run/docker/containerd/containerd.pid
   # ipaas makes a network per user: give the engine many small address pools (256 x /24)
   # instead of its default ~30 large ones.
   nohup dockerd --default-address-pool base=10.213.0.0/16,size=24 \

@@ -185,6 +185,7 @@ def test_control_plane_and_engine_killed_converge_again(
         plane.kill()
     # The engine dies too (its containers with it); Caddy, orphaned, keeps running.
     subprocess.run(["pkill", "-9", "-x", "dockerd"], check=False)
+    subprocess.run(["pkill", "-9", "-f", "docker/containerd/containerd.toml"], check=False)
     time.sleep(1)
     subprocess.run(["scripts/ensure-docker.sh"], check=True, cwd=Path(__file__).parents[2])
     plane = ControlPlane(data_dir, database_url, **env)
