@@ -52,11 +52,10 @@ def read_container_logs(
     time; or all of them. `api` is a docker.APIClient."""
     reader = _readers.take((container_id, stream), after_ns)
     if reader is not None and reader.stale(until_ns):
-        if _stopped(api, container_id):
-            reader.final = True  # its log will not grow: what the reader holds is all
-        else:
-            reader.close()
-            reader = None
+        # Lines may have come after it reached the end (even if the container has stopped
+        # since, it may have written them first): read afresh.
+        reader.close()
+        reader = None
     if reader is not None:
         try:
             chunk = reader.take(after_ns, until_ns, limit)
@@ -65,7 +64,10 @@ def read_container_logs(
         else:
             _readers.give_back(reader)
             return chunk
+    # Stopped before we open: its log will not grow, so what the new reader reads is all.
+    stopped = _stopped(api, container_id)
     reader = _open(api, container_id, container_name, stream, after_ns)
+    reader.final = stopped
     try:
         chunk = reader.take(after_ns, until_ns, limit)
     except BaseException:
