@@ -341,3 +341,19 @@ async def test_healthz_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json()["status"] == "ok"
     r = await client.get("/metrics")
     assert r.status_code == 200 and "ipaas_http_requests_total" in r.text
+
+
+async def test_nul_characters_are_refused_not_stored(
+    client: httpx.AsyncClient, make_user: UserMaker
+) -> None:
+    user = await make_user()
+    r = await client.post("/api/v1/users/me/tokens", json={"name": "a\x00b"}, headers=auth(user))
+    assert r.status_code == 422 and r.json()["code"] == "validation_error"
+    r = await client.post(
+        APPS, json={"name": "nul-app", "repo": "https://x.invalid/r\x00"}, headers=auth(user)
+    )
+    assert r.status_code == 422
+    r = await client.get(f"{APPS}/abc%00def", headers=auth(user))
+    assert r.status_code == 400 and r.json()["code"] == "bad_request"
+    r = await client.get(f"{APPS}?state=running%00", headers=auth(user))
+    assert r.status_code == 400

@@ -18,8 +18,26 @@ Command = Annotated[str, Field(min_length=1, max_length=4096)]
 RelPath = Annotated[str, Field(max_length=255, pattern=r"^[A-Za-z0-9._\-/]*$")]
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # NUL cannot be stored by PostgreSQL (nor passed to git or the engine): refuse it here.
+        if _has_nul(data):
+            raise ValueError("text must not contain NUL characters")
+        return data
 
 
 class EnvVar(Strict):
