@@ -203,3 +203,15 @@ def test_url_for_omits_default_ports(tmp_path: Path) -> None:
     assert plain.url_for("a.example.org") == "http://a.example.org/"
     tls = CaddyRouter(RouterSettings(tls=True, https_port=443), "example.org", tmp_path)
     assert tls.url_for("a.example.org") == "https://a.example.org/"
+
+
+def test_route_order_alone_does_not_force_a_reload() -> None:
+    from ipaas.router.caddy import SERVER, _same_config
+
+    def config(ids: list[str]) -> dict[str, object]:
+        routes: list[dict[str, object]] = [{"@id": i, "match": [{"host": [i]}]} for i in ids]
+        routes.append({"handle": [{"handler": "static_response", "status_code": 404}]})
+        return {"apps": {"http": {"servers": {SERVER: {"routes": routes}}}}}
+
+    assert _same_config(config(["b", "a"]), config(["a", "b"]))
+    assert not _same_config(config(["a"]), config(["a", "b"]))

@@ -263,7 +263,7 @@ class CaddyRouter:
         """A reload closes idle client connections: skip it when Caddy already has our config
         (the warden syncs periodically)."""
         current = await self._request("GET", "/config/")
-        if current.status_code == 200 and current.json() == self.config():
+        if current.status_code == 200 and _same_config(current.json(), self.config()):
             return
         await self._load()
 
@@ -467,6 +467,25 @@ class CaddyRouter:
             except httpx.TransportError:
                 await self._recover()
             self._prune_upstreams()
+
+
+def _same_config(live: Any, ours: dict[str, Any]) -> bool:
+    """Equal but for the order of host routes: set_route puts a new host first, a sync lists
+    them in the store's order, and neither order means anything (hosts are disjoint)."""
+    return bool(_routes_sorted(live) == _routes_sorted(ours))
+
+
+def _routes_sorted(config: Any) -> Any:
+    config = json.loads(json.dumps(config))
+    try:
+        server = config["apps"]["http"]["servers"][SERVER]
+    except (KeyError, TypeError):
+        return config
+    routes = server.get("routes", [])
+    hosts = [r for r in routes if "@id" in r]
+    rest = [r for r in routes if "@id" not in r]
+    server["routes"] = sorted(hosts, key=lambda r: str(r["@id"])) + rest
+    return config
 
 
 async def _port_open(address: str) -> bool:

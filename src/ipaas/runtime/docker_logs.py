@@ -51,7 +51,7 @@ def read_container_logs(
     `limit` and the rest of the last timestamp group, with every line up to the last one's
     time; or all of them. `api` is a docker.APIClient."""
     reader = _readers.take((container_id, stream), after_ns)
-    if reader is not None and reader.stale(until_ns):
+    if reader is not None and reader.stale(after_ns, until_ns, limit):
         # Lines may have come after it reached the end (even if the container has stopped
         # since, it may have written them first): read afresh.
         reader.close()
@@ -137,9 +137,15 @@ class _Reader:
         self.known_ns = opened_ns - REORDER_NS
         self.used = time.monotonic()
 
-    def stale(self, until_ns: int | None) -> bool:
-        """At its end, and lines written since may fall in the window."""
-        return self.done and not self.final and (until_ns is None or until_ns > self.known_ns)
+    def stale(self, after_ns: int, until_ns: int | None, limit: int) -> bool:
+        """At its end, lines written since may fall in the window, and what it holds up to
+        `known_ns` does not fill the page (if it does, the page ends before `known_ns`)."""
+        if not self.done or self.final or (until_ns is not None and until_ns <= self.known_ns):
+            return False
+        held = bisect.bisect_right(self.pending, self.known_ns, key=_ts) - bisect.bisect_right(
+            self.pending, after_ns, key=_ts
+        )
+        return held <= limit
 
     def complete_ns(self) -> int:
         """Every line stamped at or before this is in hand: a stream's own stamps never go
