@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import UTC, datetime
@@ -52,5 +53,9 @@ def parse_time_param(value: str, now_ns: int | None = None) -> int:
 
 def format_ns(ns: int) -> str:
     seconds, frac = divmod(ns, NS)
-    whole = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{whole}.{frac:09d}Z"
+    return f"{_whole_seconds(seconds)}.{frac:09d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_seconds(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -29,6 +29,7 @@ MAX_LINE = 16 * 1024
 CUT_MARK = " …[line cut]"
 READ_BLOCK = 64 * 1024
 REORDER_NS = 100_000_000  # the most a line is stored after a later-stamped line
+TAIL_PROBE = 2000  # entries read from the end when following (see _tail)
 _STREAMS = {1: "stdout", 2: "stderr"}
 
 
@@ -51,11 +52,12 @@ def read_container_logs(
     `limit` and the rest of the last timestamp group, with every line up to the last one's
     time; or all of them. `api` is a docker.APIClient."""
     reader = _readers.take((container_id, stream), after_ns)
+    at_end = False
     if reader is not None and reader.stale(after_ns, until_ns, limit):
         # Lines may have come after it reached the end (even if the container has stopped
         # since, it may have written them first): read afresh.
         reader.close()
-        reader = None
+        reader, at_end = None, True
     if reader is not None:
         try:
             chunk = reader.take(after_ns, until_ns, limit)
@@ -66,6 +68,10 @@ def read_container_logs(
             return chunk
     # Stopped before we open: its log will not grow, so what the new reader reads is all.
     stopped = _stopped(api, container_id)
+    if at_end and stream is None:
+        chunk_or_none = _tail(api, container_id, container_name, after_ns, until_ns, limit, stopped)
+        if chunk_or_none is not None:
+            return chunk_or_none
     reader = _open(api, container_id, container_name, stream, after_ns)
     reader.final = stopped
     try:
@@ -77,6 +83,33 @@ def read_container_logs(
     return chunk
 
 
+def _tail(
+    api: Any,
+    container_id: str,
+    container: str,
+    after_ns: int,
+    until_ns: int | None,
+    limit: int,
+    stopped: bool,
+) -> SourceChunk | None:
+    """Near the end of the log (following it): read only its last TAIL_PROBE entries, which
+    the engine finds from the end instead of decoding the whole log. If fewer came back
+    (since `after_ns - REORDER_NS`), one of them is older than that, and nothing stored
+    before it can be later than `after_ns`: every line we want is among them. Else None."""
+    reader = _open(api, container_id, container, None, after_ns, tail=TAIL_PROBE)
+    reader.final = stopped
+    try:
+        chunk = reader.take(after_ns, until_ns, limit)
+    except BaseException:
+        reader.close()
+        raise
+    if reader.done and reader.frames < TAIL_PROBE and not chunk.cut:
+        _readers.give_back(reader)
+        return chunk
+    reader.close()
+    return None
+
+
 def _stopped(api: Any, container_id: str) -> bool:
     try:
         state = (api.inspect_container(container_id).get("State") or {}).get("Status")
@@ -86,7 +119,12 @@ def _stopped(api: Any, container_id: str) -> bool:
 
 
 def _open(
-    api: Any, container_id: str, container: str, stream: str | None, after_ns: int
+    api: Any,
+    container_id: str,
+    container: str,
+    stream: str | None,
+    after_ns: int,
+    tail: int | None = None,
 ) -> _Reader:
     params: dict[str, Any] = {
         "stdout": stream in (None, "stdout"),
@@ -95,6 +133,9 @@ def _open(
         "follow": False,
         "since": _engine_time(after_ns),  # inclusive: equal timestamps are skipped
     }
+    if tail is not None:
+        params["tail"] = str(tail)
+        params["since"] = _engine_time(after_ns - REORDER_NS)
     opened = time.time_ns()
     response = api._get(api._url("/containers/{0}/logs", container_id), params=params, stream=True)
     try:
@@ -136,6 +177,7 @@ class _Reader:
         # Once at the end we hold every line stamped up to here; later ones may still come.
         self.known_ns = opened_ns - REORDER_NS
         self.used = time.monotonic()
+        self.frames = 0  # lines read from the engine
 
     def stale(self, after_ns: int, until_ns: int | None, limit: int) -> bool:
         """At its end, lines written since may fall in the window, and what it holds up to
@@ -170,6 +212,7 @@ class _Reader:
             if line is None:
                 self.done = True
                 break
+            self.frames += 1
             ts = line.ts_ns
             last[line.stream] = ts
             if ts > horizon:
