@@ -99,15 +99,16 @@ def _tail(
     reader = _open(api, container_id, container, None, after_ns, tail=TAIL_PROBE)
     reader.final = stopped
     try:
-        chunk = reader.take(after_ns, until_ns, limit)
+        reader.take(after_ns, None, TAIL_PROBE)  # read it all: at most TAIL_PROBE entries
+        if not (reader.done and reader.frames < TAIL_PROBE):
+            reader.close()
+            return None
+        chunk = reader.take(after_ns, until_ns, limit)  # from what it holds
     except BaseException:
         reader.close()
         raise
-    if reader.done and reader.frames < TAIL_PROBE and not chunk.cut:
-        _readers.give_back(reader)
-        return chunk
-    reader.close()
-    return None
+    _readers.give_back(reader)
+    return chunk
 
 
 def _stopped(api: Any, container_id: str) -> bool:
