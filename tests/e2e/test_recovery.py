@@ -97,6 +97,40 @@ def wait_for(
     raise AssertionError(f"{app_id} stayed {status(base, headers, app_id)}")
 
 
+def kill_engine() -> None:
+    subprocess.run(["pkill", "-9", "-x", "dockerd"], check=False)
+    subprocess.run(["pkill", "-9", "-f", "docker/containerd/containerd.toml"], check=False)
+    time.sleep(1)
+
+
+def start_engine() -> None:
+    subprocess.run(["scripts/ensure-docker.sh"], check=True, cwd=Path(__file__).parents[2])
+
+
+def builds_of(base: str, headers: dict[str, str], app_id: str) -> list[dict[str, object]]:
+    r = httpx.get(f"{base}/api/v1/applications/{app_id}/builds", headers=headers, timeout=10)
+    return list(r.json())
+
+
+def wait_for_build(
+    base: str, headers: dict[str, str], app_id: str, number: int, state: str
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(
+            b["number"] == number and b["status"] == state for b in builds_of(base, headers, app_id)
+        ):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"build {number} never {state}: {builds_of(base, headers, app_id)}")
+
+
+def build_log(base: str, headers: dict[str, str], app_id: str, number: int) -> str:
+    url = f"{base}/api/v1/applications/{app_id}/builds/{number}/log"
+    lines = httpx.get(url, headers=headers, timeout=10).json()["lines"]
+    return "\n".join(line["line"] for line in lines)
+
+
 def test_sigkill_mid_build_is_finished_by_the_next_process(
     database_url: str, base_images: Settings, tmp_path: Path
 ) -> None:
@@ -184,10 +218,8 @@ def test_control_plane_and_engine_killed_converge_again(
     finally:
         plane.kill()
     # The engine dies too (its containers with it); Caddy, orphaned, keeps running.
-    subprocess.run(["pkill", "-9", "-x", "dockerd"], check=False)
-    subprocess.run(["pkill", "-9", "-f", "docker/containerd/containerd.toml"], check=False)
-    time.sleep(1)
-    subprocess.run(["scripts/ensure-docker.sh"], check=True, cwd=Path(__file__).parents[2])
+    kill_engine()
+    start_engine()
     plane = ControlPlane(data_dir, database_url, **env)
     plane.start()
     try:
@@ -254,3 +286,72 @@ def test_builds_travel_through_rabbitmq_to_a_separate_builder(
         worker.terminate()
         worker.wait(20)
         api.stop()
+
+
+@pytest.mark.engine_restart
+def test_engine_stopped_mid_build_retries_then_fails_or_succeeds_once_back(
+    database_url: str, base_images: Settings, tmp_path: Path
+) -> None:
+    """The engine dies under a running build while the control plane stays up. Left down, the
+    build is retried, then the app ends `failed` with the engine as the reason (not stuck in
+    `building`); back in time, a retry builds it and the app runs."""
+    need("docker")
+    data_dir = tmp_path / "data"
+    token = admin_token(data_dir, database_url)
+    headers = {"Authorization": f"Bearer {token}"}
+    # Its own sleep step, so no earlier run's cached layer makes the build quick.
+    dockerfile = SLOW_DOCKERFILE.replace("sleep 12", f"sleep 12 # {uuid.uuid4().hex}")
+    repo = make_repo(tmp_path / "repo", files={"Dockerfile": dockerfile, "server.py": SERVER})
+    instance = f"test-{uuid.uuid4().hex[:8]}"
+    common = {"IPAAS_ROUTER__KIND": "transparent", "IPAAS_RUNTIME__INSTANCE": instance}
+
+    # 1. The engine stays down: three attempts 1 s and 2 s apart, then `failed`.
+    plane = ControlPlane(data_dir, database_url, **common, IPAAS_BUILD__RETRY_BASE_S="1")
+    plane.start()
+    try:
+        r = httpx.post(
+            f"{plane.base}/api/v1/applications",
+            json={"name": f"eng-{uuid.uuid4().hex[:6]}", "repo": f"file://{repo}"},
+            headers=headers,
+        )
+        assert r.status_code == 201, r.text
+        app_id = r.json()["id"]
+        wait_for(plane.base, headers, app_id, {"building"}, 60)
+        time.sleep(3)  # inside the 12 s build step
+        kill_engine()
+        try:
+            done = wait_for(plane.base, headers, app_id, {"failed", "running"}, 60)
+        finally:
+            start_engine()
+        assert done["state"] == "failed", done
+        assert "gave up after retries" in done["reason"], done
+        [build] = builds_of(plane.base, headers, app_id)
+        assert build["status"] == "failed" and build["attempt"] == 3, build
+        log = build_log(plane.base, headers, app_id, 1)
+        assert "Step " in log and "--- attempt 3 of 3" in log, log
+    finally:
+        plane.stop()
+
+    # 2. The engine comes back before the next attempt: that attempt builds it.
+    plane = ControlPlane(data_dir, database_url, **common, IPAAS_BUILD__RETRY_BASE_S="20")
+    plane.start()
+    try:
+        r = httpx.post(f"{plane.base}/api/v1/applications/{app_id}/rollout", headers=headers)
+        assert r.status_code in (200, 202), r.text
+        wait_for_build(plane.base, headers, app_id, 2, "running")
+        time.sleep(3)
+        kill_engine()
+        start_engine()
+        done = wait_for(plane.base, headers, app_id, {"running", "failed"}, 180)
+        assert done["state"] == "running", done
+        build = builds_of(plane.base, headers, app_id)[0]
+        assert build["number"] == 2 and build["attempt"] == 2, build
+        assert build["status"] == "succeeded", build
+        assert "--- attempt 2 of 3" in build_log(plane.base, headers, app_id, 2)
+        address = httpx.get(f"{plane.base}/api/v1/applications/{app_id}", headers=headers).json()[
+            "address"
+        ]
+        assert httpx.get(f"http://{address}/health", timeout=5).text.strip() == "ok"
+        httpx.delete(f"{plane.base}/api/v1/applications/{app_id}", headers=headers)
+    finally:
+        plane.stop()
