@@ -309,9 +309,6 @@ class FakeEngine:
     def _raise_for_status(self, response: Any) -> None:
         pass
 
-    def inspect_container(self, container_id: str) -> dict[str, Any]:
-        return {"State": {"Status": "exited"}}
-
 
 class _Chunky:
     """A body read a few bytes at a time, so frames span reads."""
@@ -328,7 +325,9 @@ class _Chunky:
 def read_all(engine: FakeEngine, limit: int) -> list[list[LogLine]]:
     cid, after, pages = uuid.uuid4().hex, 0, []
     while True:
-        chunk = read_container_logs(engine, cid, "c", after_ns=after, until_ns=None, limit=limit)
+        chunk = read_container_logs(
+            engine, cid, "c", stopped=True, after_ns=after, until_ns=None, limit=limit
+        )
         pages.append(chunk.lines)
         if chunk.lines:
             after = chunk.lines[-1].ts_ns

@@ -64,11 +64,17 @@ async def test_start_healthy_answers_http(runtime: DockerRuntime, make_spec: Spe
     assert response.text == "hi there\n"
     listed = await runtime.list_containers(spec.app_id)
     assert [c.id for c in listed] == [info.id]
+    # The cheap listing (one engine call) agrees on what it fills in.
+    [brief] = await runtime.list_containers(spec.app_id, detail=False)
+    same = ("id", "name", "app_id", "release", "image", "state", "host_port", "ip_address")
+    assert {f: getattr(brief, f) for f in same} == {f: getattr(listed[0], f) for f in same}
     again = await runtime.inspect(info.id)
     assert again is not None and again.app_id == spec.app_id and again.started_at
     await runtime.stop(info.id, timeout_s=2)
     stopped = await runtime.inspect(info.id)
     assert stopped is not None and stopped.state == "exited"
+    [brief] = await runtime.list_containers(spec.app_id, detail=False)
+    assert brief.state == "exited"
     await runtime.remove(info.id)
     assert await runtime.inspect(info.id) is None
     assert await runtime.list_containers(spec.app_id) == []

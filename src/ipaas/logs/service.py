@@ -53,7 +53,7 @@ def app_pager(p: Platform, app_id: str) -> PageFn:
         until = settled if cursor.to_ns is None else min(cursor.to_ns, settled)
         if until <= cursor.after_ns:
             return [], False
-        containers = await runtime.list_containers(app_id)
+        containers = await runtime.list_containers(app_id, detail=False)
         chunks = await asyncio.gather(
             *(
                 runtime.read_logs(c, cursor.after_ns, until, limit, cursor.stream)

@@ -98,8 +98,11 @@ class Runtime(Protocol):
 
     async def remove(self, container_id: str) -> None: ...
 
-    async def list_containers(self, app_id: str | None = None) -> list[ContainerInfo]:
-        """Every platform container (running or not), optionally of one app."""
+    async def list_containers(
+        self, app_id: str | None = None, detail: bool = True
+    ) -> list[ContainerInfo]:
+        """Every platform container (running or not), optionally of one app. Without
+        `detail`, cheaper: started_at, exit_code, oom_killed and restart_count are unset."""
         ...
 
     async def inspect(self, container_id: str) -> ContainerInfo | None: ...

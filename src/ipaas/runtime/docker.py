@@ -100,19 +100,22 @@ def _ip_address(attrs: dict[str, Any]) -> str | None:
     return None
 
 
+def _release(labels: dict[str, str]) -> int:
+    try:
+        return int(labels.get(LABEL_RELEASE, "0"))
+    except ValueError:
+        return 0
+
+
 def container_info(attrs: dict[str, Any]) -> ContainerInfo:
     labels = (attrs.get("Config") or {}).get("Labels") or {}
     state = attrs.get("State") or {}
     status = state.get("Status", "unknown")
-    try:
-        release = int(labels.get(LABEL_RELEASE, "0"))
-    except ValueError:
-        release = 0
     return ContainerInfo(
         id=attrs["Id"],
         name=attrs.get("Name", "").lstrip("/"),
         app_id=labels.get(LABEL_APP, ""),
-        release=release,
+        release=_release(labels),
         image=(attrs.get("Config") or {}).get("Image", ""),
         state=status,
         host_port=_host_port(attrs),
@@ -121,6 +124,23 @@ def container_info(attrs: dict[str, Any]) -> ContainerInfo:
         exit_code=None if status in ("running", "created") else state.get("ExitCode"),
         oom_killed=bool(state.get("OOMKilled")),
         restart_count=int(attrs.get("RestartCount") or 0),
+    )
+
+
+def summary_info(summary: dict[str, Any]) -> ContainerInfo:
+    """From the engine's container list entry: no start time, exit code, OOM or restarts."""
+    labels = summary.get("Labels") or {}
+    names = summary.get("Names") or [""]
+    ports = [p.get("PublicPort") for p in summary.get("Ports") or [] if p.get("PublicPort")]
+    return ContainerInfo(
+        id=summary["Id"],
+        name=names[0].lstrip("/"),
+        app_id=labels.get(LABEL_APP, ""),
+        release=_release(labels),
+        image=summary.get("Image", ""),
+        state=summary.get("State", "unknown"),
+        host_port=int(ports[0]) if ports else None,
+        ip_address=_ip_address(summary),
     )
 
 
@@ -388,17 +408,22 @@ class DockerRuntime:
         attrs = await self._run(self._inspect_sync, container_id)
         return container_info(attrs) if attrs else None
 
-    def _list_sync(self, app_id: str | None) -> list[ContainerInfo]:
+    def _list_sync(self, app_id: str | None, detail: bool) -> list[ContainerInfo]:
         labels = [f"{LABEL_PLATFORM}={self.settings.instance}"]
         if app_id is not None:
             labels.append(f"{LABEL_APP}={app_id}")
+        if not detail:  # one engine call, no inspect per container
+            summaries = self._docker().api.containers(all=True, filters={"label": labels})
+            return [summary_info(s) for s in summaries]
         found = self._docker().containers.list(
             all=True, filters={"label": labels}, ignore_removed=True
         )
         return [container_info(c.attrs) for c in found]
 
-    async def list_containers(self, app_id: str | None = None) -> list[ContainerInfo]:
-        return await self._run(self._list_sync, app_id)
+    async def list_containers(
+        self, app_id: str | None = None, detail: bool = True
+    ) -> list[ContainerInfo]:
+        return await self._run(self._list_sync, app_id, detail)
 
     def _stats_sync(self, container_id: str) -> ContainerStats | None:
         try:
@@ -438,6 +463,7 @@ class DockerRuntime:
                 self._docker().api,
                 info.id,
                 info.name,
+                stopped=info.state in ("exited", "dead"),
                 after_ns=after_ns,
                 until_ns=until_ns,
                 limit=limit,

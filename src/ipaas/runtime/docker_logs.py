@@ -43,6 +43,7 @@ def read_container_logs(
     container_id: str,
     container_name: str,
     *,
+    stopped: bool,
     after_ns: int,
     until_ns: int | None,
     limit: int,
@@ -50,7 +51,8 @@ def read_container_logs(
 ) -> SourceChunk:
     """Lines strictly after `after_ns` (and at or before `until_ns`), in timestamp order:
     `limit` and the rest of the last timestamp group, with every line up to the last one's
-    time; or all of them. `api` is a docker.APIClient."""
+    time; or all of them. `api` is a docker.APIClient; `stopped`: the container had stopped
+    when this call began (then its log will not grow: what a new reader reads is all)."""
     reader = _readers.take((container_id, stream), after_ns)
     at_end = False
     if reader is not None and reader.stale(after_ns, until_ns, limit):
@@ -66,8 +68,6 @@ def read_container_logs(
         else:
             _readers.give_back(reader)
             return chunk
-    # Stopped before we open: its log will not grow, so what the new reader reads is all.
-    stopped = _stopped(api, container_id)
     if at_end and stream is None:
         chunk_or_none = _tail(api, container_id, container_name, after_ns, until_ns, limit, stopped)
         if chunk_or_none is not None:
@@ -109,14 +109,6 @@ def _tail(
         raise
     _readers.give_back(reader)
     return chunk
-
-
-def _stopped(api: Any, container_id: str) -> bool:
-    try:
-        state = (api.inspect_container(container_id).get("State") or {}).get("Status")
-    except Exception:  # noqa: BLE001 - gone or unreachable: do not rely on what we hold
-        return False
-    return state in ("exited", "dead")
 
 
 def _open(
