@@ -298,7 +298,12 @@ async def test_bad_input_is_4xx_with_a_code_and_creates_nothing(
     r = await client.post(APPS, json=body, headers=auth(user))
     assert 400 <= r.status_code < 500, r.text
     assert r.headers["content-type"] == "application/problem+json"
-    assert r.json()["code"] in {"validation_error", "invalid_repo", "local_repo_forbidden"}
+    assert r.json()["code"] in {
+        "validation_error",
+        "invalid_repo",
+        "local_repo_forbidden",
+        "too_many_envs",
+    }
     assert (await client.get(APPS, headers=auth(user))).json()["total"] == 0
 
 
@@ -357,3 +362,22 @@ async def test_nul_characters_are_refused_not_stored(
     assert r.status_code == 400 and r.json()["code"] == "bad_request"
     r = await client.get(f"{APPS}?state=running%00", headers=auth(user))
     assert r.status_code == 400
+
+
+async def test_env_count_is_capped_by_max_envs(
+    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+) -> None:
+    user, limit = await make_user(), core.settings.max_envs
+    envs = [{"key": f"K{i}", "value": str(i)} for i in range(limit + 1)]
+    r = await client.post(
+        APPS,
+        json={"name": unique_name(), "repo": "https://x.invalid/r.git", "envs": envs},
+        headers=auth(user),
+    )
+    assert r.status_code == 422 and r.json()["code"] == "too_many_envs"
+    assert (await client.get(APPS, headers=auth(user))).json()["total"] == 0  # nothing created
+    app_id = await create(client, user, envs=envs[:limit])
+    r = await client.patch(f"{APPS}/{app_id}", json={"envs": envs}, headers=auth(user))
+    assert r.status_code == 422 and r.json()["code"] == "too_many_envs"
+    kept = (await client.get(f"{APPS}/{app_id}", headers=auth(user))).json()["envs"]
+    assert len(kept) == limit

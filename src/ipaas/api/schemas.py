@@ -12,6 +12,8 @@ DNS_LABEL = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])$"
 ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 SECRET_KEY_WORDS = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE|CREDENTIAL)", re.I)
 REDACTED = "********"
+# The schema's ceiling on env vars per app; the `max_envs` setting (default 100) is the limit.
+MAX_ENVS_HARD = 1000
 
 Name = Annotated[str, Field(min_length=2, max_length=63, pattern=DNS_LABEL)]
 Command = Annotated[str, Field(min_length=1, max_length=4096)]
@@ -104,7 +106,7 @@ class AppCreate(Strict):
     commit: str | None = Field(default=None, pattern=r"^[0-9a-f]{7,40}$")
     root_directory: RelPath = ""
     port: int | None = Field(default=None, ge=1, le=65535)
-    envs: list[EnvVar] = Field(default_factory=list, max_length=100)
+    envs: list[EnvVar] = Field(default_factory=list, max_length=MAX_ENVS_HARD)
     build: BuildConfig = Field(default_factory=BuildConfig)
     health_check: HealthCheck = "tcp"
     volumes: list[Volume] = Field(default_factory=list, max_length=10)
@@ -131,7 +133,7 @@ class AppUpdate(Strict):
     commit: str | None = Field(default=None, pattern=r"^([0-9a-f]{7,40})?$")
     root_directory: RelPath | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    envs: list[EnvVar] | None = Field(default=None, max_length=100)
+    envs: list[EnvVar] | None = Field(default=None, max_length=MAX_ENVS_HARD)
     build: BuildConfig | None = None
     health_check: HealthCheck | None = None
     volumes: list[Volume] | None = Field(default=None, max_length=10)

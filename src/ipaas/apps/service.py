@@ -66,6 +66,7 @@ class AppService:
 
     async def create(self, who: Principal, body: AppCreate) -> Application:
         check_repo_url(self.p, who, body.repo)
+        self._check_env_count(body.envs)
         app = Application(
             id=new_id(),
             name=body.name,
@@ -123,6 +124,11 @@ class AppService:
         await operations.apply_update(self.p, app, action)
         return await self.p.apps.get(app_id)
 
+    def _check_env_count(self, envs: list[EnvVar]) -> None:
+        limit = self.p.settings.max_envs
+        if len(envs) > limit:
+            raise Problem(422, "too_many_envs", f"at most {limit} environment variables per app")
+
     def _changes(
         self, app: Application, body: AppUpdate
     ) -> tuple[dict[str, Any], set[str], list[EnvVar] | None]:
@@ -132,6 +138,7 @@ class AppService:
         for key, value in body.model_dump(exclude_unset=True).items():
             if key == "envs":
                 new_envs = [EnvVar(**e) for e in value or []]
+                self._check_env_count(new_envs)
                 columns["envs_encrypted"] = encode_envs(self.p.cipher, new_envs)
                 continue
             if key == "resources":

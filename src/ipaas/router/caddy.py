@@ -19,6 +19,7 @@ import httpx
 import structlog
 
 from ipaas.config import RouterSettings
+from ipaas.net import tcp_open
 from ipaas.router.base import Route
 
 log = structlog.get_logger()
@@ -490,14 +491,7 @@ def _routes_sorted(config: Any) -> Any:
 
 async def _port_open(address: str) -> bool:
     host, _, port = address.rpartition(":")
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", port), 1)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
+    return await tcp_open(host or "127.0.0.1", port)
 
 
 async def _terminate(proc: asyncio.subprocess.Process, timeout_s: float = 5.0) -> None:

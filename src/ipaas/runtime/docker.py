@@ -21,6 +21,7 @@ from docker.types import LogConfig
 
 from ipaas.config import RuntimeSettings
 from ipaas.logs.paging import SourceChunk
+from ipaas.net import tcp_open
 from ipaas.runtime.base import (
     LABEL_APP,
     LABEL_APP_NAME,
@@ -361,7 +362,7 @@ class DockerRuntime:
             # Connect to the container itself: the published port is docker-proxy, which
             # accepts connections before the app listens.
             ip = _ip_address(attrs)
-            return await _tcp_open(ip, spec.port) if ip else await _tcp_open("127.0.0.1", host_port)
+            return await tcp_open(ip, spec.port) if ip else await tcp_open("127.0.0.1", host_port)
         if host_port is None:
             return False
         path = spec.health_check if spec.health_check.startswith("/") else "/" + spec.health_check
@@ -592,16 +593,3 @@ def _runtime_event(raw: dict[str, Any]) -> RuntimeEvent | None:
         exit_code=int(exit_code) if exit_code not in (None, "") else None,
         time=when,
     )
-
-
-async def _tcp_open(host: str, port: int | None, timeout_s: float = 1.0) -> bool:
-    if port is None:
-        return False
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
