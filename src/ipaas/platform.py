@@ -10,7 +10,7 @@ import asyncio
 import socket
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -29,6 +29,7 @@ from ipaas.store.db import make_engine, make_sessionmaker
 from ipaas.store.users import UserStore
 
 log = structlog.get_logger()
+S = TypeVar("S")
 
 
 @dataclass
@@ -68,6 +69,10 @@ class Platform:
     def add_service(self, service: Any) -> None:
         """A long-running part (builder loop, warden) started with the platform."""
         self._services.append(service)
+
+    def service(self, kind: type[S]) -> S:
+        """The running service of that type (the warden, the build worker)."""
+        return next(s for s in self._services if isinstance(s, kind))
 
     async def start(self) -> None:
         if self.router is not None:

@@ -22,6 +22,10 @@ class CrashPolicy:
             times.popleft()
         return len(times)
 
+    def count(self, app_id: str, now: float) -> int:
+        """Crashes within the window, without recording one."""
+        return sum(1 for t in self._crashes.get(app_id, ()) if now - t <= self.window_s)
+
     def gives_up(self, count: int) -> bool:
         return count >= self.limit
 

@@ -33,6 +33,8 @@ class Warden:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._restarts: dict[str, asyncio.Task[None]] = {}
+        # One crash is seen by its "die" event and may be by a reconcile too: count it once.
+        self._crash_lock = asyncio.Lock()
 
     async def start(self) -> None:
         if self.p.runtime is None:
@@ -71,6 +73,17 @@ class Warden:
         await self.crashed(app, event.container_id)
 
     async def crashed(self, app: Application, container_id: str | None) -> None:
+        """`app` as the caller saw it, running on the container that died."""
+        async with self._crash_lock:
+            try:
+                fresh = await self.p.apps.get(app.id)
+            except NotFound:
+                return
+            if fresh.state != S.RUNNING or fresh.container_id != app.container_id:
+                return  # handled already, or the user acted
+            await self._record_crash(fresh, container_id)
+
+    async def _record_crash(self, app: Application, container_id: str | None) -> None:
         reason = await self._crash_reason(container_id)
         count = self.policy.record(app.id, time.monotonic())
         if self.policy.gives_up(count):
