@@ -24,7 +24,10 @@ from tests.e2e.apps import DOCKERFILE, SERVER
 from tests.live import free_port
 from tests.services import need
 
-SLOW_DOCKERFILE = DOCKERFILE.replace("WORKDIR /srv", "WORKDIR /srv\nRUN sleep 12")
+
+def slow_dockerfile() -> str:
+    """A 12 s build step of its own, so no earlier run's cached layer makes the build quick."""
+    return DOCKERFILE.replace("WORKDIR /srv", f"WORKDIR /srv\nRUN sleep 12 # {uuid.uuid4().hex}")
 
 
 class ControlPlane:
@@ -143,7 +146,9 @@ def test_sigkill_mid_build_is_finished_by_the_next_process(
         "IPAAS_BUILD__LEASE_S": "3",
         "IPAAS_RUNTIME__INSTANCE": f"test-{uuid.uuid4().hex[:8]}",
     }
-    repo = make_repo(tmp_path / "repo", files={"Dockerfile": SLOW_DOCKERFILE, "server.py": SERVER})
+    repo = make_repo(
+        tmp_path / "repo", files={"Dockerfile": slow_dockerfile(), "server.py": SERVER}
+    )
     first = ControlPlane(data_dir, database_url, **env)
     first.start()
     try:
@@ -299,9 +304,9 @@ def test_engine_stopped_mid_build_retries_then_fails_or_succeeds_once_back(
     data_dir = tmp_path / "data"
     token = admin_token(data_dir, database_url)
     headers = {"Authorization": f"Bearer {token}"}
-    # Its own sleep step, so no earlier run's cached layer makes the build quick.
-    dockerfile = SLOW_DOCKERFILE.replace("sleep 12", f"sleep 12 # {uuid.uuid4().hex}")
-    repo = make_repo(tmp_path / "repo", files={"Dockerfile": dockerfile, "server.py": SERVER})
+    repo = make_repo(
+        tmp_path / "repo", files={"Dockerfile": slow_dockerfile(), "server.py": SERVER}
+    )
     instance = f"test-{uuid.uuid4().hex[:8]}"
     common = {"IPAAS_ROUTER__KIND": "transparent", "IPAAS_RUNTIME__INSTANCE": instance}
 

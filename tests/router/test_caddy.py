@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from ipaas.router.base import Route
 from ipaas.router.caddy import CaddyRouter
 from ipaas.runtime.docker import DockerRuntime
 from tests import services
-from tests.router.conftest import RouterFactory
+from tests.router.conftest import RouterFactory, free_port
 from tests.runtime.conftest import SpecFactory
 
 
@@ -215,3 +216,48 @@ def test_route_order_alone_does_not_force_a_reload() -> None:
 
     assert _same_config(config(["b", "a"]), config(["a", "b"]))
     assert not _same_config(config(["a"]), config(["a", "b"]))
+
+
+async def test_tls_mode_serves_https_and_redirects_plain_http(
+    runtime: DockerRuntime, make_spec: SpecFactory, tmp_path: Path
+) -> None:
+    """`tls: true`: each route host gets a certificate (for *.localhost from Caddy's own CA,
+    kept in the data dir; the machine's trust store is left alone) and plain HTTP redirects."""
+    settings = RouterSettings(
+        admin_address=f"127.0.0.1:{free_port()}",
+        http_port=free_port(),
+        https_port=free_port(),
+        tls=True,
+    )
+    router = CaddyRouter(settings, "localhost", tmp_path / "caddy", stop_on_close=True)
+    await router.start()
+    try:
+        upstream = await _upstream(runtime, make_spec, "over tls")
+        url = await router.set_route(Route("secure.localhost", upstream))
+        assert url == f"https://secure.localhost:{settings.https_port}/"
+        root = tmp_path / "caddy" / "certificates" / "pki" / "authorities" / "local" / "root.crt"
+        deadline = time.monotonic() + 30
+        while not root.exists():  # the CA and the certificate are made in the background
+            assert time.monotonic() < deadline, "Caddy made no CA"
+            await asyncio.sleep(0.2)
+        ssl_context = ssl.create_default_context(cafile=str(root))
+        async with httpx.AsyncClient(verify=ssl_context, timeout=5) as http:
+            answer = None
+            while answer is None:
+                try:
+                    answer = await http.get(
+                        f"https://127.0.0.1:{settings.https_port}/",
+                        headers={"Host": "secure.localhost"},
+                        extensions={"sni_hostname": "secure.localhost"},
+                    )
+                except httpx.ConnectError:  # certificate not issued yet
+                    assert time.monotonic() < deadline, "no certificate for the route"
+                    await asyncio.sleep(0.2)
+            assert (answer.status_code, answer.text) == (200, "over tls\n")
+            plain = await http.get(
+                f"http://127.0.0.1:{settings.http_port}/x", headers={"Host": "secure.localhost"}
+            )
+            assert plain.status_code in (301, 308)
+            assert plain.headers["location"].startswith("https://secure.localhost")
+    finally:
+        await router.close()

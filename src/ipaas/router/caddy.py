@@ -173,20 +173,27 @@ class CaddyRouter:
             "listen": self._listen(),
             "routes": [self._route_json(h) for h in self._routes] + [_fallback_json()],
         }
-        if not self.settings.tls:
+        apps: dict[str, Any] = {
+            "http": {
+                # Bounded: an open stream (SSE) must not keep an old config alive forever.
+                "grace_period": "60s",
+                "http_port": self.settings.http_port,
+                "https_port": self.settings.https_port,
+                "servers": {SERVER: server},
+            }
+        }
+        if self.settings.tls:
+            # Certificates (ACME for public names; Caddy's own CA for *.localhost and the
+            # like) are issued per route host; never touch the machine's trust store.
+            apps["pki"] = {"certificate_authorities": {"local": {"install_trust": False}}}
+        else:
             server["automatic_https"] = {"disable": True}
         return {
             # Our own file is the persisted state; Caddy's autosave would be a second copy.
             "admin": {"listen": self.settings.admin_address, "config": {"persist": False}},
-            "apps": {
-                "http": {
-                    # Bounded: an open stream (SSE) must not keep an old config alive forever.
-                    "grace_period": "60s",
-                    "http_port": self.settings.http_port,
-                    "https_port": self.settings.https_port,
-                    "servers": {SERVER: server},
-                }
-            },
+            # Certificates and keys live with the platform's data, not in $HOME.
+            "storage": {"module": "file_system", "root": str(self.data_dir.resolve() / "certificates")},
+            "apps": apps,
         }
 
     def _persist(self) -> None:
