@@ -31,6 +31,23 @@ async def test_enqueue_lease_complete(make_queue: QueueMaker, broker: Channel, p
     assert await count(broker, f"{prefix}.builds") == 0
 
 
+async def test_a_process_that_only_publishes_takes_no_jobs(
+    make_queue: QueueMaker, broker: Channel, prefix: str
+) -> None:
+    """The API beside a separate builder: every job it enqueues reaches the builder."""
+    need("rabbitmq")
+    api, builder = make_queue(), make_queue()
+    await builder.wait(0.1)  # the builder is connected and consuming first
+    jobs = [BuildJob(id=f"b{i}", app_id="a1", attempt=0) for i in range(6)]
+    for job in jobs:
+        await api.enqueue(job)
+    leased = []
+    for _ in jobs:
+        leased.append(await lease_soon(builder, "w1"))
+        await builder.complete(leased[-1])
+    assert sorted(j.id for j in leased) == sorted(j.id for j in jobs)
+
+
 async def test_messages_are_persistent_and_queues_durable(
     make_queue: QueueMaker, broker: Channel, prefix: str
 ) -> None:

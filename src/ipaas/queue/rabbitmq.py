@@ -86,6 +86,8 @@ class RabbitQueue:
         self._ready: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._arrived = asyncio.Event()
         self._leased: dict[str, AbstractIncomingMessage] = {}
+        self._main: AbstractQueue | None = None
+        self._consumer = False
 
     # --- connection -----------------------------------------------------------------------
     async def _ensure(self) -> AbstractChannel:
@@ -104,9 +106,18 @@ class RabbitQueue:
     async def _setup(self, connection: AbstractRobustConnection) -> AbstractChannel:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.set_qos(prefetch_count=self.prefetch)
-        main = await self._declare(channel)
-        await main.consume(self._on_message, no_ack=False)
+        self._main = await self._declare(channel)
         return channel
+
+    async def _consuming(self) -> None:
+        """Builders only: a process that just publishes (the API with a separate builder) must
+        not consume, or the broker hands it jobs it holds unacked and never builds."""
+        await self._ensure()
+        async with self._connect_lock:
+            if not self._consumer and self._main is not None:
+                # On the robust channel: re-consumed after a reconnect.
+                await self._main.consume(self._on_message, no_ack=False)
+                self._consumer = True
 
     async def _declare(self, channel: AbstractChannel) -> AbstractQueue:
         dead_x = await channel.declare_exchange(
@@ -130,6 +141,7 @@ class RabbitQueue:
 
     async def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
+        self._main, self._consumer = None, False
         self._leased.clear()
         self._ready = asyncio.Queue()  # buffered deliveries die with the connection
         if connection is not None:
@@ -179,7 +191,7 @@ class RabbitQueue:
 
     # --- leasing --------------------------------------------------------------------------
     async def lease(self, worker: str) -> BuildJob | None:
-        await self._ensure()
+        await self._consuming()
         while (message := self._next_ready()) is not None:
             job = await self._accept(message, worker)
             if job is not None:
@@ -260,7 +272,7 @@ class RabbitQueue:
     async def wait(self, timeout_s: float) -> None:
         """Sleep until a delivery arrives or the timeout passes (also when the broker is down)."""
         try:
-            await self._ensure()
+            await self._consuming()
         except (AMQPError, OSError) as exc:
             log.warning("rabbitmq unavailable", error=repr(exc))
             await asyncio.sleep(timeout_s)
