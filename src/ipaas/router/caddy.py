@@ -154,6 +154,7 @@ class CaddyRouter:
         self.config_path = self.data_dir / "caddy.json"
         self.log_path = self.data_dir / "caddy.log"
         self.upstreams_dir = self.data_dir / "upstreams"
+        self.certificates_dir = self.data_dir.resolve() / "certificates"
         self.admin_url = f"http://{settings.admin_address}"
         self._routes: dict[str, Route] = {}
         self._proc: asyncio.subprocess.Process | None = None
@@ -192,7 +193,7 @@ class CaddyRouter:
             # Our own file is the persisted state; Caddy's autosave would be a second copy.
             "admin": {"listen": self.settings.admin_address, "config": {"persist": False}},
             # Certificates and keys live with the platform's data, not in $HOME.
-            "storage": {"module": "file_system", "root": str(self.data_dir.resolve() / "certificates")},
+            "storage": {"module": "file_system", "root": str(self.certificates_dir)},
             "apps": apps,
         }
 
