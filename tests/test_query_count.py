@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -47,6 +48,30 @@ async def test_status_poll_is_one_query(
         with count_queries(core) as queries:
             r = await client.get(url, headers={**headers, "If-None-Match": r.headers["etag"]})
         assert r.status_code == 304 and len(queries) <= 1, queries
+
+
+async def test_many_pollers_of_an_expired_status_share_one_query(
+    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+) -> None:
+    """When the cached status expires under load, 32 pollers do not all go to the store."""
+    user = await make_user()
+    r = await client.post(
+        "/api/v1/applications",
+        json={"name": "q-count-herd", "repo": "https://x.invalid/r"},
+        headers=auth(user),
+    )
+    app_id = r.json()["id"]
+    url = f"/api/v1/applications/{app_id}/status"
+    await client.get(url, headers=auth(user))  # warms the token cache
+    core.apps.cache.evict(app_id)  # as when the entry expires
+    with count_queries(core) as queries:
+        answers = await asyncio.gather(*(client.get(url, headers=auth(user)) for _ in range(32)))
+    assert {a.status_code for a in answers} == {200}
+    assert {a.json()["state"] for a in answers} == {"pending"}
+    assert len(queries) == 1, queries
+    # Another user's poll of it is still a 404, from the shared entry.
+    other = await make_user()
+    assert (await client.get(url, headers=auth(other))).status_code == 404
 
 
 async def test_state_change_is_one_granular_update(
