@@ -27,16 +27,19 @@ def count_queries(core: Platform) -> Iterator[list[str]]:
         event.remove(core.engine.sync_engine, "before_cursor_execute", record)
 
 
+async def create_app(client: httpx.AsyncClient, user: dict[str, str], name: str) -> str:
+    body = {"name": name, "repo": "https://x.invalid/r"}
+    r = await client.post("/api/v1/applications", json=body, headers=auth(user))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 async def test_status_poll_is_one_query(
     client: httpx.AsyncClient, core: Platform, make_user: UserMaker
 ) -> None:
     user = await make_user()
-    r = await client.post(
-        "/api/v1/applications",
-        json={"name": "q-count-app", "repo": "https://x.invalid/r"},
-        headers=auth(user),
-    )
-    url = f"/api/v1/applications/{r.json()['id']}/status"
+    app_id = await create_app(client, user, "q-count-app")
+    url = f"/api/v1/applications/{app_id}/status"
     r = await client.post("/api/v1/users/me/tokens", json={"name": "t"}, headers=auth(user))
     pat = {"Authorization": f"Bearer {r.json()['token']}"}
     await client.get(url, headers=pat)  # warms the token cache
@@ -55,12 +58,7 @@ async def test_many_pollers_of_an_expired_status_share_one_query(
 ) -> None:
     """When the cached status expires under load, 32 pollers do not all go to the store."""
     user = await make_user()
-    r = await client.post(
-        "/api/v1/applications",
-        json={"name": "q-count-herd", "repo": "https://x.invalid/r"},
-        headers=auth(user),
-    )
-    app_id = r.json()["id"]
+    app_id = await create_app(client, user, "q-count-herd")
     url = f"/api/v1/applications/{app_id}/status"
     await client.get(url, headers=auth(user))  # warms the token cache
     core.apps.cache.evict(app_id)  # as when the entry expires
@@ -80,13 +78,9 @@ async def test_state_change_is_one_granular_update(
     from ipaas.domain.states import State
 
     user = await make_user()
-    r = await client.post(
-        "/api/v1/applications",
-        json={"name": "q-count-upd", "repo": "https://x.invalid/r"},
-        headers=auth(user),
-    )
+    app_id = await create_app(client, user, "q-count-upd")
     with count_queries(core) as queries:
-        await core.apps.transition(r.json()["id"], State.BUILDING, "test")
+        await core.apps.transition(app_id, State.BUILDING, "test")
     updates = [q for q in queries if q.lstrip().upper().startswith("UPDATE")]
     assert len(updates) == 1
     # Only the state columns are written: no read-modify-write of the whole row.
