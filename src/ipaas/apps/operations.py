@@ -158,7 +158,11 @@ async def deploy(p: Platform, app_id: str) -> None:
             return
         if app.state not in (S.STARTING, S.ROLLING_OUT):
             return
-        await _deploy_locked(p, app)
+        try:
+            await _deploy_locked(p, app)
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the app must not stay starting
+            log.exception("deploy crashed", app_id=app_id)
+            await _fail(p, app_id, f"the platform failed while starting the release: {exc!r}")
 
 
 async def _deploy_locked(p: Platform, app: Application) -> None:
