@@ -196,6 +196,23 @@ async def test_failing_install_command_is_a_user_fault(
     assert "installing-fails" in info.value.reason  # the last log lines are quoted
 
 
+async def test_a_build_over_its_memory_cap_fails_and_says_so(
+    base_images: Settings, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
+) -> None:
+    services.need("docker")
+    settings = base_images.model_copy(
+        update={"build": base_images.build.model_copy(update={"memory_mb": 64})}
+    )
+    greedy = "python3 -c 'blocks = [bytearray(1 << 20) for _ in range(512)]'"
+    repo = repo_factory("python-flask")
+    with pytest.raises(BuildFailed) as info:
+        await DockerImageBuilder(settings).build(
+            request(apps.name("oom"), str(repo), build_command=greedy), log
+        )
+    assert info.value.user_fault and info.value.code == "build_out_of_memory"
+    assert "out of memory" in info.value.reason and "64 MB" in info.value.reason
+
+
 async def test_failing_build_in_user_dockerfile(
     builder: DockerImageBuilder, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
 ) -> None:

@@ -277,6 +277,7 @@ class _BuildJob:
         self._stream = _Stream()
         self._lines: list[str] = []
         self._step = ""
+        self._memory_mb = kwargs["container_limits"]["memory"] // 2**20
 
     async def run(
         self, log: LogSink, cancel: asyncio.Event, timeout_s: float, install_step: int | None
@@ -345,9 +346,16 @@ class _BuildJob:
         code = "build_failed"
         if install_step is not None and self._step.startswith(f"Step {install_step}/"):
             code = "install_failed"
+        headline = message.strip()
+        if "non-zero code: 137" in message:  # SIGKILL: in a build, the memory cap
+            code = "build_out_of_memory"
+            headline += (
+                f" (killed: most likely out of memory; builds may use "
+                f"{self._memory_mb} MB, the build.memory_mb setting)"
+            )
         tail = "\n".join(self._lines[-TAIL_LINES:])
         return BuildFailed(
-            f"{message.strip()}\n--- last build output ---\n{tail}", user_fault=True, code=code
+            f"{headline}\n--- last build output ---\n{tail}", user_fault=True, code=code
         )
 
     def _worker(self, put: Any) -> None:
