@@ -61,6 +61,9 @@ class RuntimeSettings(BaseModel):
     stop_timeout_s: float = 10.0
     log_max_size: str = "10m"
     log_max_files: int = 3
+    # Lines older than this are not served, and retired containers stopped longer ago than this
+    # are removed with their logs (the engine's log options bound size only). 0: no age limit.
+    log_max_age_s: float = 7 * 86400.0
     retained_containers: int = 2  # stopped containers kept per app for their logs
 
 

@@ -20,6 +20,7 @@ from ipaas.auth.passwords import hash_password
 from ipaas.logs.paging import Cursor, LogLine, SourceChunk, page
 from ipaas.logs.timeparse import format_ns, parse_rfc3339_ns
 from ipaas.runtime.docker_logs import read_container_logs
+from ipaas.warden.warden import Warden
 from tests.e2e.conftest import E2E
 
 DOCKERFILE = """FROM python:3.11-slim
@@ -216,6 +217,32 @@ def test_crashed_containers_last_lines_survive_the_restart(e2e: E2E, app: str) -
     # Both containers are in the answer: the crashed one and the new one.
     assert len({x["container"] for x in lines}) >= 2
     assert any(x["line"] == "listening" and x["timestamp"] > markers[0]["timestamp"] for x in lines)
+
+
+def test_logs_past_the_retention_age_are_neither_served_nor_kept(e2e: E2E, app: str) -> None:
+    """`runtime.log_max_age_s` (2 s here): older lines are not served, and a retired container
+    stopped longer ago than that is removed by the warden, its log with it."""
+    emit(e2e, app, 30, "aged")
+    retired = serving(e2e, app)
+    assert e2e.post(app, "restart").status_code == 202
+    e2e.wait(app, {"running"}, timeout_s=60)
+    assert serving(e2e, app) != retired
+    time.sleep(2.5)
+    emit(e2e, app, 30, "young")
+    time.sleep(0.3)  # lines are served once 0.1 s old (SETTLE_NS)
+    platform = e2e.live.platform
+    saved = platform.settings.runtime.log_max_age_s
+    platform.settings.runtime.log_max_age_s = 2.0
+    try:
+        lines = logs(e2e, app, limit=10_000, **{"from": "now-1h"}).json()["lines"]
+        assert not [x for x in lines if x["line"].startswith("aged ")]
+        check_complete(lines, "young", 30)
+        e2e.live.run(platform.service(Warden).reconcile())
+    finally:
+        platform.settings.runtime.log_max_age_s = saved
+    left = {c.id for c in e2e.live.run(platform.runtime.list_containers(app))}
+    assert retired not in left and serving(e2e, app) in left
+    assert e2e.get(app, "/status")["state"] == "running"
 
 
 def serving(e2e: E2E, app_id: str) -> str:

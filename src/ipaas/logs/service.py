@@ -48,17 +48,17 @@ def app_pager(p: Platform, app_id: str) -> PageFn:
     async def fetch(cursor: Cursor, limit: int) -> tuple[list[LogLine], bool]:
         if p.runtime is None:
             return [], False
-        runtime = p.runtime
-        settled = time.time_ns() - SETTLE_NS
+        runtime, now = p.runtime, time.time_ns()
+        settled = now - SETTLE_NS
         until = settled if cursor.to_ns is None else min(cursor.to_ns, settled)
-        if until <= cursor.after_ns:
+        max_age_ns = int(p.settings.runtime.log_max_age_s * 1e9)
+        # Past the retention age: not served (the engine only bounds a log's size).
+        after = max(cursor.after_ns, now - max_age_ns - 1) if max_age_ns else cursor.after_ns
+        if until <= after:
             return [], False
         containers = await runtime.list_containers(app_id, detail=False)
         chunks = await asyncio.gather(
-            *(
-                runtime.read_logs(c, cursor.after_ns, until, limit, cursor.stream)
-                for c in containers
-            )
+            *(runtime.read_logs(c, after, until, limit, cursor.stream) for c in containers)
         )
         return page(chunks, limit)
 

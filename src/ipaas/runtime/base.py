@@ -54,6 +54,7 @@ class ContainerInfo:
     host_port: int | None  # published on 127.0.0.1
     ip_address: str | None  # on the owner's network
     started_at: datetime | None = None
+    finished_at: datetime | None = None  # when it last stopped
     exit_code: int | None = None
     oom_killed: bool = False
     restart_count: int = 0
@@ -102,7 +103,8 @@ class Runtime(Protocol):
         self, app_id: str | None = None, detail: bool = True
     ) -> list[ContainerInfo]:
         """Every platform container (running or not), optionally of one app. Without
-        `detail`, cheaper: started_at, exit_code, oom_killed and restart_count are unset."""
+        `detail`, cheaper: started_at, finished_at, exit_code, oom_killed and restart_count
+        are unset."""
         ...
 
     async def inspect(self, container_id: str) -> ContainerInfo | None: ...

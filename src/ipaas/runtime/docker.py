@@ -122,6 +122,7 @@ def container_info(attrs: dict[str, Any]) -> ContainerInfo:
         host_port=_host_port(attrs),
         ip_address=_ip_address(attrs),
         started_at=parse_time(state.get("StartedAt")),
+        finished_at=parse_time(state.get("FinishedAt")),
         exit_code=None if status in ("running", "created") else state.get("ExitCode"),
         oom_killed=bool(state.get("OOMKilled")),
         restart_count=int(attrs.get("RestartCount") or 0),

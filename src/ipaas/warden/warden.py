@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -153,6 +154,7 @@ class Warden:
             by_app.setdefault(c.app_id, []).append(c)
         known = {a.id: a for a in await self.p.apps.all_in_states(list(S))}
         await self._remove_strays(containers, known)
+        await self._expire_retired(containers, known)
         for app in known.values():
             if app.state not in (S.RUNNING, S.CRASHED):
                 continue
@@ -178,6 +180,29 @@ class Warden:
                 Route(operations.host_of(self.p, a.name), a.address) for a in apps if a.address
             ]
             await self.p.router.sync(routes)
+
+    async def _expire_retired(
+        self, containers: list[ContainerInfo], known: dict[str, Application]
+    ) -> None:
+        """Log retention by age: a retired container stopped longer ago than the maximum log
+        age goes, its log with it (the app's current container always stays)."""
+        assert self.p.runtime is not None
+        max_age_s = self.p.settings.runtime.log_max_age_s
+        if not max_age_s:
+            return
+        cutoff = datetime.now(UTC) - timedelta(seconds=max_age_s)
+        for c in containers:
+            app = known.get(c.app_id)
+            if (
+                app is not None
+                and c.id != app.container_id
+                and c.state in ("exited", "dead")
+                and c.finished_at is not None
+                and c.finished_at < cutoff
+            ):
+                log.info("removing a retired container past log retention", container=c.id)
+                with contextlib.suppress(Exception):
+                    await self.p.runtime.remove(c.id)
 
     async def _remove_strays(
         self, containers: list[ContainerInfo], known: dict[str, Application]
