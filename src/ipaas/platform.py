@@ -127,6 +127,7 @@ def build_platform(settings: Settings) -> Platform:
     from ipaas.apps.worker import BuildWorker
     from ipaas.builds.docker_builder import DockerImageBuilder
     from ipaas.runtime.docker import DockerRuntime
+    from ipaas.warden.warden import Warden
 
     router: Router
     if settings.router.kind == "caddy":
@@ -155,10 +156,5 @@ def build_platform(settings: Settings) -> Platform:
         )
     if settings.build.embedded_worker:
         platform.add_service(BuildWorker(platform))
-    try:
-        from ipaas.warden.warden import Warden
-    except ImportError:  # the warden arrives with the runtime issue
-        pass
-    else:
-        platform.add_service(Warden(platform))
+    platform.add_service(Warden(platform))
     return platform
