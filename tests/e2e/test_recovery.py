@@ -12,12 +12,15 @@ import time
 import uuid
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 
 from ipaas.auth.passwords import hash_password
 from ipaas.config import Settings
+from ipaas.domain.states import State
 from ipaas.platform import build_core
+from ipaas.runtime.base import LABEL_APP
 from ipaas.store.migrate import upgrade
 from tests.builds.conftest import make_repo
 from tests.e2e.apps import DOCKERFILE, SERVER
@@ -286,11 +289,38 @@ def test_builds_travel_through_rabbitmq_to_a_separate_builder(
         app_id = r.json()["id"]
         done = wait_for(api.base, headers, app_id, {"running", "failed"}, 180)
         assert done["state"] == "running", done
-        httpx.delete(f"{api.base}/api/v1/applications/{app_id}", headers=headers)
     finally:
         worker.terminate()
         worker.wait(20)
+        api.kill()
+    # The API process dies in the middle of a delete; it comes back, with no builder running,
+    # and finishes it: the app and its container go.
+    mark_deleting(data_dir, database_url, app_id)
+    api = ControlPlane(data_dir, database_url, **env)
+    api.start()
+    try:
+        deadline = time.monotonic() + 30
+        url = f"{api.base}/api/v1/applications/{app_id}"
+        while httpx.get(url, headers=headers).status_code != 404:
+            assert time.monotonic() < deadline, status(api.base, headers, app_id)
+            time.sleep(0.3)
+        left = docker.from_env().containers.list(
+            all=True, filters={"label": f"{LABEL_APP}={app_id}"}
+        )
+        assert left == []
+    finally:
         api.stop()
+
+
+def mark_deleting(data_dir: Path, database_url: str, app_id: str) -> None:
+    """What a process killed right after accepting a DELETE leaves behind."""
+
+    async def mark() -> None:
+        p = build_core(Settings(data_dir=data_dir, database_url=database_url))
+        await p.apps.transition(app_id, State.DELETING, "deleted by the user")
+        await p.close()
+
+    asyncio.run(mark())
 
 
 @pytest.mark.engine_restart

@@ -56,7 +56,6 @@ class BuildWorker:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await operations.recover(self.p)
         self._task = asyncio.create_task(self._loop(), name="build-worker")
 
     async def stop(self) -> None:

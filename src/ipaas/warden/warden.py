@@ -40,6 +40,9 @@ class Warden:
     async def start(self) -> None:
         if self.p.runtime is None:
             return
+        # Here, not in the builder: the process that owns the runtime finishes what a killed
+        # one left half-done, also when builds run on separate workers.
+        await operations.recover(self.p)
         self._tasks = [
             asyncio.create_task(self._follow_events(), name="warden-events"),
             asyncio.create_task(self._reconcile_loop(), name="warden-reconcile"),
