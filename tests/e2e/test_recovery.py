@@ -22,6 +22,7 @@ from ipaas.domain.states import State
 from ipaas.platform import build_core
 from ipaas.runtime.base import LABEL_APP
 from ipaas.store.migrate import upgrade
+from ipaas.store.models import Application, new_id
 from tests.builds.conftest import make_repo
 from tests.e2e.apps import DOCKERFILE, SERVER
 from tests.live import free_port
@@ -299,17 +300,21 @@ def test_builds_travel_through_rabbitmq_to_a_separate_builder(
     api = ControlPlane(data_dir, database_url, **env)
     api.start()
     try:
-        deadline = time.monotonic() + 30
-        url = f"{api.base}/api/v1/applications/{app_id}"
-        while httpx.get(url, headers=headers).status_code != 404:
-            assert time.monotonic() < deadline, status(api.base, headers, app_id)
-            time.sleep(0.3)
+        wait_gone(api.base, headers, app_id)
         left = docker.from_env().containers.list(
             all=True, filters={"label": f"{LABEL_APP}={app_id}"}
         )
         assert left == []
     finally:
         api.stop()
+
+
+def wait_gone(base: str, headers: dict[str, str], app_id: str) -> None:
+    deadline = time.monotonic() + 30
+    url = f"{base}/api/v1/applications/{app_id}"
+    while httpx.get(url, headers=headers).status_code != 404:
+        assert time.monotonic() < deadline, status(base, headers, app_id)
+        time.sleep(0.3)
 
 
 def mark_deleting(data_dir: Path, database_url: str, app_id: str) -> None:
@@ -390,3 +395,50 @@ def test_engine_stopped_mid_build_retries_then_fails_or_succeeds_once_back(
         httpx.delete(f"{plane.base}/api/v1/applications/{app_id}", headers=headers)
     finally:
         plane.stop()
+
+
+def test_an_unreachable_broker_at_start_does_not_stop_recovery(
+    database_url: str, base_images: Settings, tmp_path: Path
+) -> None:
+    """The API starts beside separate builders while RabbitMQ cannot be reached and a build is
+    still queued: it answers, and still finishes a delete a killed process left half-done."""
+    need("docker")
+    data_dir = tmp_path / "data"
+    token = admin_token(data_dir, database_url)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def leftovers() -> tuple[str, str]:
+        p = build_core(Settings(data_dir=data_dir, database_url=database_url))
+        owner = p.access_tokens.verify(token).user_id
+        ids = []
+        for name in ("queued", "deleting"):
+            app = Application(
+                id=new_id(),
+                name=f"{name}-{uuid.uuid4().hex[:6]}",
+                owner_id=owner,
+                repo="https://x.invalid/r.git",
+                state=State.PENDING.value,
+                envs_encrypted="",
+            )
+            await p.apps.create(app)
+            await p.builds.new_build(app.id)
+            ids.append(app.id)
+        await p.apps.transition(ids[1], State.DELETING, "deleted by the user")
+        await p.close()
+        return ids[0], ids[1]
+
+    queued, deleting = asyncio.run(leftovers())
+    api = ControlPlane(
+        data_dir,
+        database_url,
+        IPAAS_ROUTER__KIND="transparent",
+        IPAAS_QUEUE_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}/",  # nothing listens
+        IPAAS_BUILD__EMBEDDED_WORKER="false",
+        IPAAS_RUNTIME__INSTANCE=f"test-{uuid.uuid4().hex[:8]}",
+    )
+    api.start()
+    try:
+        wait_gone(api.base, headers, deleting)
+        assert status(api.base, headers, queued)["state"] == "pending"
+    finally:
+        api.stop()

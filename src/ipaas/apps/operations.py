@@ -264,17 +264,20 @@ async def _remove_containers(
 
 
 async def recover(p: Platform) -> None:
-    """After a restart: finish deploys and deletes that a killed process left half-done, and
-    hand queued builds to the queue again (a broker may have lost or never got them)."""
-    from ipaas.queue.base import BuildJob
-
-    for build in await p.builds.queued():
-        await p.queue.enqueue(BuildJob(id=build.id, app_id=build.app_id, attempt=build.attempt))
+    """After a restart: finish deploys and deletes that a killed process left half-done."""
     for app in await p.apps.all_in_states([S.STARTING, S.ROLLING_OUT, S.DELETING]):
         if app.state == S.DELETING:
             p.spawn(finish_delete(p, app.id), f"delete-{app.id}")
         elif await p.builds.active_for(app.id) is None:
             p.spawn(deploy(p, app.id), f"deploy-{app.id}")
+
+
+async def requeue(p: Platform) -> None:
+    """Hand queued builds to the queue again (a broker may have lost or never got them)."""
+    from ipaas.queue.base import BuildJob
+
+    for build in await p.builds.queued():
+        await p.queue.enqueue(BuildJob(id=build.id, app_id=build.app_id, attempt=build.attempt))
 
 
 async def build_cancelled(p: Platform, app: Application) -> None:

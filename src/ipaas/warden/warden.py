@@ -40,9 +40,6 @@ class Warden:
     async def start(self) -> None:
         if self.p.runtime is None:
             return
-        # Here, not in the builder: the process that owns the runtime finishes what a killed
-        # one left half-done, also when builds run on separate workers.
-        await operations.recover(self.p)
         self._tasks = [
             asyncio.create_task(self._follow_events(), name="warden-events"),
             asyncio.create_task(self._reconcile_loop(), name="warden-reconcile"),
@@ -139,7 +136,20 @@ class Warden:
 
     # --- reconciliation -----------------------------------------------------------------------
     async def _reconcile_loop(self) -> None:
+        # Here, not in the builder: the process that owns the runtime finishes what a killed
+        # one left half-done, also when builds run on separate workers.
+        try:
+            await operations.recover(self.p)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("recovery failed", error=repr(exc))
+        requeued = False
         while True:
+            if not requeued:  # a broker may be down at start: again each round until done
+                try:
+                    await operations.requeue(self.p)
+                    requeued = True
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("handing queued builds to the queue failed", error=repr(exc))
             try:
                 await self.reconcile()
             except RuntimeUnavailable:
