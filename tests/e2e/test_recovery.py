@@ -61,6 +61,15 @@ class ControlPlane:
                 time.sleep(0.1)
         raise AssertionError("ipaas up did not answer")
 
+    def create_app(self, headers: dict[str, str], name: str, repo: Path, **body: str) -> str:
+        r = httpx.post(
+            f"{self.base}/api/v1/applications",
+            json={"name": name, "repo": f"file://{repo}", **body},
+            headers=headers,
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
@@ -156,13 +165,7 @@ def test_sigkill_mid_build_is_finished_by_the_next_process(
     first = ControlPlane(data_dir, database_url, **env)
     first.start()
     try:
-        r = httpx.post(
-            f"{first.base}/api/v1/applications",
-            json={"name": f"kill-{uuid.uuid4().hex[:6]}", "repo": f"file://{repo}"},
-            headers=headers,
-        )
-        assert r.status_code == 201, r.text
-        app_id = r.json()["id"]
+        app_id = first.create_app(headers, f"kill-{uuid.uuid4().hex[:6]}", repo)
         wait_for(first.base, headers, app_id, {"building"}, 60)
         time.sleep(3)  # inside the 12 s build step
     finally:
@@ -212,12 +215,7 @@ def test_control_plane_and_engine_killed_converge_again(
         for sample in ("static-site", "python-flask"):
             repo = make_repo(tmp_path / sample, sample)
             name = f"conv-{uuid.uuid4().hex[:6]}"
-            r = httpx.post(
-                f"{plane.base}/api/v1/applications",
-                json={"name": name, "repo": f"file://{repo}", "health_check": "/health"},
-                headers=headers,
-            )
-            ids.append(r.json()["id"])
+            ids.append(plane.create_app(headers, name, repo, health_check="/health"))
             names.append(name)
         for app_id in ids:
             assert (
@@ -282,12 +280,7 @@ def test_builds_travel_through_rabbitmq_to_a_separate_builder(
     )
     try:
         repo = make_repo(tmp_path / "repo", "static-site")
-        r = httpx.post(
-            f"{api.base}/api/v1/applications",
-            json={"name": f"rmq-{uuid.uuid4().hex[:6]}", "repo": f"file://{repo}"},
-            headers=headers,
-        )
-        app_id = r.json()["id"]
+        app_id = api.create_app(headers, f"rmq-{uuid.uuid4().hex[:6]}", repo)
         done = wait_for(api.base, headers, app_id, {"running", "failed"}, 180)
         assert done["state"] == "running", done
     finally:
@@ -349,13 +342,7 @@ def test_engine_stopped_mid_build_retries_then_fails_or_succeeds_once_back(
     plane = ControlPlane(data_dir, database_url, **common, IPAAS_BUILD__RETRY_BASE_S="1")
     plane.start()
     try:
-        r = httpx.post(
-            f"{plane.base}/api/v1/applications",
-            json={"name": f"eng-{uuid.uuid4().hex[:6]}", "repo": f"file://{repo}"},
-            headers=headers,
-        )
-        assert r.status_code == 201, r.text
-        app_id = r.json()["id"]
+        app_id = plane.create_app(headers, f"eng-{uuid.uuid4().hex[:6]}", repo)
         wait_for(plane.base, headers, app_id, {"building"}, 60)
         time.sleep(3)  # inside the 12 s build step
         kill_engine()
