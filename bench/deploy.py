@@ -239,8 +239,8 @@ def main(runs: int, write: bool) -> int:
         live = start_live(platform)
         # An admin: only admins may deploy from file:// repositories.
         username = f"bench{uuid.uuid4().hex[:8]}"
-        user = live.run(platform.users.create(username, hash_password("x"), "admin"))
-        bench = Bench(live, settings, platform.access_tokens.issue(user.id, "admin"))
+        user = live.run(platform.stores.users.create(username, hash_password("x"), "admin"))
+        bench = Bench(live, settings, platform.stores.access_tokens.issue(user.id, "admin"))
         app_ids: list[str] = []
         cold: list[Run] = []
         redeploy: list[Run] = []

@@ -101,9 +101,9 @@ def main(runs: int, write: bool) -> None:
         platform = build_platform(settings)
         live = start_live(platform)
         user = live.run(
-            platform.users.create(f"b{uuid.uuid4().hex[:8]}", hash_password("x"), "admin")
+            platform.stores.users.create(f"b{uuid.uuid4().hex[:8]}", hash_password("x"), "admin")
         )
-        token = platform.access_tokens.issue(user.id, "admin")
+        token = platform.stores.access_tokens.issue(user.id, "admin")
         client = httpx.Client(
             base_url=f"{live.base}/api/v1",
             headers={"Authorization": f"Bearer {token}"},

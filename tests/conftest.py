@@ -14,8 +14,9 @@ import pytest
 from ipaas.api.app import create_app
 from ipaas.auth.passwords import hash_password
 from ipaas.config import Settings
-from ipaas.platform import Platform, build_core
+from ipaas.platform import ControlPlane
 from ipaas.store.migrate import upgrade
+from tests.fakes import fake_plane
 from tests.services import need
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -54,19 +55,20 @@ def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Set
 @pytest.fixture(scope="session")
 async def core(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Platform]:
-    """The store, auth and queue; no runtime: apps stay where the API puts them."""
+) -> AsyncIterator[ControlPlane]:
+    """The real store and queue, in-memory runtime and router, no builder or warden running:
+    apps stay where the API (or the test) puts them."""
     upgrade(database_url)
     settings = make_settings(
         tmp_path_factory.mktemp("data"), database_url, router={"kind": "transparent"}
     )
-    platform = build_core(settings)
-    yield platform
-    await platform.close()
+    plane = fake_plane(settings)
+    yield plane
+    await plane.lifecycle.close()
 
 
 @pytest.fixture(scope="session")
-async def client(core: Platform) -> AsyncIterator[httpx.AsyncClient]:
+async def client(core: ControlPlane) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(core, manage_lifecycle=False)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ipaas.test") as c:
@@ -77,12 +79,12 @@ UserMaker = Callable[..., Awaitable[dict[str, str]]]
 
 
 @pytest.fixture(scope="session")
-def make_user(core: Platform, client: httpx.AsyncClient) -> UserMaker:
+def make_user(core: ControlPlane, client: httpx.AsyncClient) -> UserMaker:
     """Create a user and log in; returns {"id", "username", "password", "Authorization"}."""
 
     async def make(role: str = "user", password: str = "correct horse battery") -> dict[str, str]:
         username = f"u{uuid.uuid4().hex[:10]}"
-        user = await core.users.create(username, hash_password(password), role)
+        user = await core.stores.users.create(username, hash_password(password), role)
         r = await client.post(
             "/api/v1/auth/login", json={"username": username, "password": password}
         )

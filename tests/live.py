@@ -7,7 +7,6 @@ connections belong to it.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Coroutine
@@ -18,21 +17,16 @@ import httpx
 import uvicorn
 
 from ipaas.api.app import create_app
-from ipaas.platform import Platform
+from ipaas.platform import ControlPlane
+from tests.support import free_port
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
 class Live:
     base: str
-    platform: Platform
+    plane: ControlPlane
     loop: asyncio.AbstractEventLoop
     server: uvicorn.Server
     thread: threading.Thread = field(repr=False)
@@ -47,10 +41,12 @@ class Live:
             self.loop.close()
 
 
-def start_live(platform: Platform, *, manage_lifecycle: bool = True, timeout_s: float = 60) -> Live:
+def start_live(
+    plane: ControlPlane, *, manage_lifecycle: bool = True, timeout_s: float = 60
+) -> Live:
     """Serve the platform's API (and, with manage_lifecycle, run its workers and warden)."""
     port = free_port()
-    app = create_app(platform, manage_lifecycle=manage_lifecycle)
+    app = create_app(plane, manage_lifecycle=manage_lifecycle)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -69,7 +65,7 @@ def start_live(platform: Platform, *, manage_lifecycle: bool = True, timeout_s: 
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return Live(base, platform, loop, server, thread)
+                return Live(base, plane, loop, server, thread)
         except httpx.TransportError:
             time.sleep(0.05)
     raise RuntimeError("the API server did not start")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from ipaas.domain.states import State
-from ipaas.platform import Platform
+from ipaas.platform import ControlPlane
 from tests.conftest import UserMaker, auth
 
 APPS = "/api/v1/applications"
@@ -27,13 +27,13 @@ async def create(client: httpx.AsyncClient, user: dict[str, str], **body: Any) -
     return str(r.json()["id"])
 
 
-async def drive(core: Platform, app_id: str, *states: State) -> None:
+async def drive(core: ControlPlane, app_id: str, *states: State) -> None:
     for state in states:
-        await core.apps.transition(app_id, state, "test")
+        await core.stores.apps.transition(app_id, state, "test")
 
 
 async def test_create_answers_pending_and_queues_a_build(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
     r = await client.post(
@@ -70,16 +70,16 @@ async def test_get_redacts_secret_envs_unless_asked(
 
 
 async def test_envs_are_encrypted_at_rest(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
     app_id = await create(client, user, envs=[{"key": "API_TOKEN", "value": "plain-text-value"}])
-    row = await core.apps.get(app_id)
+    row = await core.stores.apps.get(app_id)
     assert "plain-text-value" not in row.envs_encrypted and row.envs_encrypted
 
 
 async def test_list_is_paginated_filtered_and_own_only(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user, other = await make_user(), await make_user()
     ids = [await create(client, user) for _ in range(5)]
@@ -98,7 +98,7 @@ async def test_list_is_paginated_filtered_and_own_only(
 
 
 async def test_status_etag_304_and_long_poll(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
     app_id = await create(client, user)
@@ -128,7 +128,7 @@ async def test_status_etag_304_and_long_poll(
 
 
 async def test_illegal_operation_is_409_naming_the_state(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
     app_id = await create(client, user)
@@ -141,7 +141,7 @@ async def test_illegal_operation_is_409_naming_the_state(
 
 
 async def test_stop_and_start_follow_the_state_machine(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
     app_id = await create(client, user)
@@ -166,7 +166,7 @@ async def test_stop_and_start_follow_the_state_machine(
 
 
 async def test_update_applies_the_smallest_action(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
     app_id = await create(client, user)
@@ -248,7 +248,7 @@ ENDPOINTS = [
 
 @pytest.mark.parametrize(("method", "suffix"), ENDPOINTS)
 async def test_another_users_app_is_404_everywhere(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker, method: str, suffix: str
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker, method: str, suffix: str
 ) -> None:
     owner, intruder = await make_user(), await make_user()
     app_id = await create(client, owner)
@@ -365,7 +365,7 @@ async def test_nul_characters_are_refused_not_stored(
 
 
 async def test_env_count_is_capped_by_max_envs(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user, limit = await make_user(), core.settings.max_envs
     envs = [{"key": f"K{i}", "value": str(i)} for i in range(limit + 1)]

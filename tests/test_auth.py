@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from ipaas.auth.tokens import AccessTokens
-from ipaas.platform import Platform
+from ipaas.platform import ControlPlane
 from tests.conftest import UserMaker, auth
 
 ME = "/api/v1/users/me"
@@ -42,10 +42,10 @@ async def test_missing_or_garbage_token_is_401(client: httpx.AsyncClient) -> Non
 
 
 async def test_expired_access_token_is_refused(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
-    keyed = AccessTokens(core.access_tokens._key, ttl_s=-10)  # already expired when issued
+    keyed = AccessTokens(core.stores.access_tokens._key, ttl_s=-10)  # already expired when issued
     expired = keyed.issue(user["id"], "user")
     r = await client.get(ME, headers={"Authorization": f"Bearer {expired}"})
     assert r.status_code == 401 and r.json()["code"] == "token_expired"
@@ -118,7 +118,7 @@ async def test_another_users_token_cannot_be_deleted(
 
 
 async def test_expired_api_token_is_refused(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     from datetime import timedelta
 
@@ -127,7 +127,7 @@ async def test_expired_api_token_is_refused(
 
     user = await make_user()
     token = new_api_token()
-    await core.users.add_api_token(
+    await core.stores.users.add_api_token(
         user["id"], "old", hash_token(token), token[:14], utcnow() - timedelta(minutes=1)
     )
     r = await client.get(ME, headers={"Authorization": f"Bearer {token}"})

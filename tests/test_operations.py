@@ -1,14 +1,16 @@
-"""Deploys end in a state the user can act on, whatever breaks underneath (no runtime here: a
-runtime that fails in a way nobody planned for stands in for a platform bug)."""
+"""Deploys end in a state the user can act on, whatever breaks underneath (a runtime that fails
+in a way nobody planned for stands in for a platform bug)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from ipaas.apps import operations
+from ipaas.apps.background import Background
+from ipaas.apps.deployer import Deployer
+from ipaas.domain.hosts import HostNames
 from ipaas.domain.states import State
-from ipaas.platform import Platform
+from ipaas.platform import ControlPlane
 from ipaas.store.models import Application, Release, new_id
 from tests.conftest import UserMaker
 
@@ -21,7 +23,7 @@ class BrokenRuntime:
 
 
 async def test_a_deploy_that_breaks_unexpectedly_ends_failed_with_the_reason(
-    core: Platform, make_user: UserMaker
+    core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
     app = Application(
@@ -32,8 +34,8 @@ async def test_a_deploy_that_breaks_unexpectedly_ends_failed_with_the_reason(
         state=State.PENDING.value,
         envs_encrypted="",
     )
-    await core.apps.create(app)
-    await core.builds.add_release(
+    await core.stores.apps.create(app)
+    await core.stores.builds.add_release(
         Release(
             app_id=app.id,
             number=1,
@@ -43,14 +45,20 @@ async def test_a_deploy_that_breaks_unexpectedly_ends_failed_with_the_reason(
             image_tag="x:r1",
         )
     )
-    await core.apps.transition(app.id, State.BUILDING, "test")
-    await core.apps.transition(app.id, State.STARTING, "test", target_release=1)
-    runtime, core.runtime = core.runtime, BrokenRuntime()  # type: ignore[assignment]
-    try:
-        await operations.deploy(core, app.id)
-    finally:
-        core.runtime = runtime
-    after = await core.apps.get(app.id)
+    await core.stores.apps.transition(app.id, State.BUILDING, "test")
+    await core.stores.apps.transition(app.id, State.STARTING, "test", target_release=1)
+    deployer = Deployer(
+        apps=core.stores.apps,
+        builds=core.stores.builds,
+        runtime=BrokenRuntime(),  # type: ignore[arg-type]
+        router=core.adapters.router,
+        cipher=core.stores.cipher,
+        settings=core.settings.runtime,
+        hosts=HostNames(core.settings.base_domain),
+        background=Background(),
+    )
+    await deployer.deploy(app.id)
+    after = await core.stores.apps.get(app.id)
     assert after.state == State.FAILED
     assert "failed while starting the release" in (after.state_reason or "")
     assert "NetworkSettings" in (after.state_reason or "")

@@ -9,22 +9,22 @@ from contextlib import contextmanager
 import httpx
 from sqlalchemy import event
 
-from ipaas.platform import Platform
+from ipaas.platform import ControlPlane
 from tests.conftest import UserMaker, auth
 
 
 @contextmanager
-def count_queries(core: Platform) -> Iterator[list[str]]:
+def count_queries(core: ControlPlane) -> Iterator[list[str]]:
     seen: list[str] = []
 
     def record(*args: object) -> None:
         seen.append(str(args[2]))
 
-    event.listen(core.engine.sync_engine, "before_cursor_execute", record)
+    event.listen(core.stores.engine.sync_engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(core.engine.sync_engine, "before_cursor_execute", record)
+        event.remove(core.stores.engine.sync_engine, "before_cursor_execute", record)
 
 
 async def create_app(client: httpx.AsyncClient, user: dict[str, str], name: str) -> str:
@@ -35,7 +35,7 @@ async def create_app(client: httpx.AsyncClient, user: dict[str, str], name: str)
 
 
 async def test_status_poll_is_one_query(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
     app_id = await create_app(client, user, "q-count-app")
@@ -54,14 +54,14 @@ async def test_status_poll_is_one_query(
 
 
 async def test_many_pollers_of_an_expired_status_share_one_query(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     """When the cached status expires under load, 32 pollers do not all go to the store."""
     user = await make_user()
     app_id = await create_app(client, user, "q-count-herd")
     url = f"/api/v1/applications/{app_id}/status"
     await client.get(url, headers=auth(user))  # warms the token cache
-    core.apps.cache.evict(app_id)  # as when the entry expires
+    core.stores.apps.cache.evict(app_id)  # as when the entry expires
     with count_queries(core) as queries:
         answers = await asyncio.gather(*(client.get(url, headers=auth(user)) for _ in range(32)))
     assert {a.status_code for a in answers} == {200}
@@ -73,14 +73,14 @@ async def test_many_pollers_of_an_expired_status_share_one_query(
 
 
 async def test_state_change_is_one_granular_update(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     from ipaas.domain.states import State
 
     user = await make_user()
     app_id = await create_app(client, user, "q-count-upd")
     with count_queries(core) as queries:
-        await core.apps.transition(app_id, State.BUILDING, "test")
+        await core.stores.apps.transition(app_id, State.BUILDING, "test")
     updates = [q for q in queries if q.lstrip().upper().startswith("UPDATE")]
     assert len(updates) == 1
     # Only the state columns are written: no read-modify-write of the whole row.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,15 +18,10 @@ from hypothesis.errors import Unsatisfiable
 
 from ipaas.api.app import create_app
 from ipaas.auth.passwords import hash_password
-from ipaas.platform import build_core
 from ipaas.store.migrate import upgrade
 from tests.conftest import make_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.fakes import fake_plane
+from tests.support import free_port
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +30,17 @@ def live_api(
 ) -> Iterator[dict[str, str]]:
     upgrade(database_url)
     settings = make_settings(Path(tmp_path_factory.mktemp("st")), database_url)
-    platform = build_core(settings)
+    plane = fake_plane(settings)
 
     async def make_user() -> str:
-        user = await platform.users.create("fuzzer", hash_password("fuzz fuzz fuzz"), "user")
-        await platform.engine.dispose()  # its connections belong to this loop only
-        return platform.access_tokens.issue(user.id, "user")
+        user = await plane.stores.users.create("fuzzer", hash_password("fuzz fuzz fuzz"), "user")
+        await plane.stores.engine.dispose()  # its connections belong to this loop only
+        return plane.stores.access_tokens.issue(user.id, "user")
 
     token = asyncio.run(make_user())
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="error")
+        uvicorn.Config(create_app(plane), host="127.0.0.1", port=port, log_level="error")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

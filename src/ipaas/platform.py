@@ -1,24 +1,33 @@
-"""The platform: every part wired together, started and stopped as one (the embedded mode).
+"""The composition root: every part is built here, once, and handed to the parts that use it.
 
-Parts are built from settings here and nowhere else; tests build a Platform with the parts
-they need (for example without a runtime, to test the API alone).
+One function per process says what that process owns:
+- `api_process`: `ipaas up` — the API, the deployer, the warden, and (by default) a builder;
+- `builder_process`: `ipaas worker build` — only a builder, its queue and the deployer it hands
+  releases to;
+- `admin_process`: one-off commands — the stores alone.
+Tests call `control_plane` with the adapters they choose (in-memory fakes for the fast tier).
+Concrete adapters are imported where they are chosen: a process loads only what it runs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING
 
-import structlog
-
+from ipaas.apps.background import Background
 from ipaas.apps.bus import ChangeBus
+from ipaas.apps.deployer import Deployer
+from ipaas.apps.scheduler import BuildScheduler
+from ipaas.apps.service import AppPolicy, AppService
+from ipaas.apps.worker import BuildWorker
 from ipaas.auth.keys import Cipher, load_or_create_keys
 from ipaas.auth.tokens import AccessTokens
 from ipaas.builds.base import ImageBuilder
 from ipaas.config import Settings
+from ipaas.domain.hosts import HostNames
+from ipaas.logs.service import LogService
 from ipaas.providers.base import GitProvider
 from ipaas.queue.base import BuildQueue
 from ipaas.router.base import Router
@@ -27,134 +36,253 @@ from ipaas.store.apps import AppStore
 from ipaas.store.builds import BuildStore
 from ipaas.store.db import make_engine, make_sessionmaker
 from ipaas.store.users import UserStore
+from ipaas.warden.warden import Warden
 
-log = structlog.get_logger()
-S = TypeVar("S")
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+Step = Callable[[], Awaitable[None]]
 
 
-@dataclass
-class Platform:
-    settings: Settings
+@dataclass(frozen=True)
+class Stores:
+    """The state store and the secrets: what every process of the platform shares."""
+
+    engine: AsyncEngine
     apps: AppStore
     users: UserStore
     builds: BuildStore
     cipher: Cipher
     access_tokens: AccessTokens
     bus: ChangeBus
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """The outside systems one process talks to, one adapter each."""
+
+    runtime: Runtime
+    router: Router
+    builder: ImageBuilder
     queue: BuildQueue
     git: GitProvider
-    runtime: Runtime | None = None
-    router: Router | None = None
-    builder: ImageBuilder | None = None
-    engine: Any = None
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{id(object())}")
-    # Held while a route changes together with the app's state, so the warden's full sync of
-    # routes never sees one without the other.
-    routes_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    _services: list[Any] = field(default_factory=list)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        """Run a background operation; keep a reference so it is not collected mid-way."""
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", task=task.get_name(), exc=repr(task.exception()))
+@dataclass
+class Lifecycle:
+    """What a process starts (in the order added) and stops (in reverse) around its work."""
 
-    def add_service(self, service: Any) -> None:
-        """A long-running part (builder loop, warden) started with the platform."""
-        self._services.append(service)
+    starts: list[Step] = field(default_factory=list)
+    stops: list[Step] = field(default_factory=list)
 
-    def service(self, kind: type[S]) -> S:
-        """The running service of that type (the warden, the build worker)."""
-        return next(s for s in self._services if isinstance(s, kind))
+    def add(self, start: Step, stop: Step) -> None:
+        self.starts.append(start)
+        self.stops.insert(0, stop)
 
     async def start(self) -> None:
-        if self.router is not None:
-            await self.router.start()
-        for service in self._services:
-            await service.start()
+        for step in self.starts:
+            await step()
 
     async def close(self) -> None:
-        for service in reversed(self._services):
-            await service.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.queue.close()
-        if self.router is not None:
-            await self.router.close()
-        if self.engine is not None:
-            await self.engine.dispose()
+        for step in self.stops:
+            await step()
 
 
-def build_core(settings: Settings, **parts: Any) -> Platform:
-    """The store, auth and queue; runtime, router and builder are added by `build_platform`."""
-    from ipaas.providers.git import GitCliProvider
-    from ipaas.queue.jobtable import JobTableQueue
+@dataclass(frozen=True)
+class ControlPlane:
+    """The parts of an API process. The API takes the few it serves; tests may reach any."""
 
+    settings: Settings
+    stores: Stores
+    adapters: Adapters
+    deployer: Deployer
+    app_service: AppService
+    log_service: LogService
+    warden: Warden
+    worker: BuildWorker
+    lifecycle: Lifecycle
+
+
+def open_stores(settings: Settings) -> Stores:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)
     sessions = make_sessionmaker(engine)
     keys = load_or_create_keys(settings.data_dir)
     bus = ChangeBus()
-    builds = BuildStore(sessions)
-    queue = parts.pop("queue", None) or JobTableQueue(builds, settings.build.lease_s)
-    git = parts.pop("git", None) or GitCliProvider(settings)
-    return Platform(
-        settings=settings,
+    return Stores(
+        engine=engine,
         apps=AppStore(sessions, bus.notify, settings.status_cache_ttl_s),
         users=UserStore(sessions),
-        builds=builds,
+        builds=BuildStore(sessions),
         cipher=Cipher(keys.fernet_key),
         access_tokens=AccessTokens(keys.jwt_key, settings.auth.access_token_ttl_s),
         bus=bus,
-        queue=queue,
-        git=git,
-        engine=engine,
-        **parts,
     )
 
 
-def build_platform(settings: Settings) -> Platform:
-    """Everything on the embedded defaults: Docker runtime, Caddy (or transparent) router,
-    in-process builder and warden."""
-    from ipaas.apps.worker import BuildWorker
+def default_adapters(settings: Settings, stores: Stores) -> Adapters:
+    """The embedded defaults: Docker, Caddy (or the transparent router), git, and the job
+    table in the store (or RabbitMQ when `queue_url` is amqp://)."""
     from ipaas.builds.docker_builder import DockerImageBuilder
+    from ipaas.providers.git import GitCliProvider
     from ipaas.runtime.docker import DockerRuntime
-    from ipaas.warden.warden import Warden
 
-    router: Router
+    return Adapters(
+        runtime=DockerRuntime(settings.runtime),
+        router=_router(settings),
+        builder=DockerImageBuilder(settings),
+        queue=_queue(settings, stores.builds),
+        git=GitCliProvider(settings),
+    )
+
+
+def _router(settings: Settings) -> Router:
     if settings.router.kind == "caddy":
         from ipaas.router.caddy import CaddyRouter
 
-        router = CaddyRouter(settings.router, settings.base_domain, settings.data_dir)
-    else:
-        from ipaas.router.transparent import TransparentRouter
+        return CaddyRouter(settings.router, settings.base_domain, settings.data_dir)
+    from ipaas.router.transparent import TransparentRouter
 
-        router = TransparentRouter()
-    platform = build_core(
-        settings,
-        runtime=DockerRuntime(settings.runtime),
-        router=router,
-        builder=DockerImageBuilder(settings),
-    )
+    return TransparentRouter()
+
+
+def _queue(settings: Settings, builds: BuildStore) -> BuildQueue:
     if settings.queue_url.startswith("amqp"):
         from ipaas.queue.rabbitmq import RabbitQueue
 
-        platform.queue = RabbitQueue(
+        return RabbitQueue(
             settings.queue_url,
-            builds=platform.builds,
+            builds=builds,
             max_attempts=settings.build.max_attempts,
             prefetch=settings.build.concurrency,
             lease_s=settings.build.lease_s,
         )
-    if settings.build.embedded_worker:
-        platform.add_service(BuildWorker(platform))
-    platform.add_service(Warden(platform))
-    return platform
+    from ipaas.queue.jobtable import JobTableQueue
+
+    return JobTableQueue(builds, settings.build.lease_s)
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}-{id(object())}"
+
+
+def _deployer(settings: Settings, stores: Stores, adapters: Adapters, bg: Background) -> Deployer:
+    return Deployer(
+        apps=stores.apps,
+        builds=stores.builds,
+        runtime=adapters.runtime,
+        router=adapters.router,
+        cipher=stores.cipher,
+        settings=settings.runtime,
+        hosts=HostNames(settings.base_domain),
+        background=bg,
+    )
+
+
+def _worker(
+    settings: Settings, stores: Stores, adapters: Adapters, deployer: Deployer, bg: Background
+) -> BuildWorker:
+    return BuildWorker(
+        apps=stores.apps,
+        builds=stores.builds,
+        queue=adapters.queue,
+        builder=adapters.builder,
+        cipher=stores.cipher,
+        deployer=deployer,
+        settings=settings.build,
+        background=bg,
+        worker_id=_worker_id(),
+    )
+
+
+def _policy(settings: Settings) -> AppPolicy:
+    return AppPolicy(
+        allowed_repo_schemes=tuple(settings.allowed_repo_schemes),
+        max_apps_per_user=settings.max_apps_per_user,
+        max_envs=settings.max_envs,
+    )
+
+
+def control_plane(
+    settings: Settings,
+    stores: Stores,
+    adapters: Adapters,
+    *,
+    run_builder: bool,
+    run_warden: bool = True,
+) -> ControlPlane:
+    """An API process from the given parts; `run_*` say which loops it starts."""
+    bg = Background()
+    deployer = _deployer(settings, stores, adapters, bg)
+    scheduler = BuildScheduler(stores.builds, adapters.queue)
+    worker = _worker(settings, stores, adapters, deployer, bg)
+    warden = Warden(
+        apps=stores.apps,
+        builds=stores.builds,
+        runtime=adapters.runtime,
+        deployer=deployer,
+        scheduler=scheduler,
+        settings=settings.warden,
+        log_max_age_s=settings.runtime.log_max_age_s,
+    )
+    lifecycle = _base_lifecycle(stores, adapters, bg)
+    if run_builder:
+        lifecycle.add(worker.start, worker.stop)
+    if run_warden:
+        lifecycle.add(warden.start, warden.stop)
+    service = AppService(
+        stores.apps, stores.builds, scheduler, adapters.git, stores.cipher, deployer,
+        _policy(settings), stores.bus, HostNames(settings.base_domain),
+    )  # fmt: skip
+    logs = LogService(adapters.runtime, stores.builds, settings.runtime.log_max_age_s)
+    return ControlPlane(
+        settings, stores, adapters, deployer, service, logs, warden, worker, lifecycle
+    )
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _base_lifecycle(stores: Stores, adapters: Adapters, bg: Background) -> Lifecycle:
+    """Stopped last, in this order: background operations, router, queue, store."""
+    lifecycle = Lifecycle()
+    lifecycle.add(_nothing, stores.engine.dispose)
+    lifecycle.add(_nothing, adapters.queue.close)
+    lifecycle.add(adapters.router.start, adapters.router.close)
+    lifecycle.add(_nothing, bg.close)
+    return lifecycle
+
+
+def api_process(settings: Settings) -> ControlPlane:
+    """`ipaas up`: the API with the warden, and a builder unless builds run elsewhere."""
+    stores = open_stores(settings)
+    adapters = default_adapters(settings, stores)
+    return control_plane(settings, stores, adapters, run_builder=settings.build.embedded_worker)
+
+
+@dataclass(frozen=True)
+class BuilderProcess:
+    """`ipaas worker build`: takes jobs, builds, and starts the releases it built."""
+
+    worker: BuildWorker
+    lifecycle: Lifecycle
+
+
+def builder_process(settings: Settings) -> BuilderProcess:
+    stores = open_stores(settings)
+    adapters = default_adapters(settings, stores)
+    bg = Background()
+    deployer = _deployer(settings, stores, adapters, bg)
+    worker = _worker(settings, stores, adapters, deployer, bg)
+    lifecycle = _base_lifecycle(stores, adapters, bg)
+    lifecycle.add(worker.start, worker.stop)
+    return BuilderProcess(worker, lifecycle)
+
+
+def admin_process(settings: Settings) -> Stores:
+    """One-off commands (create a user, the first admin): the stores alone."""
+    return open_stores(settings)
+
+
+__all__ = ["ControlPlane", "api_process", "builder_process", "control_plane"]

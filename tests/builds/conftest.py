@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 from ipaas.config import Settings
 from tests import services
+from tests.support import free_port, wait_port
 
 # shared/ lies beside the checkout (CI copies it there); /work/shared on developer machines.
 SAMPLES = next(
@@ -66,12 +65,6 @@ def repo_factory(tmp_path: Path) -> Callable[..., Path]:
     return factory
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class GitDaemon:
     def __init__(self, base: Path, port: int) -> None:
         self.base = base
@@ -105,22 +98,11 @@ def git_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitDaemon]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_port(port)
+        wait_port(port)
         yield GitDaemon(base, port)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def _wait_port(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"git daemon did not listen on {port}")
 
 
 @pytest.fixture(scope="session")

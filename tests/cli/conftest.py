@@ -1,7 +1,7 @@
 """A real API server on a free port (in a thread, with its own event loop) for the user CLI.
 
 The platform has no builder or runtime: tests move apps through their states with
-`live.run(live.platform.apps.transition(...))`, on the server's own loop so that long-polls
+`live.run(live.plane.stores.apps.transition(...))`, on the server's own loop so that long-polls
 wake at once.
 """
 
@@ -23,9 +23,9 @@ from ipaas.auth.passwords import hash_password
 from ipaas.cli.apps import apps_app
 from ipaas.cli.session import register_session_commands
 from ipaas.domain.states import State
-from ipaas.platform import build_core
 from ipaas.store.migrate import upgrade
 from tests.conftest import make_settings
+from tests.fakes import fake_plane
 from tests.live import Live as BaseLive
 from tests.live import start_live
 
@@ -36,17 +36,17 @@ PASSWORD = "correct horse battery"
 class Live(BaseLive):
     def make_user(self) -> tuple[str, str]:
         username = f"u{uuid.uuid4().hex[:10]}"
-        user = self.run(self.platform.users.create(username, hash_password(PASSWORD), "user"))
+        user = self.run(self.plane.stores.users.create(username, hash_password(PASSWORD), "user"))
         return username, user.id
 
     def app_id(self, owner_id: str, name: str) -> str | None:
-        rows, _ = self.run(self.platform.apps.list(owner_id, limit=500))
+        rows, _ = self.run(self.plane.stores.apps.list(owner_id, limit=500))
         return next((a.id for a in rows if a.name == name), None)
 
     def drive(self, app_id: str, *states: State, **final: Any) -> None:
         for i, state in enumerate(states):
             fields = final if i == len(states) - 1 else {}
-            self.run(self.platform.apps.transition(app_id, state, f"test: {state}", **fields))
+            self.run(self.plane.stores.apps.transition(app_id, state, f"test: {state}", **fields))
 
     def drive_when_created(
         self, owner_id: str, name: str, *states: State, **final: Any
@@ -64,7 +64,9 @@ class Live(BaseLive):
             for i, state in enumerate(states):
                 time.sleep(0.2)  # let the CLI see each state
                 fields = final if i == len(states) - 1 else {}
-                self.run(self.platform.apps.transition(app_id, state, f"test: {state}", **fields))
+                self.run(
+                    self.plane.stores.apps.transition(app_id, state, f"test: {state}", **fields)
+                )
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
@@ -75,7 +77,7 @@ class Live(BaseLive):
 def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     upgrade(database_url)
     settings = make_settings(Path(tmp_path_factory.mktemp("cli")), database_url)
-    started = start_live(build_core(settings))
+    started = start_live(fake_plane(settings))
     live = Live(**{f.name: getattr(started, f.name) for f in fields(started)})
     yield live
     live.stop()

@@ -17,7 +17,7 @@ import pytest
 
 from ipaas.auth.passwords import hash_password
 from ipaas.config import Settings
-from ipaas.platform import build_platform
+from ipaas.platform import api_process
 from ipaas.runtime.base import LABEL_APP
 from ipaas.runtime.docker import network_name
 from ipaas.store.migrate import upgrade
@@ -107,16 +107,18 @@ def e2e(
     need("docker")
     upgrade(database_url)
     settings = e2e_settings(tmp_path_factory.mktemp("e2e"), database_url)
-    platform = build_platform(settings)
-    live = start_live(platform)
-    admin = live.run(platform.users.create(f"a{uuid.uuid4().hex[:8]}", hash_password("x"), "admin"))
-    token = platform.access_tokens.issue(admin.id, "admin")
+    plane = api_process(settings)
+    live = start_live(plane)
+    admin = live.run(
+        plane.stores.users.create(f"a{uuid.uuid4().hex[:8]}", hash_password("x"), "admin")
+    )
+    token = plane.stores.access_tokens.issue(admin.id, "admin")
     try:
         yield E2E(
             live, settings, {"Authorization": f"Bearer {token}"}, tmp_path_factory.mktemp("repos")
         )
     finally:
-        app_ids = [a.id for a in live.run(platform.apps.list(admin.id, limit=500))[0]]
+        app_ids = [a.id for a in live.run(plane.stores.apps.list(admin.id, limit=500))[0]]
         live.stop()
         remove_leftovers(app_ids, admin.id)
 

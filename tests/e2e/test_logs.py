@@ -17,10 +17,9 @@ import httpx
 import pytest
 
 from ipaas.auth.passwords import hash_password
-from ipaas.logs.paging import Cursor, LogLine, SourceChunk, page
-from ipaas.logs.timeparse import format_ns, parse_rfc3339_ns
+from ipaas.domain.logpages import Cursor, LogLine, SourceChunk, page
+from ipaas.domain.timeparse import format_ns, parse_rfc3339_ns
 from ipaas.runtime.docker_logs import read_container_logs
-from ipaas.warden.warden import Warden
 from tests.e2e.conftest import E2E
 
 DOCKERFILE = """FROM python:3.11-slim
@@ -230,23 +229,23 @@ def test_logs_past_the_retention_age_are_neither_served_nor_kept(e2e: E2E, app: 
     time.sleep(2.5)
     emit(e2e, app, 30, "young")
     time.sleep(0.3)  # lines are served once 0.1 s old (SETTLE_NS)
-    platform = e2e.live.platform
-    saved = platform.settings.runtime.log_max_age_s
-    platform.settings.runtime.log_max_age_s = 2.0
+    plane = e2e.live.plane
+    saved = plane.log_service.log_max_age_s
+    plane.log_service.log_max_age_s = plane.warden.log_max_age_s = 2.0
     try:
         lines = logs(e2e, app, limit=10_000, **{"from": "now-1h"}).json()["lines"]
         assert not [x for x in lines if x["line"].startswith("aged ")]
         check_complete(lines, "young", 30)
-        e2e.live.run(platform.service(Warden).reconcile())
+        e2e.live.run(plane.warden.reconcile())
     finally:
-        platform.settings.runtime.log_max_age_s = saved
-    left = {c.id for c in e2e.live.run(platform.runtime.list_containers(app))}
+        plane.log_service.log_max_age_s = plane.warden.log_max_age_s = saved
+    left = {c.id for c in e2e.live.run(plane.adapters.runtime.list_containers(app))}
     assert retired not in left and serving(e2e, app) in left
     assert e2e.get(app, "/status")["state"] == "running"
 
 
 def serving(e2e: E2E, app_id: str) -> str:
-    row = e2e.live.run(e2e.live.platform.apps.get(app_id))
+    row = e2e.live.run(e2e.live.plane.stores.apps.get(app_id))
     assert row.container_id
     return str(row.container_id)
 
@@ -291,8 +290,8 @@ def test_bad_input_is_a_400_with_a_code(e2e: E2E, app: str) -> None:
     assert build.status_code == 400 and build.json()["code"] == "bad_cursor"
 
     live = e2e.live
-    other = live.run(live.platform.users.create(f"u{uuid.uuid4().hex[:8]}", hash_password("x")))
-    token = live.platform.access_tokens.issue(other.id, "user")
+    other = live.run(live.plane.stores.users.create(f"u{uuid.uuid4().hex[:8]}", hash_password("x")))
+    token = live.plane.stores.access_tokens.issue(other.id, "user")
     theirs = {"Authorization": f"Bearer {token}"}
     for path in ("/logs", "/logs?follow=1", "/builds/1/log"):
         r = httpx.get(f"{e2e.api}/{app}{path}", headers=theirs)

@@ -19,7 +19,7 @@ import pytest
 from ipaas.auth.passwords import hash_password
 from ipaas.config import Settings
 from ipaas.domain.states import State
-from ipaas.platform import build_core
+from ipaas.platform import admin_process
 from ipaas.runtime.base import LABEL_APP
 from ipaas.store.migrate import upgrade
 from ipaas.store.models import Application, new_id
@@ -88,9 +88,9 @@ def admin_token(data_dir: Path, database_url: str) -> str:
     upgrade(database_url)
 
     async def make() -> str:
-        p = build_core(Settings(data_dir=data_dir, database_url=database_url))
+        p = admin_process(Settings(data_dir=data_dir, database_url=database_url))
         user = await p.users.create(f"a{uuid.uuid4().hex[:8]}", hash_password("x"), "admin")
-        await p.close()
+        await p.engine.dispose()
         return p.access_tokens.issue(user.id, "admin")
 
     return asyncio.run(make())
@@ -314,9 +314,9 @@ def mark_deleting(data_dir: Path, database_url: str, app_id: str) -> None:
     """What a process killed right after accepting a DELETE leaves behind."""
 
     async def mark() -> None:
-        p = build_core(Settings(data_dir=data_dir, database_url=database_url))
+        p = admin_process(Settings(data_dir=data_dir, database_url=database_url))
         await p.apps.transition(app_id, State.DELETING, "deleted by the user")
-        await p.close()
+        await p.engine.dispose()
 
     asyncio.run(mark())
 
@@ -395,7 +395,7 @@ def test_an_unreachable_broker_at_start_does_not_stop_recovery(
     headers = {"Authorization": f"Bearer {token}"}
 
     async def leftovers() -> tuple[str, str]:
-        p = build_core(Settings(data_dir=data_dir, database_url=database_url))
+        p = admin_process(Settings(data_dir=data_dir, database_url=database_url))
         owner = p.access_tokens.verify(token).user_id
         ids = []
         for name in ("queued", "deleting"):
@@ -411,7 +411,7 @@ def test_an_unreachable_broker_at_start_does_not_stop_recovery(
             await p.builds.new_build(app.id)
             ids.append(app.id)
         await p.apps.transition(ids[1], State.DELETING, "deleted by the user")
-        await p.close()
+        await p.engine.dispose()
         return ids[0], ids[1]
 
     queued, deleting = asyncio.run(leftovers())

@@ -10,7 +10,6 @@ import time
 import docker
 import httpx
 
-from ipaas.warden.warden import Warden
 from tests.e2e.apps import CRASHY
 from tests.e2e.conftest import E2E
 
@@ -23,8 +22,8 @@ def test_killed_container_is_restarted(e2e: E2E) -> None:
     app_id = e2e.create(e2e.repo(files=CRASHY), health_check="/health")
     assert e2e.wait(app_id)["state"] == "running"
     first = e2e.get(app_id, "/runtime")["container_id"]
-    warden = e2e.live.platform.service(Warden)
-    app = e2e.live.run(e2e.live.platform.apps.get(app_id))
+    warden = e2e.live.plane.warden
+    app = e2e.live.run(e2e.live.plane.stores.apps.get(app_id))
     docker.from_env().containers.get(_serving(e2e, app_id)).kill()
     # The "die" event, a reconcile and a second report of it race: one crash is counted once.
 
@@ -82,6 +81,6 @@ def test_oom_kill_is_reported(e2e: E2E) -> None:
 
 
 def _serving(e2e: E2E, app_id: str) -> str:
-    row = e2e.live.run(e2e.live.platform.apps.get(app_id))
+    row = e2e.live.run(e2e.live.plane.stores.apps.get(app_id))
     assert row.container_id
     return row.container_id

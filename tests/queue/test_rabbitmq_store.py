@@ -6,37 +6,37 @@ import uuid
 
 from aio_pika.abc import AbstractChannel
 
-from ipaas.platform import Platform
+from ipaas.platform import ControlPlane
 from ipaas.queue.base import BuildJob
 from ipaas.store.models import Application, Build, new_id
 from tests.queue.conftest import QueueMaker, count, lease_soon
 from tests.services import need
 
 
-async def queued_build(core: Platform) -> Build:
-    user = await core.users.create(f"u{uuid.uuid4().hex[:10]}", "not-a-hash", "user")
+async def queued_build(core: ControlPlane) -> Build:
+    user = await core.stores.users.create(f"u{uuid.uuid4().hex[:10]}", "not-a-hash", "user")
     name = f"q-{uuid.uuid4().hex[:8]}"
-    app = await core.apps.create(
+    app = await core.stores.apps.create(
         Application(
             id=new_id(), name=name, owner_id=user.id, repo="https://x.invalid", state="pending"
         )
     )
-    return await core.builds.new_build(app.id)
+    return await core.stores.builds.new_build(app.id)
 
 
 def job_of(build: Build) -> BuildJob:
     return BuildJob(id=build.id, app_id=build.app_id, attempt=0)  # as the API enqueues it
 
 
-async def row(core: Platform, build_id: str) -> Build:
-    found = await core.builds.by_id(build_id)
+async def row(core: ControlPlane, build_id: str) -> Build:
+    found = await core.stores.builds.by_id(build_id)
     assert found is not None
     return found
 
 
-async def test_lease_marks_the_row_running(core: Platform, make_queue: QueueMaker) -> None:
+async def test_lease_marks_the_row_running(core: ControlPlane, make_queue: QueueMaker) -> None:
     need("rabbitmq")
-    queue = make_queue(builds=core.builds)
+    queue = make_queue(builds=core.stores.builds)
     build = await queued_build(core)
     await queue.enqueue(job_of(build))
     job = await lease_soon(queue, "w1")
@@ -47,13 +47,13 @@ async def test_lease_marks_the_row_running(core: Platform, make_queue: QueueMake
 
 
 async def test_a_cancelled_build_is_dropped(
-    core: Platform, make_queue: QueueMaker, prefix: str, broker: AbstractChannel
+    core: ControlPlane, make_queue: QueueMaker, prefix: str, broker: AbstractChannel
 ) -> None:
     need("rabbitmq")
-    queue = make_queue(builds=core.builds)
+    queue = make_queue(builds=core.stores.builds)
     build = await queued_build(core)
     await queue.enqueue(job_of(build))
-    await core.builds.request_cancel(build.app_id)
+    await core.stores.builds.request_cancel(build.app_id)
     await queue.wait(2)
     assert await queue.lease("w1") is None
     assert (await row(core, build.id)).status == "cancelled"
@@ -61,11 +61,11 @@ async def test_a_cancelled_build_is_dropped(
 
 
 async def test_a_dead_builder_is_taken_over_once_its_lease_expires(
-    core: Platform, make_queue: QueueMaker
+    core: ControlPlane, make_queue: QueueMaker
 ) -> None:
     need("rabbitmq")
-    first = make_queue(builds=core.builds, lease_s=1.0)
-    second = make_queue(builds=core.builds, lease_s=1.0)
+    first = make_queue(builds=core.stores.builds, lease_s=1.0)
+    second = make_queue(builds=core.stores.builds, lease_s=1.0)
     build = await queued_build(core)
     await first.enqueue(job_of(build))
     await lease_soon(first, "w1")
@@ -77,9 +77,9 @@ async def test_a_dead_builder_is_taken_over_once_its_lease_expires(
     await second.complete(job)
 
 
-async def test_retry_later_requeues_the_row(core: Platform, make_queue: QueueMaker) -> None:
+async def test_retry_later_requeues_the_row(core: ControlPlane, make_queue: QueueMaker) -> None:
     need("rabbitmq")
-    queue = make_queue(builds=core.builds)
+    queue = make_queue(builds=core.stores.builds)
     build = await queued_build(core)
     await queue.enqueue(job_of(build))
     job = await lease_soon(queue)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -11,16 +10,11 @@ import pytest
 from ipaas.config import RouterSettings
 from ipaas.router.caddy import CaddyRouter
 from tests.runtime.conftest import app_image, docker_client, make_spec, runtime
+from tests.support import free_port
 
 __all__ = ["app_image", "docker_client", "make_spec", "runtime"]
 
 RouterFactory = Callable[..., CaddyRouter]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from ipaas import __version__
 from ipaas.api import errors, routes_apps, routes_auth, routes_logs, routes_validate
 from ipaas.api.deps import TokenCache
 from ipaas.api.errors import problem_response
-from ipaas.platform import Platform
+from ipaas.platform import ControlPlane
 
 REQUESTS = Counter("ipaas_http_requests_total", "HTTP requests", ["method", "status"])
 LATENCY = Histogram("ipaas_http_request_seconds", "HTTP request latency", ["method"])
@@ -90,16 +90,19 @@ class Metrics:
             LATENCY.labels(scope["method"]).observe(time.perf_counter() - start)
 
 
-def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
+def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI:
+    """The HTTP edge over the parts of `plane` it serves; with `manage_lifecycle` it also
+    starts and stops the process's loops (builder, warden) with the server."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
-            await platform.start()
+            await plane.lifecycle.start()
         try:
             yield
         finally:
             if manage_lifecycle:
-                await platform.close()
+                await plane.lifecycle.close()
 
     app = FastAPI(
         title="ipaas",
@@ -107,8 +110,12 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         description="A self-hosted platform-as-a-service: git repository in, running app out.",
         lifespan=lifespan,
     )
-    app.state.platform = platform
-    app.state.token_cache = TokenCache(platform.settings.auth.token_cache_ttl_s)
+    app.state.settings = plane.settings
+    app.state.app_service = plane.app_service
+    app.state.log_service = plane.log_service
+    app.state.users = plane.stores.users
+    app.state.access_tokens = plane.stores.access_tokens
+    app.state.token_cache = TokenCache(plane.settings.auth.token_cache_ttl_s)
     errors.install(app)
     api = APIRouter(prefix="/api/v1")
     api.include_router(routes_auth.router)
@@ -117,7 +124,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     api.include_router(routes_logs.router)
     app.include_router(api)
     _meta_routes(app)
-    app.add_middleware(BodyLimit, max_bytes=platform.settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=plane.settings.max_body_bytes)
     app.add_middleware(Metrics)
     return app
 

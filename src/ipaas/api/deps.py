@@ -1,21 +1,44 @@
-"""Request dependencies: the platform, and who is calling (at most one query per request)."""
+"""Request dependencies: who is calling (at most one query per request), the one part of the
+control plane a route uses, and the caller's own app (else 404)."""
 
 from __future__ import annotations
 
 import time
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from ipaas.api.errors import Problem
-from ipaas.apps.service import Principal
-from ipaas.auth.tokens import API_TOKEN_PREFIX, InvalidAccessToken, hash_token
-from ipaas.platform import Platform
-from ipaas.store.models import utcnow
+from ipaas.apps.service import AppService, Principal
+from ipaas.auth.tokens import API_TOKEN_PREFIX, AccessTokens, InvalidAccessToken, hash_token
+from ipaas.config import Settings
+from ipaas.logs.service import LogService
+from ipaas.store.models import Application, utcnow
+from ipaas.store.users import UserStore
 
 
-async def platform(request: Request) -> Platform:
-    p: Platform = request.app.state.platform
-    return p
+def app_service(request: Request) -> AppService:
+    service: AppService = request.app.state.app_service
+    return service
+
+
+def log_service(request: Request) -> LogService:
+    service: LogService = request.app.state.log_service
+    return service
+
+
+def user_store(request: Request) -> UserStore:
+    users: UserStore = request.app.state.users
+    return users
+
+
+def access_tokens(request: Request) -> AccessTokens:
+    tokens: AccessTokens = request.app.state.access_tokens
+    return tokens
+
+
+def settings(request: Request) -> Settings:
+    found: Settings = request.app.state.settings
+    return found
 
 
 class TokenCache:
@@ -55,23 +78,22 @@ def _bearer(request: Request) -> str:
 
 async def current_user(request: Request) -> Principal:
     token = _bearer(request)
-    p: Platform = request.app.state.platform
     if token.startswith(API_TOKEN_PREFIX):
-        return await _api_token_user(request, p, token)
+        return await _api_token_user(request, token)
     try:
-        claims = p.access_tokens.verify(token)
+        claims = access_tokens(request).verify(token)
     except InvalidAccessToken as exc:
         raise Problem(401, exc.code, "the access token is not valid") from None
     return Principal(claims.user_id, claims.role)
 
 
-async def _api_token_user(request: Request, p: Platform, token: str) -> Principal:
+async def _api_token_user(request: Request, token: str) -> Principal:
     cache: TokenCache = request.app.state.token_cache
     digest = hash_token(token)
     who = cache.get(digest)
     if who is not None:
         return who
-    found = await p.users.api_token_owner(digest)
+    found = await user_store(request).api_token_owner(digest)
     if found is None:
         raise Problem(401, "invalid_token", "the API token is not valid")
     user, tok = found
@@ -89,3 +111,12 @@ async def admin_user(request: Request) -> Principal:
     if not who.is_admin:
         raise Problem(403, "forbidden", "admins only")
     return who
+
+
+async def owned_app(
+    app_id: str,
+    who: Principal = Depends(current_user),
+    service: AppService = Depends(app_service),
+) -> Application:
+    """The app named in the path if the caller owns it; anyone else's answers 404."""
+    return await service.get(who, app_id)

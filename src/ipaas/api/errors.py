@@ -9,7 +9,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ipaas.domain.states import IllegalTransition
+from ipaas.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    IpaasError,
+    LimitReached,
+    NotFoundError,
+    Unauthenticated,
+)
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -29,17 +37,30 @@ _STATUS_CODES = {
 }
 
 
+# The application's errors as HTTP statuses; the most specific class listed first wins.
+_ERROR_STATUS: tuple[tuple[type[IpaasError], int], ...] = (
+    (NotFoundError, 404),
+    (InvalidInput, 422),
+    (Forbidden, 403),
+    (Conflict, 409),
+    (LimitReached, 409),
+    (Unauthenticated, 401),
+)
+
+
+def status_of(exc: IpaasError) -> int:
+    return next((status for kind, status in _ERROR_STATUS if isinstance(exc, kind)), 400)
+
+
 class Problem(Exception):
+    """An error only the HTTP edge can have (a bad header, a bad query parameter)."""
+
     def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
         self.extra = extra
-
-
-def not_found(what: str = "resource") -> Problem:
-    return Problem(404, "not_found", f"no such {what}")
 
 
 def problem_response(
@@ -56,15 +77,11 @@ async def _problem(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status, exc.code, exc.detail, headers, **exc.extra)
 
 
-async def _illegal(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, IllegalTransition)
-    return problem_response(
-        409,
-        "invalid_state",
-        f"not possible while the application is {exc.current.value}",
-        state=exc.current.value,
-        requested=exc.target.value,
-    )
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IpaasError)
+    status = status_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return problem_response(status, exc.code, exc.detail, headers, **exc.extra)
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
@@ -84,6 +101,6 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _problem)
-    app.add_exception_handler(IllegalTransition, _illegal)
+    app.add_exception_handler(IpaasError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

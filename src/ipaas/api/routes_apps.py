@@ -10,8 +10,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
-from ipaas.api.deps import current_user, platform
-from ipaas.api.errors import not_found
+from ipaas.api.deps import app_service, current_user, owned_app
 from ipaas.api.schemas import (
     AppCreate,
     AppCreated,
@@ -20,19 +19,16 @@ from ipaas.api.schemas import (
     AppUpdate,
     BuildOut,
     DeleteOptions,
+    EnvOut,
     EventOut,
     ReleaseOut,
     RollbackRequest,
     StatusOut,
 )
-from ipaas.apps import operations
-from ipaas.apps.envs import env_out
 from ipaas.apps.service import AppService, Principal
 from ipaas.domain.states import State
-from ipaas.platform import Platform
-from ipaas.runtime.base import ContainerStats
-from ipaas.store.apps import NotFound, StatusRow
-from ipaas.store.models import Application
+from ipaas.store.apps import StatusRow
+from ipaas.store.models import Application, Release
 
 router = APIRouter(prefix="/applications", tags=["applications"])
 StateName = Literal[
@@ -41,11 +37,7 @@ StateName = Literal[
 ]  # fmt: skip
 
 
-async def service(p: Platform = Depends(platform)) -> AppService:
-    return AppService(p)
-
-
-def app_out(p: Platform, app: Application, reveal: bool = False) -> AppOut:
+def app_out(svc: AppService, app: Application, reveal: bool = False) -> AppOut:
     return AppOut(
         id=app.id,
         name=app.name,
@@ -57,7 +49,7 @@ def app_out(p: Platform, app: Application, reveal: bool = False) -> AppOut:
         built_commit=app.built_commit,
         root_directory=app.root_directory,
         port=app.port,
-        envs=env_out(p.cipher, app.envs_encrypted, reveal),
+        envs=[EnvOut(**e) for e in svc.shown_envs(app, reveal)],
         build=app.build,
         health_check=app.health_check,
         volumes=app.volumes,
@@ -69,7 +61,7 @@ def app_out(p: Platform, app: Application, reveal: bool = False) -> AppOut:
         current_release=app.current_release,
         url=app.url,
         address=app.address,
-        dns_name=f"{app.name}.{p.settings.base_domain}",
+        dns_name=svc.hosts.host(app.name),
         created_at=app.created_at,
         updated_at=app.updated_at,
     )
@@ -77,7 +69,7 @@ def app_out(p: Platform, app: Application, reveal: bool = False) -> AppOut:
 
 @router.post("", status_code=201, response_model=AppCreated)
 async def create_app(
-    body: AppCreate, who: Principal = Depends(current_user), svc: AppService = Depends(service)
+    body: AppCreate, who: Principal = Depends(current_user), svc: AppService = Depends(app_service)
 ) -> AppCreated:
     app = await svc.create(who, body)
     return AppCreated(id=app.id, state=app.state)
@@ -90,20 +82,19 @@ async def list_apps(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=1_000_000),
     who: Principal = Depends(current_user),
-    p: Platform = Depends(platform),
+    svc: AppService = Depends(app_service),
 ) -> AppPage:
-    rows, total = await p.apps.list(who.user_id, kind=kind, state=state, limit=limit, offset=offset)
-    return AppPage(items=[app_out(p, a) for a in rows], total=total, limit=limit, offset=offset)
+    rows, total = await svc.list_apps(who, kind, state, limit, offset)
+    return AppPage(items=[app_out(svc, a) for a in rows], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{app_id}", response_model=AppOut)
 async def get_app(
-    app_id: str,
     reveal_secrets: bool = False,
-    who: Principal = Depends(current_user),
-    svc: AppService = Depends(service),
+    app: Application = Depends(owned_app),
+    svc: AppService = Depends(app_service),
 ) -> AppOut:
-    return app_out(svc.p, await svc.get(who, app_id), reveal_secrets)
+    return app_out(svc, app, reveal_secrets)
 
 
 def _etag(row: StatusRow) -> str:
@@ -133,18 +124,15 @@ async def app_status(
     request: Request,
     wait: float = Query(0, ge=0, le=60, description="long-poll: wait up to N s for a change"),
     who: Principal = Depends(current_user),
-    p: Platform = Depends(platform),
+    svc: AppService = Depends(app_service),
 ) -> Response:
-    try:
-        row = await p.apps.status(app_id, who.user_id)
-        known = request.headers.get("if-none-match")
-        deadline = time.monotonic() + wait
-        while known == _etag(row) and (remaining := deadline - time.monotonic()) > 0:
-            # Changes made in this process wake us at once; other processes' within a second.
-            await p.bus.wait(app_id, min(remaining, 1.0))
-            row = await p.apps.status(app_id, who.user_id)
-    except NotFound:
-        raise not_found("application") from None
+    row = await svc.status(who, app_id)
+    known = request.headers.get("if-none-match")
+    deadline = time.monotonic() + wait
+    while known == _etag(row) and (remaining := deadline - time.monotonic()) > 0:
+        # Changes made in this process wake us at once; other processes' within a second.
+        await svc.wait_for_change(app_id, min(remaining, 1.0))
+        row = await svc.status(who, app_id)
     headers = {"ETag": _etag(row), "Cache-Control": "no-cache"}
     if known == _etag(row):
         return Response(status_code=304, headers=headers)
@@ -153,167 +141,130 @@ async def app_status(
 
 @router.patch("/{app_id}", response_model=AppOut)
 async def update_app(
-    app_id: str,
     body: AppUpdate,
     who: Principal = Depends(current_user),
-    svc: AppService = Depends(service),
+    app: Application = Depends(owned_app),
+    svc: AppService = Depends(app_service),
 ) -> AppOut:
-    return app_out(svc.p, await svc.update(who, app_id, body))
+    return app_out(svc, await svc.update(who, app, body))
 
 
 @router.get("/{app_id}/events", response_model=list[EventOut])
 async def app_events(
-    app_id: str,
     after: int = Query(0, ge=0),
     limit: int = Query(100, ge=1, le=1000),
-    who: Principal = Depends(current_user),
-    svc: AppService = Depends(service),
+    app: Application = Depends(owned_app),
+    svc: AppService = Depends(app_service),
 ) -> list[EventOut]:
-    await svc.get(who, app_id)
-    rows = await svc.p.apps.events(app_id, limit=limit, after=after)
+    rows = await svc.events(app, after=after, limit=limit)
     return [EventOut.model_validate(e, from_attributes=True) for e in rows]
 
 
-def _accepted(app_id: str, state: str) -> Response:
+async def _accepted(svc: AppService, app_id: str, state: str | None = None) -> Response:
+    state = state or await svc.current_state(app_id)
     return Response(
         json.dumps({"id": app_id, "state": state}), status_code=202, media_type="application/json"
     )
 
 
-async def _state(p: Platform, app_id: str) -> str:
-    return (await p.apps.status(app_id, None)).state
-
-
 @router.post("/{app_id}/restart", status_code=202, response_model=AppCreated)
 async def restart_app(
-    app_id: str, who: Principal = Depends(current_user), svc: AppService = Depends(service)
+    app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> Response:
-    await svc.get(who, app_id)
-    await operations.redeploy(svc.p, app_id, None, "restart requested")
-    return _accepted(app_id, await _state(svc.p, app_id))
+    await svc.restart(app)
+    return await _accepted(svc, app.id)
 
 
 @router.post("/{app_id}/stop", status_code=202, response_model=AppCreated)
 async def stop_app(
-    app_id: str, who: Principal = Depends(current_user), svc: AppService = Depends(service)
+    app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> Response:
-    await svc.get(who, app_id)
-    await operations.stop(svc.p, app_id)
-    return _accepted(app_id, State.STOPPED.value)
+    await svc.stop(app)
+    return await _accepted(svc, app.id, State.STOPPED.value)
 
 
 @router.post("/{app_id}/start", status_code=202, response_model=AppCreated)
 async def start_app(
-    app_id: str, who: Principal = Depends(current_user), svc: AppService = Depends(service)
+    app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> Response:
-    await svc.get(who, app_id)
-    await operations.start(svc.p, app_id)
-    return _accepted(app_id, await _state(svc.p, app_id))
+    await svc.start(app)
+    return await _accepted(svc, app.id)
 
 
 @router.post("/{app_id}/rollout", status_code=202, response_model=AppCreated)
 async def rollout_app(
-    app_id: str, who: Principal = Depends(current_user), svc: AppService = Depends(service)
+    app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> Response:
-    app = await svc.get(who, app_id)
-    await operations.rollout(svc.p, app)
-    return _accepted(app_id, await _state(svc.p, app_id))
+    await svc.rollout(app)
+    return await _accepted(svc, app.id)
 
 
 @router.post("/{app_id}/rollback", status_code=202, response_model=AppCreated)
 async def rollback_app(
-    app_id: str,
     body: RollbackRequest,
-    who: Principal = Depends(current_user),
-    svc: AppService = Depends(service),
+    app: Application = Depends(owned_app),
+    svc: AppService = Depends(app_service),
 ) -> Response:
-    await svc.get(who, app_id)
-    await operations.rollback(svc.p, app_id, body.release)
-    return _accepted(app_id, await _state(svc.p, app_id))
+    await svc.rollback(app, body.release)
+    return await _accepted(svc, app.id)
 
 
 @router.delete("/{app_id}", status_code=204)
 async def delete_app(
-    app_id: str,
     volumes: bool = False,
-    who: Principal = Depends(current_user),
-    svc: AppService = Depends(service),
+    app: Application = Depends(owned_app),
+    svc: AppService = Depends(app_service),
 ) -> Response:
-    await svc.get(who, app_id)
-    await operations.delete(svc.p, app_id, DeleteOptions(volumes=volumes).volumes)
+    await svc.delete(app, DeleteOptions(volumes=volumes).volumes)
     return Response(status_code=204)
 
 
 @router.get("/{app_id}/releases", response_model=list[ReleaseOut])
 async def list_releases(
-    app_id: str, who: Principal = Depends(current_user), svc: AppService = Depends(service)
+    app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> list[ReleaseOut]:
-    app = await svc.get(who, app_id)
-    rows = await svc.p.builds.releases(app_id)
-    return [_release_out(r, app) for r in rows]
+    return [_release_out(r, app) for r in await svc.releases(app)]
 
 
 @router.get("/{app_id}/releases/{number}", response_model=ReleaseOut)
 async def get_release(
-    app_id: str,
-    number: int,
-    who: Principal = Depends(current_user),
-    svc: AppService = Depends(service),
+    number: int, app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> ReleaseOut:
-    app = await svc.get(who, app_id)
-    release = await svc.p.builds.release(app_id, number)
-    if release is None:
-        raise not_found("release")
-    return _release_out(release, app)
+    return _release_out(await svc.release(app, number), app)
 
 
-def _release_out(r: object, app: Application) -> ReleaseOut:
-    data = {
-        k: getattr(r, k)
-        for k in ("number", "commit", "image_id", "image_tag", "plan", "build_duration_s")
-    }
-    data["created_at"] = getattr(r, "created_at")  # noqa: B009
-    return ReleaseOut(**data, current=app.current_release == data["number"])
+def _release_out(r: Release, app: Application) -> ReleaseOut:
+    return ReleaseOut(
+        number=r.number,
+        commit=r.commit,
+        image_id=r.image_id,
+        image_tag=r.image_tag,
+        plan=r.plan,
+        build_duration_s=r.build_duration_s,
+        created_at=r.created_at,
+        current=app.current_release == r.number,
+    )
 
 
 @router.get("/{app_id}/builds", response_model=list[BuildOut])
 async def list_builds(
-    app_id: str, who: Principal = Depends(current_user), svc: AppService = Depends(service)
+    app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> list[BuildOut]:
-    await svc.get(who, app_id)
-    rows = await svc.p.builds.of_app(app_id)
-    return [BuildOut.model_validate(b, from_attributes=True) for b in rows]
+    return [BuildOut.model_validate(b, from_attributes=True) for b in await svc.builds_of(app)]
 
 
 @router.get("/{app_id}/builds/{number}", response_model=BuildOut)
 async def get_build(
-    app_id: str,
-    number: int,
-    who: Principal = Depends(current_user),
-    svc: AppService = Depends(service),
+    number: int, app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> BuildOut:
-    await svc.get(who, app_id)
-    build = await svc.p.builds.get(app_id, number)
-    if build is None:
-        raise not_found("build")
-    return BuildOut.model_validate(build, from_attributes=True)
+    return BuildOut.model_validate(await svc.build(app, number), from_attributes=True)
 
 
 @router.post("/{app_id}/builds/{number}/cancel", status_code=202, response_model=BuildOut)
 async def cancel_build(
-    app_id: str,
-    number: int,
-    who: Principal = Depends(current_user),
-    svc: AppService = Depends(service),
+    number: int, app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> BuildOut:
-    app = await svc.get(who, app_id)
-    build = await svc.p.builds.request_cancel(app_id, number)
-    if build is None:
-        from ipaas.api.errors import Problem
-
-        raise Problem(409, "not_cancellable", "the build is not queued or running")
-    if build.status == "cancelled":
-        await operations.build_cancelled(svc.p, app)
+    build = await svc.cancel_build(app, number)
     return BuildOut.model_validate(build, from_attributes=True)
 
 
@@ -330,39 +281,18 @@ class RuntimeOut(BaseModel):
     cpu_percent: float | None
 
 
-_stats_cache: dict[str, tuple[float, ContainerStats | None]] = {}
-STATS_TTL_S = 5.0
-
-
-async def _cached_stats(p: Platform, container_id: str) -> ContainerStats | None:
-    """Engine stats take ~1 s to sample: serve them from a short cache."""
-    hit = _stats_cache.get(container_id)
-    if hit and time.monotonic() - hit[0] < STATS_TTL_S:
-        return hit[1]
-    assert p.runtime is not None
-    stats = await p.runtime.stats(container_id)
-    if len(_stats_cache) > 1000:
-        _stats_cache.clear()
-    _stats_cache[container_id] = (time.monotonic(), stats)
-    return stats
-
-
 @router.get("/{app_id}/runtime", response_model=RuntimeOut)
 async def app_runtime(
-    app_id: str, who: Principal = Depends(current_user), svc: AppService = Depends(service)
+    app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> RuntimeOut:
     """The serving container as the engine sees it, with memory and CPU use."""
-    app = await svc.get(who, app_id)
-    p = svc.p
-    info = await p.runtime.inspect(app.container_id) if p.runtime and app.container_id else None
-    stats = await _cached_stats(p, info.id) if info and info.state == "running" else None
-    restarts = sum(1 for e in await p.apps.events(app_id, limit=1000) if e.to_state == "crashed")
+    info, stats = await svc.observe(app)
     return RuntimeOut(
         container_id=info.id if info else None,
         image=info.image if info else None,
         state=info.state if info else None,
         started_at=info.started_at if info else None,
-        restart_count=restarts,
+        restart_count=await svc.crash_count(app),
         last_exit_code=info.exit_code if info else None,
         oom_killed=info.oom_killed if info else False,
         memory_bytes=stats.memory_bytes if stats else None,

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ipaas.api.deps import admin_user, current_user, platform
-from ipaas.api.errors import Problem, not_found
+from ipaas.api.deps import access_tokens, admin_user, current_user, settings, user_store
+from ipaas.api.errors import Problem
 from ipaas.api.schemas import (
     ApiTokenCreate,
     ApiTokenCreated,
@@ -20,37 +20,51 @@ from ipaas.api.schemas import (
 )
 from ipaas.apps.service import Principal
 from ipaas.auth.passwords import hash_password, verify_password
-from ipaas.auth.tokens import hash_token, new_api_token, new_refresh_token
-from ipaas.platform import Platform
+from ipaas.auth.tokens import AccessTokens, hash_token, new_api_token, new_refresh_token
+from ipaas.config import Settings
+from ipaas.domain.errors import NotFoundError
 from ipaas.store.models import new_id, utcnow
-from ipaas.store.users import RefreshRejected, UsernameTaken
+from ipaas.store.users import RefreshRejected, UsernameTaken, UserStore
 
 router = APIRouter(tags=["auth"])
 
 
-async def issue_pair(p: Platform, user_id: str, role: str, family_id: str) -> TokenPair:
-    refresh = new_refresh_token()
-    await p.users.add_refresh_token(
-        user_id, family_id, hash_token(refresh), p.settings.auth.refresh_token_ttl_s
-    )
-    return TokenPair(
-        access_token=p.access_tokens.issue(user_id, role),
-        refresh_token=refresh,
-        expires_in=p.access_tokens.ttl_s,
-    )
+class Sessions:
+    """What login and refresh need: the users, the token signer, the refresh lifetime."""
+
+    def __init__(
+        self,
+        users: UserStore = Depends(user_store),
+        tokens: AccessTokens = Depends(access_tokens),
+        config: Settings = Depends(settings),
+    ) -> None:
+        self.users = users
+        self.tokens = tokens
+        self.refresh_ttl_s = config.auth.refresh_token_ttl_s
+
+    async def issue_pair(self, user_id: str, role: str, family_id: str) -> TokenPair:
+        refresh = new_refresh_token()
+        await self.users.add_refresh_token(
+            user_id, family_id, hash_token(refresh), self.refresh_ttl_s
+        )
+        return TokenPair(
+            access_token=self.tokens.issue(user_id, role),
+            refresh_token=refresh,
+            expires_in=self.tokens.ttl_s,
+        )
 
 
 @router.post("/auth/login", response_model=TokenPair)
-async def login(body: Login, p: Platform = Depends(platform)) -> TokenPair:
+async def login(body: Login, p: Sessions = Depends()) -> TokenPair:
     user = await p.users.by_username(body.username)
     ok = verify_password(user.password_hash if user else None, body.password)
     if user is None or not ok or user.disabled:
         raise Problem(401, "invalid_credentials", "wrong user name or password")
-    return await issue_pair(p, user.id, user.role, new_id())
+    return await p.issue_pair(user.id, user.role, new_id())
 
 
 @router.post("/auth/refresh", response_model=TokenPair)
-async def refresh(body: Refresh, p: Platform = Depends(platform)) -> TokenPair:
+async def refresh(body: Refresh, p: Sessions = Depends()) -> TokenPair:
     try:
         used = await p.users.use_refresh_token(hash_token(body.refresh_token))
     except RefreshRejected as exc:
@@ -58,12 +72,12 @@ async def refresh(body: Refresh, p: Platform = Depends(platform)) -> TokenPair:
     user = await p.users.get(used.user_id)
     if user is None or user.disabled:
         raise Problem(401, "invalid_token", "the account is gone")
-    return await issue_pair(p, user.id, user.role, used.family_id)
+    return await p.issue_pair(user.id, user.role, used.family_id)
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(body: Refresh, p: Platform = Depends(platform)) -> Response:
-    await p.users.revoke_family_of(hash_token(body.refresh_token))
+async def logout(body: Refresh, users: UserStore = Depends(user_store)) -> Response:
+    await users.revoke_family_of(hash_token(body.refresh_token))
     return Response(status_code=204)
 
 
@@ -72,19 +86,21 @@ def _user_out(user: object) -> UserOut:
 
 
 @router.get("/users/me", response_model=UserOut)
-async def me(who: Principal = Depends(current_user), p: Platform = Depends(platform)) -> UserOut:
-    user = await p.users.get(who.user_id)
+async def me(
+    who: Principal = Depends(current_user), users: UserStore = Depends(user_store)
+) -> UserOut:
+    user = await users.get(who.user_id)
     if user is None:
-        raise not_found("user")
+        raise NotFoundError.of("user")
     return _user_out(user)
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
 async def create_user(
-    body: UserCreate, _: Principal = Depends(admin_user), p: Platform = Depends(platform)
+    body: UserCreate, _: Principal = Depends(admin_user), users: UserStore = Depends(user_store)
 ) -> UserOut:
     try:
-        user = await p.users.create(body.username, hash_password(body.password), body.role)
+        user = await users.create(body.username, hash_password(body.password), body.role)
     except UsernameTaken:
         raise Problem(409, "username_taken", f"{body.username!r} is taken") from None
     return _user_out(user)
@@ -92,24 +108,24 @@ async def create_user(
 
 @router.post("/users/me/tokens", response_model=ApiTokenCreated, status_code=201)
 async def create_token(
-    body: ApiTokenCreate, who: Principal = Depends(current_user), p: Platform = Depends(platform)
+    body: ApiTokenCreate,
+    who: Principal = Depends(current_user),
+    users: UserStore = Depends(user_store),
 ) -> ApiTokenCreated:
-    if len(await p.users.list_api_tokens(who.user_id)) >= 50:
+    if len(await users.list_api_tokens(who.user_id)) >= 50:
         raise Problem(409, "quota_exceeded", "at most 50 API tokens per user")
     token = new_api_token()
     expires = utcnow() + timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    row = await p.users.add_api_token(
-        who.user_id, body.name, hash_token(token), token[:14], expires
-    )
+    row = await users.add_api_token(who.user_id, body.name, hash_token(token), token[:14], expires)
     out = ApiTokenOut.model_validate(row, from_attributes=True)
     return ApiTokenCreated(**out.model_dump(), token=token)
 
 
 @router.get("/users/me/tokens", response_model=list[ApiTokenOut])
 async def list_tokens(
-    who: Principal = Depends(current_user), p: Platform = Depends(platform)
+    who: Principal = Depends(current_user), users: UserStore = Depends(user_store)
 ) -> list[ApiTokenOut]:
-    rows = await p.users.list_api_tokens(who.user_id)
+    rows = await users.list_api_tokens(who.user_id)
     return [ApiTokenOut.model_validate(r, from_attributes=True) for r in rows]
 
 
@@ -118,10 +134,10 @@ async def delete_token(
     token_id: str,
     request: Request,
     who: Principal = Depends(current_user),
-    p: Platform = Depends(platform),
+    users: UserStore = Depends(user_store),
 ) -> Response:
-    digest = await p.users.delete_api_token(who.user_id, token_id)
+    digest = await users.delete_api_token(who.user_id, token_id)
     if digest is None:
-        raise not_found("token")
+        raise NotFoundError.of("token")
     request.app.state.token_cache.evict(digest)
     return Response(status_code=204)

@@ -16,13 +16,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from ipaas.api.deps import current_user, platform
-from ipaas.api.errors import Problem, not_found
-from ipaas.apps.service import AppService, Principal
+from ipaas.api.deps import app_service, log_service, owned_app
+from ipaas.api.errors import Problem
+from ipaas.apps.service import AppService
+from ipaas.domain.logpages import Cursor
+from ipaas.domain.timeparse import BadTime, format_ns, parse_rfc3339_ns, parse_time_param
 from ipaas.logs import service as logs
-from ipaas.logs.paging import Cursor
-from ipaas.logs.timeparse import BadTime, format_ns, parse_rfc3339_ns, parse_time_param
-from ipaas.platform import Platform
+from ipaas.logs.service import LogService
+from ipaas.store.models import Application
 
 router = APIRouter(prefix="/applications", tags=["logs"])
 HOUR_NS = 3600 * 1_000_000_000
@@ -104,7 +105,6 @@ async def respond(
 
 @router.get("/{app_id}/logs", response_model=LogPageOut)
 async def app_logs(
-    app_id: str,
     request: Request,
     from_: str | None = Query(None, alias="from", max_length=64),
     to: str | None = Query(None, max_length=64),
@@ -112,17 +112,15 @@ async def app_logs(
     stream: Literal["stdout", "stderr"] | None = None,
     cursor: str | None = Query(None, max_length=512),
     follow: bool = False,
-    who: Principal = Depends(current_user),
-    p: Platform = Depends(platform),
+    app: Application = Depends(owned_app),
+    log_svc: LogService = Depends(log_service),
 ) -> Response:
-    await AppService(p).get(who, app_id)
     start = make_cursor(request, cursor, from_, to, stream)
-    return await respond(request, logs.app_pager(p, app_id), start, limit, follow)
+    return await respond(request, log_svc.app_pager(app.id), start, limit, follow)
 
 
 @router.get("/{app_id}/builds/{number}/log", response_model=LogPageOut)
 async def build_log(
-    app_id: str,
     number: int,
     request: Request,
     from_: str | None = Query(None, alias="from", max_length=64),
@@ -130,17 +128,15 @@ async def build_log(
     limit: int = Query(1000, ge=1, le=10_000),
     cursor: str | None = Query(None, max_length=512),
     follow: bool = False,
-    who: Principal = Depends(current_user),
-    p: Platform = Depends(platform),
+    app: Application = Depends(owned_app),
+    svc: AppService = Depends(app_service),
+    log_svc: LogService = Depends(log_service),
 ) -> Response:
-    await AppService(p).get(who, app_id)
-    build = await p.builds.get(app_id, number)
-    if build is None:
-        raise not_found("build")
+    build = await svc.build(app, number)
     # A build's log is short and bounded: by default all of it, not the last hour.
     start = make_cursor(request, cursor, from_ or "1970-01-01T00:00:00Z", to, None)
 
     async def finished() -> bool:
-        return await logs.build_done(p, build.id)
+        return await log_svc.build_done(build.id)
 
-    return await respond(request, logs.build_pager(p, build.id), start, limit, follow, finished)
+    return await respond(request, log_svc.build_pager(build.id), start, limit, follow, finished)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ipaas.api.schemas import REDACTED, EnvOut, EnvVar
 from ipaas.auth.keys import Cipher
+from ipaas.domain.specs import REDACTED, EnvVar
 
 
 def encode_envs(cipher: Cipher, envs: list[EnvVar]) -> str:
@@ -24,14 +24,10 @@ def env_vars(cipher: Cipher, blob: str) -> list[EnvVar]:
     return [EnvVar(**e) for e in decode_envs(cipher, blob)]
 
 
-def env_out(cipher: Cipher, blob: str, reveal: bool = False) -> list[EnvOut]:
+def shown_envs(cipher: Cipher, blob: str, reveal: bool = False) -> list[dict[str, Any]]:
+    """The app's env vars as its owner sees them: secret values redacted unless revealed."""
     return [
-        EnvOut(
-            key=e["key"],
-            value=e["value"] if reveal or not e["secret"] else REDACTED,
-            secret=e["secret"],
-            build=e["build"],
-        )
+        {**e, "value": e["value"] if reveal or not e["secret"] else REDACTED}
         for e in decode_envs(cipher, blob)
     ]
 

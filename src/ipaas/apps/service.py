@@ -1,20 +1,33 @@
-"""Application operations as a user sees them. The API is a thin layer over this."""
+"""Application use cases as a user sees them; the API (and later the dashboard) is a thin
+layer over this. Every refusal is a `domain.errors` error with a stable code."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from ipaas.api.errors import Problem, not_found
-from ipaas.api.schemas import AppCreate, AppUpdate, EnvVar
-from ipaas.apps.envs import encode_envs, env_vars
-from ipaas.domain.states import State
+from ipaas.apps.bus import ChangeBus
+from ipaas.apps.deployer import Deployer
+from ipaas.apps.envs import encode_envs, env_vars, shown_envs
+from ipaas.apps.scheduler import BuildScheduler
+from ipaas.auth.keys import Cipher
+from ipaas.domain.errors import Conflict, Forbidden, InvalidInput, LimitReached, NotFoundError
+from ipaas.domain.hosts import HostNames
+from ipaas.domain.names import DEFAULT_RESERVED, name_problem
+from ipaas.domain.repos import DEFAULT_SCHEMES, is_local_repo, repo_url_problem
+from ipaas.domain.specs import AppCreate, AppUpdate, EnvVar
+from ipaas.domain.states import IllegalTransition, State
+from ipaas.domain.statuses import BuildStatus
 from ipaas.domain.updates import Action, action_for
-from ipaas.platform import Platform
-from ipaas.providers.base import RepoError
-from ipaas.queue.base import BuildJob
-from ipaas.store.apps import NameTaken, NotFound
-from ipaas.store.models import Application, new_id
+from ipaas.providers.base import GitProvider, RepoError, RepoInfo
+from ipaas.runtime.base import ContainerInfo, ContainerStats
+from ipaas.store.apps import AppStore, NameTaken, NotFound, StatusRow
+from ipaas.store.builds import BuildStore
+from ipaas.store.models import Application, Build, Event, Release, new_id
+
+S = State
 
 
 @dataclass(frozen=True)
@@ -27,45 +40,126 @@ class Principal:
         return self.role == "admin"
 
 
-LOCAL_PREFIXES = ("file://", "/", "./", "../")
+@dataclass(frozen=True)
+class AppPolicy:
+    """The operator's limits on what users may ask for."""
+
+    allowed_repo_schemes: Sequence[str] = DEFAULT_SCHEMES
+    max_apps_per_user: int = 100
+    max_envs: int = 100
+    reserved_names: frozenset[str] = field(default=DEFAULT_RESERVED)
 
 
-def check_repo_url(platform: Platform, who: Principal, repo: str) -> None:
-    """Scheme allow-list; local paths only for admins; no option injection."""
-    if repo.startswith("-") or any(c in repo for c in "\r\n\t\0 "):
-        raise Problem(422, "invalid_repo", "the repository URL is not valid")
-    if repo.startswith(LOCAL_PREFIXES):
-        if not who.is_admin:
-            raise Problem(403, "local_repo_forbidden", "only admins may deploy local paths")
+def check_repo_url(policy: AppPolicy, who: Principal, repo: str) -> None:
+    """The one repository rule (`domain.repos`); local paths only for admins."""
+    problem = repo_url_problem(
+        repo, allow_local=who.is_admin, allowed_schemes=policy.allowed_repo_schemes
+    )
+    if problem is None:
         return
-    scheme = repo.split("://", 1)[0].lower() if "://" in repo else ""
-    if not scheme and "@" in repo and ":" in repo:  # scp-like ssh: git@host:owner/repo
-        scheme = "ssh"
-    if scheme not in platform.settings.allowed_repo_schemes:
-        allowed = ", ".join(platform.settings.allowed_repo_schemes)
-        raise Problem(422, "invalid_repo", f"repository URL scheme must be one of: {allowed}")
-
-
-def is_local_repo(repo: str) -> bool:
-    return repo.startswith(LOCAL_PREFIXES)
+    if problem.local:
+        raise Forbidden(problem.why, code=problem.code)
+    raise InvalidInput(f"the repository URL is not valid: {problem.why}", code=problem.code)
 
 
 class AppService:
-    def __init__(self, platform: Platform) -> None:
-        self.p = platform
+    def __init__(
+        self,
+        apps: AppStore,
+        builds: BuildStore,
+        scheduler: BuildScheduler,
+        git: GitProvider,
+        cipher: Cipher,
+        deployer: Deployer,
+        policy: AppPolicy,
+        bus: ChangeBus,
+        hosts: HostNames,
+    ) -> None:
+        self.apps = apps
+        self.builds = builds
+        self.scheduler = scheduler
+        self.git = git
+        self.cipher = cipher
+        self.deployer = deployer
+        self.policy = policy
+        self.bus = bus
+        self.hosts = hosts
 
-    def url_for(self, name: str) -> str:
-        host = f"{name}.{self.p.settings.base_domain}"
-        return self.p.router.url_for(host) if self.p.router else f"http://{host}/"
-
+    # --- reading ------------------------------------------------------------------------------
     async def get(self, who: Principal, app_id: str) -> Application:
+        """The caller's app; another user's looks exactly like a missing one."""
         try:
-            return await self.p.apps.get(app_id, who.user_id)
+            return await self.apps.get(app_id, who.user_id)
         except NotFound:
-            raise not_found("application") from None
+            raise NotFoundError.of("application") from None
 
+    async def list_apps(
+        self, who: Principal, kind: str | None, state: str | None, limit: int, offset: int
+    ) -> tuple[Sequence[Application], int]:
+        return await self.apps.list(who.user_id, kind=kind, state=state, limit=limit, offset=offset)
+
+    async def status(self, who: Principal, app_id: str) -> StatusRow:
+        """The cheap status row (served from a short cache); another user's app is missing."""
+        try:
+            return await self.apps.status(app_id, who.user_id)
+        except NotFound:
+            raise NotFoundError.of("application") from None
+
+    async def wait_for_change(self, app_id: str, timeout_s: float) -> None:
+        """Return when this process changes the app, or after `timeout_s`."""
+        await self.bus.wait(app_id, timeout_s)
+
+    async def current_state(self, app_id: str) -> str:
+        return (await self.apps.status(app_id, None)).state
+
+    def shown_envs(self, app: Application, reveal: bool) -> list[dict[str, Any]]:
+        return shown_envs(self.cipher, app.envs_encrypted, reveal)
+
+    async def releases(self, app: Application) -> Sequence[Release]:
+        return await self.builds.releases(app.id)
+
+    async def builds_of(self, app: Application) -> Sequence[Build]:
+        return await self.builds.of_app(app.id)
+
+    async def observe(self, app: Application) -> tuple[ContainerInfo | None, ContainerStats | None]:
+        """The serving container as the engine sees it, with its memory and CPU use."""
+        return await self.deployer.observe(app.container_id)
+
+    async def crash_count(self, app: Application) -> int:
+        events = await self.apps.events(app.id, limit=1000)
+        return sum(1 for e in events if e.to_state == State.CRASHED)
+
+    async def events(self, app: Application, after: int, limit: int) -> Sequence[Event]:
+        return await self.apps.events(app.id, limit=limit, after=after)
+
+    async def release(self, app: Application, number: int) -> Release:
+        release = await self.builds.release(app.id, number)
+        if release is None:
+            raise NotFoundError.of("release")
+        return release
+
+    async def build(self, app: Application, number: int) -> Build:
+        build = await self.builds.get(app.id, number)
+        if build is None:
+            raise NotFoundError.of("build")
+        return build
+
+    def name_problem(self, name: str) -> str | None:
+        return name_problem(name, self.policy.reserved_names)
+
+    async def name_taken(self, name: str) -> bool:
+        return await self.apps.names_exist(name)
+
+    async def check_repo(self, who: Principal, repo: str) -> RepoInfo:
+        check_repo_url(self.policy, who, repo)
+        try:
+            return await self.git.inspect(repo, allow_local=is_local_repo(repo))
+        except RepoError as exc:
+            raise InvalidInput(exc.detail, code=exc.code) from None
+
+    # --- create and update --------------------------------------------------------------------
     async def create(self, who: Principal, body: AppCreate) -> Application:
-        check_repo_url(self.p, who, body.repo)
+        check_repo_url(self.policy, who, body.repo)
         self._check_env_count(body.envs)
         app = Application(
             id=new_id(),
@@ -78,7 +172,7 @@ class AppService:
             commit=body.commit,
             root_directory=body.root_directory,
             port=body.port,
-            envs_encrypted=encode_envs(self.p.cipher, body.envs),
+            envs_encrypted=encode_envs(self.cipher, body.envs),
             build=body.build.model_dump(),
             health_check=body.health_check,
             volumes=[v.model_dump() for v in body.volumes],
@@ -88,46 +182,50 @@ class AppService:
             state=State.PENDING.value,
             version=1,
         )
-        _, total = await self.p.apps.list(who.user_id, limit=1)
-        if total >= self.p.settings.max_apps_per_user:
-            raise Problem(409, "quota_exceeded", "you have reached the maximum number of apps")
+        _, total = await self.apps.list(who.user_id, limit=1)
+        if total >= self.policy.max_apps_per_user:
+            raise LimitReached("you have reached the maximum number of apps")
         try:
-            await self.p.apps.create(app)
+            await self.apps.create(app)
         except NameTaken:
-            raise Problem(409, "name_taken", f"the name {body.name!r} is taken") from None
-        await self.enqueue_build(app.id)
+            raise Conflict(f"the name {body.name!r} is taken", code="name_taken") from None
+        await self.scheduler.enqueue(app.id)
         return app
 
-    async def enqueue_build(self, app_id: str) -> int:
-        build = await self.p.builds.new_build(app_id)
-        await self.p.queue.enqueue(BuildJob(id=build.id, app_id=app_id, attempt=0))
-        return build.number
-
-    async def update(self, who: Principal, app_id: str, body: AppUpdate) -> Application:
-        app = await self.get(who, app_id)
+    async def update(self, who: Principal, app: Application, body: AppUpdate) -> Application:
         columns, changed, new_envs = self._changes(app, body)
         if "repo" in changed:
-            check_repo_url(self.p, who, columns["repo"])
+            check_repo_url(self.policy, who, columns["repo"])
         action = action_for(changed)
-        if new_envs is not None and _build_envs_changed(self.p, app, new_envs):
+        if new_envs is not None and self._build_envs_changed(app, new_envs):
             action = Action.REBUILD
         if action >= Action.RESTART and app.current_release is None:
             # Nothing deployed yet: a failed app rebuilds, a busy one picks it up as it goes.
             action = Action.REBUILD if app.state == State.FAILED else Action.NONE
         if columns:
             try:
-                await self.p.apps.set_fields(app_id, **columns)
+                await self.apps.set_fields(app.id, **columns)
             except NameTaken:
-                raise Problem(409, "name_taken", f"the name {columns['name']!r} is taken") from None
-        from ipaas.apps import operations
+                raise Conflict(
+                    f"the name {columns['name']!r} is taken", code="name_taken"
+                ) from None
+        await self._apply(app, action)
+        return await self.apps.get(app.id)
 
-        await operations.apply_update(self.p, app, action)
-        return await self.p.apps.get(app_id)
+    async def _apply(self, app: Application, action: Action) -> None:
+        if action == Action.REBUILD:
+            await self.rebuild(app.id, "settings changed")
+        elif action == Action.RESTART and app.state in (S.RUNNING, S.CRASHED):
+            await self.deployer.redeploy(app.id, None, "settings changed")
+        elif action == Action.REROUTE:
+            await self.deployer.reroute(app.id, app.name)
 
     def _check_env_count(self, envs: list[EnvVar]) -> None:
-        limit = self.p.settings.max_envs
+        limit = self.policy.max_envs
         if len(envs) > limit:
-            raise Problem(422, "too_many_envs", f"at most {limit} environment variables per app")
+            raise InvalidInput(
+                f"at most {limit} environment variables per app", code="too_many_envs"
+            )
 
     def _changes(
         self, app: Application, body: AppUpdate
@@ -139,7 +237,7 @@ class AppService:
             if key == "envs":
                 new_envs = [EnvVar(**e) for e in value or []]
                 self._check_env_count(new_envs)
-                columns["envs_encrypted"] = encode_envs(self.p.cipher, new_envs)
+                columns["envs_encrypted"] = encode_envs(self.cipher, new_envs)
                 continue
             if key == "resources":
                 value = {k: v for k, v in (value or {}).items() if v is not None}
@@ -152,14 +250,58 @@ class AppService:
         changed = {("envs" if k == "envs_encrypted" else k) for k in columns}
         return columns, changed, new_envs
 
-    async def check_repo(self, who: Principal, repo: str) -> Any:
-        check_repo_url(self.p, who, repo)
-        try:
-            return await self.p.git.inspect(repo, allow_local=is_local_repo(repo))
-        except RepoError as exc:
-            raise Problem(422, exc.code, exc.detail) from None
+    def _build_envs_changed(self, app: Application, new: list[EnvVar]) -> bool:
+        old = {e.key: e.value for e in env_vars(self.cipher, app.envs_encrypted) if e.build}
+        return old != {e.key: e.value for e in new if e.build}
 
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def rebuild(self, app_id: str, reason: str) -> int:
+        app = await self.apps.get(app_id)
+        if app.state in (S.RUNNING, S.FAILED, S.CRASHED, S.STOPPED):
+            await self.apps.transition(app_id, S.ROLLING_OUT, reason, expected=State(app.state))
+        elif app.state == S.DELETING:
+            raise IllegalTransition(S.DELETING, S.ROLLING_OUT)
+        return await self.scheduler.enqueue(app_id)
 
-def _build_envs_changed(p: Platform, app: Application, new: list[EnvVar]) -> bool:
-    old = {e.key: e.value for e in env_vars(p.cipher, app.envs_encrypted) if e.build}
-    return old != {e.key: e.value for e in new if e.build}
+    async def rollout(self, app: Application) -> int:
+        """Rebuild the branch head, but only when it differs from what is built."""
+        if app.commit is None and app.built_commit:
+            try:
+                info = await self.git.inspect(app.repo, allow_local=is_local_repo(app.repo))
+            except RepoError as exc:
+                raise InvalidInput(exc.detail, code=exc.code) from None
+            head = info.heads.get(app.branch or info.default_branch or "") if info.heads else None
+            if head == app.built_commit:
+                raise Conflict(f"{app.built_commit[:12]} is already deployed", code="up_to_date")
+        return await self.rebuild(app.id, "rollout")
+
+    async def rollback(self, app: Application, number: int) -> None:
+        if await self.builds.release(app.id, number) is None:
+            raise NotFoundError(f"no release {number}")
+        await self.deployer.redeploy(app.id, number, f"rollback to release {number}")
+
+    async def restart(self, app: Application) -> None:
+        await self.deployer.redeploy(app.id, None, "restart requested")
+
+    async def stop(self, app: Application) -> None:
+        await self.deployer.stop(app.id)
+
+    async def start(self, app: Application) -> None:
+        await self.deployer.start(app.id)
+
+    async def delete(self, app: Application, volumes: bool) -> None:
+        await self.deployer.delete(app.id, volumes)
+
+    async def cancel_build(self, app: Application, number: int) -> Build:
+        build = await self.builds.request_cancel(app.id, number)
+        if build is None:
+            raise Conflict("the build is not queued or running", code="not_cancellable")
+        if build.status == BuildStatus.CANCELLED:
+            await self._build_cancelled(app)
+        return build
+
+    async def _build_cancelled(self, app: Application) -> None:
+        """A queued build was cancelled before any builder took it."""
+        if app.state in (S.PENDING, S.BUILDING, S.ROLLING_OUT):
+            with contextlib.suppress(IllegalTransition, NotFound):
+                await self.apps.transition(app.id, S.FAILED, "build cancelled")

@@ -12,14 +12,25 @@ import time
 
 import structlog
 
-from ipaas.apps import operations
+from ipaas.apps.background import Background
+from ipaas.apps.deployer import Deployer
 from ipaas.apps.envs import env_dict
-from ipaas.apps.service import is_local_repo
-from ipaas.builds.base import BuildCancelled, BuildFailed, BuildOptions, BuildRequest, BuildResult
+from ipaas.auth.keys import Cipher
+from ipaas.builds.base import (
+    BuildCancelled,
+    BuildFailed,
+    BuildOptions,
+    BuildRequest,
+    BuildResult,
+    ImageBuilder,
+)
+from ipaas.config import BuildSettings
+from ipaas.domain.repos import is_local_repo
 from ipaas.domain.states import IllegalTransition, State
-from ipaas.platform import Platform
-from ipaas.queue.base import BuildJob
-from ipaas.store.apps import NotFound
+from ipaas.domain.statuses import BuildStatus
+from ipaas.queue.base import BuildJob, BuildQueue
+from ipaas.store.apps import AppStore, NotFound
+from ipaas.store.builds import BuildStore
 from ipaas.store.models import Application, Build, Release
 
 log = structlog.get_logger()
@@ -29,8 +40,8 @@ S = State
 class BuildLogWriter:
     """Batches build output into the store (a line a row, with a sequence number)."""
 
-    def __init__(self, p: Platform, build_id: str, first_seq: int) -> None:
-        self.p = p
+    def __init__(self, builds: BuildStore, build_id: str, first_seq: int) -> None:
+        self.builds = builds
         self.build_id = build_id
         self.seq = first_seq
         self.pending: list[tuple[int, str]] = []
@@ -44,15 +55,36 @@ class BuildLogWriter:
     async def flush(self) -> None:
         if self.pending:
             batch, self.pending = self.pending, []
-            await self.p.builds.append_log(self.build_id, self.seq, batch)
+            await self.builds.append_log(self.build_id, self.seq, batch)
             self.seq += len(batch)
         self.last_flush = time.monotonic()
 
 
 class BuildWorker:
-    def __init__(self, p: Platform) -> None:
-        self.p = p
-        self.slots = asyncio.Semaphore(p.settings.build.concurrency)
+    """Takes jobs from the queue while started; builds and hands each release to the deployer."""
+
+    def __init__(
+        self,
+        apps: AppStore,
+        builds: BuildStore,
+        queue: BuildQueue,
+        builder: ImageBuilder,
+        cipher: Cipher,
+        deployer: Deployer,
+        settings: BuildSettings,
+        background: Background,
+        worker_id: str,
+    ) -> None:
+        self.apps = apps
+        self.builds = builds
+        self.queue = queue
+        self.builder = builder
+        self.cipher = cipher
+        self.deployer = deployer
+        self.settings = settings
+        self.background = background
+        self.worker_id = worker_id
+        self.slots = asyncio.Semaphore(settings.concurrency)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -68,51 +100,50 @@ class BuildWorker:
         while True:
             await self.slots.acquire()
             try:
-                job = await self.p.queue.lease(self.p.worker_id)
+                job = await self.queue.lease(self.worker_id)
             except Exception as exc:  # noqa: BLE001 - the store may be briefly unavailable
                 log.warning("lease failed", error=repr(exc))
                 job = None
             if job is None:
                 self.slots.release()
-                await self.p.queue.wait(1.0)
+                await self.queue.wait(1.0)
                 continue
-            task = self.p.spawn(self.run(job), f"build-{job.id}")
+            task = self.background.spawn(self.run(job), f"build-{job.id}")
             task.add_done_callback(lambda _t: self.slots.release())
 
     async def run(self, job: BuildJob) -> None:
-        build = await self.p.builds.by_id(job.id)
+        build = await self.builds.by_id(job.id)
         try:
-            app = await self.p.apps.get(job.app_id)
+            app = await self.apps.get(job.app_id)
         except NotFound:
             app = None
         if build is None or app is None or app.state == S.DELETING:
             if build is not None:
-                await self.p.builds.finish(job.id, "cancelled", error="the app is gone")
-            await self.p.queue.complete(job)
+                await self.builds.finish(job.id, BuildStatus.CANCELLED, error="the app is gone")
+            await self.queue.complete(job)
             return
-        if build.status == "cancelling":
+        if build.status == BuildStatus.CANCELLING:
             await self._cancelled(job, app)
             return
-        if job.attempt > self.p.settings.build.max_attempts:
+        if job.attempt > self.settings.max_attempts:
             await self._failed(job, app, "the builder died too often", "builder_lost")
             return
         if app.state == S.PENDING:
-            await self.p.apps.transition(app.id, S.BUILDING, f"build {build.number} started")
+            await self.apps.transition(app.id, S.BUILDING, f"build {build.number} started")
         elif app.state not in (S.BUILDING, S.ROLLING_OUT, S.STARTING):
-            await self.p.builds.finish(job.id, "superseded")
-            await self.p.queue.complete(job)
+            await self.builds.finish(job.id, BuildStatus.SUPERSEDED)
+            await self.queue.complete(job)
             return
         await self._build(job, build, app)
 
     async def _build(self, job: BuildJob, build: Build, app: Application) -> None:
-        assert self.p.builder is not None, "no image builder configured"
-        writer = BuildLogWriter(self.p, build.id, await self.p.builds.next_log_seq(build.id))
+        writer = BuildLogWriter(self.builds, build.id, await self.builds.next_log_seq(build.id))
         if job.attempt > 1:
-            await writer(f"--- attempt {job.attempt} of {self.p.settings.build.max_attempts}")
+            await writer(f"--- attempt {job.attempt} of {self.settings.max_attempts}")
         cancel = asyncio.Event()
         keeper = asyncio.create_task(self._keep_lease(job, cancel))
         try:
-            result = await self.p.builder.build(self._request(app, build), writer, cancel)
+            result = await self.builder.build(self._request(app, build), writer, cancel)
         except BuildCancelled:
             await writer("--- build cancelled")
             await self._cancelled(job, app)
@@ -145,45 +176,45 @@ class BuildWorker:
             branch=app.branch,
             commit=app.commit,
             options=options,
-            build_args=env_dict(self.p.cipher, app.envs_encrypted, build_only=True),
+            build_args=env_dict(self.cipher, app.envs_encrypted, build_only=True),
             allow_local=is_local_repo(app.repo),
         )
 
     async def _keep_lease(self, job: BuildJob, cancel: asyncio.Event) -> None:
-        lease_s = self.p.settings.build.lease_s
+        lease_s = self.settings.lease_s
         while True:
             await asyncio.sleep(lease_s / 3)
-            status = await self.p.builds.renew(job.id, self.p.worker_id, lease_s)
-            await self.p.queue.renew(job)
-            if status == "cancelling":
+            status = await self.builds.renew(job.id, self.worker_id, lease_s)
+            await self.queue.renew(job)
+            if status == BuildStatus.CANCELLING:
                 cancel.set()
 
     async def _build_failed(self, job: BuildJob, app: Application, exc: BuildFailed) -> None:
-        settings = self.p.settings.build
+        settings = self.settings
         if exc.user_fault or job.attempt >= settings.max_attempts:
             reason = exc.reason if exc.user_fault else f"{exc.reason} (gave up after retries)"
             await self._failed(job, app, reason, exc.code)
             return
         delay = settings.retry_base_s * 2 ** (job.attempt - 1)
         log.info("build retry", app_id=app.id, attempt=job.attempt, delay=delay)
-        await self.p.queue.retry_later(job, delay, exc.reason)
+        await self.queue.retry_later(job, delay, exc.reason)
 
     async def _failed(self, job: BuildJob, app: Application, reason: str, code: str) -> None:
-        await self.p.builds.finish(job.id, "failed", error=reason, error_code=code)
-        await self.p.queue.fail(job, reason)
+        await self.builds.finish(job.id, BuildStatus.FAILED, error=reason, error_code=code)
+        await self.queue.fail(job, reason)
         with contextlib.suppress(IllegalTransition, NotFound):
-            await self.p.apps.transition(app.id, S.FAILED, f"build failed: {reason}")
+            await self.apps.transition(app.id, S.FAILED, f"build failed: {reason}")
 
     async def _cancelled(self, job: BuildJob, app: Application) -> None:
-        await self.p.builds.finish(job.id, "cancelled", error="cancelled")
-        await self.p.queue.complete(job)
+        await self.builds.finish(job.id, BuildStatus.CANCELLED, error="cancelled")
+        await self.queue.complete(job)
         with contextlib.suppress(IllegalTransition, NotFound):
-            await self.p.apps.transition(app.id, S.FAILED, "build cancelled")
+            await self.apps.transition(app.id, S.FAILED, "build cancelled")
 
     async def _succeeded(
         self, job: BuildJob, build: Build, app: Application, result: BuildResult
     ) -> None:
-        await self.p.builds.add_release(
+        await self.builds.add_release(
             Release(
                 app_id=app.id,
                 number=build.number,
@@ -195,17 +226,17 @@ class BuildWorker:
                 build_duration_s=result.duration_s,
             )
         )
-        await self.p.builds.finish(job.id, "succeeded", commit=result.commit)
-        await self.p.queue.complete(job)
-        await self.p.apps.set_fields(app.id, built_commit=result.commit)
-        current = State((await self.p.apps.get(app.id)).state)
+        await self.builds.finish(job.id, BuildStatus.SUCCEEDED, commit=result.commit)
+        await self.queue.complete(job)
+        await self.apps.set_fields(app.id, built_commit=result.commit)
+        current = State((await self.apps.get(app.id)).state)
         with contextlib.suppress(IllegalTransition, NotFound):
             if current == S.BUILDING:
-                await self.p.apps.transition(
+                await self.apps.transition(
                     app.id, S.STARTING, f"release {build.number} built", target_release=build.number
                 )
             elif current == S.ROLLING_OUT:
-                await self.p.apps.set_fields(app.id, target_release=build.number)
+                await self.apps.set_fields(app.id, target_release=build.number)
             else:
                 return
-            await operations.deploy(self.p, app.id)
+            await self.deployer.deploy(app.id)

@@ -37,7 +37,7 @@ from ipaas.builds.dockerfile import CA_DIR, DOCKERFILE_NAME, render
 from ipaas.builds.images import stage_ca_certs
 from ipaas.builds.plan import Plan, detect_plan
 from ipaas.config import Settings
-from ipaas.runtime.base import LABEL_APP, LABEL_APP_NAME, LABEL_PLATFORM, LABEL_RELEASE
+from ipaas.domain.labels import LABEL_APP, LABEL_APP_NAME, LABEL_PLATFORM, LABEL_RELEASE
 
 LABEL_COMMIT = "org.ipaas.commit"
 TAIL_LINES = 20  # log lines quoted in the reason of a failed build

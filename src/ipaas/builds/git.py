@@ -16,14 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ipaas.builds.base import BuildFailed
+from ipaas.domain.repos import DEFAULT_SCHEMES, repo_url_problem
 
-DEFAULT_SCHEMES = ("https", "ssh", "git")
-
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-# git's "<transport>::<address>" syntax runs remote helpers (ext:: runs any command).
-_TRANSPORT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
-# scp-like ssh syntax: [user@]host:path, where no slash comes before the colon.
-_SCP_RE = re.compile(r"^(?:[^@/:\s]+@)?([^@/:\s]+):(?!//)")
 _COMMIT_RE = re.compile(r"^[0-9a-fA-F]{7,40}$")
 _BRANCH_CHARS = re.compile(r"^[A-Za-z0-9._/+-]+$")
 
@@ -61,44 +55,14 @@ def redact_url(url: str) -> str:
 def validate_url(
     url: str, *, allow_local: bool = False, allowed_schemes: Iterable[str] = DEFAULT_SCHEMES
 ) -> str:
-    """Return the URL if git may fetch it, else raise a user-fault BuildFailed."""
-    schemes = {s.lower() for s in allowed_schemes}
-    if allow_local:
-        schemes.add("file")
-
-    def bad(why: str) -> GitError:
-        return GitError(f"repository URL rejected: {why}", user_fault=True, code="invalid_repo")
-
-    if not url or len(url) > 2048:
-        raise bad("empty or too long")
-    if url.startswith("-"):
-        raise bad("it must not start with '-'")
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        raise bad("it must not contain whitespace or control characters")
-    if _TRANSPORT_RE.match(url):
-        raise bad("transport::address URLs (such as ext::) are not allowed")
-    match = _SCHEME_RE.match(url)
-    if match:
-        scheme = match.group(1).lower()
-        if scheme not in schemes:
-            raise bad(f"scheme {scheme!r} is not allowed (allowed: {', '.join(sorted(schemes))})")
-        rest = url[match.end() :]
-        host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-        if scheme != "file" and (not host or host.startswith("-")):
-            raise bad("missing or invalid host")
-        return url
-    if url.startswith("/"):
-        if not allow_local:
-            raise bad("local paths are only allowed for administrators")
-        return url
-    scp = _SCP_RE.match(url)
-    if scp:
-        if "ssh" not in schemes:
-            raise bad("ssh URLs are not allowed")
-        if scp.group(1).startswith("-"):
-            raise bad("invalid host")
-        return url
-    raise bad("use an https://, ssh:// or git:// URL")
+    """Return the URL if git may fetch it, else raise a user-fault BuildFailed (the same rule
+    as at create and update: `domain.repos`)."""
+    problem = repo_url_problem(url, allow_local=allow_local, allowed_schemes=allowed_schemes)
+    if problem is not None:
+        raise GitError(
+            f"repository URL rejected: {problem.why}", user_fault=True, code="invalid_repo"
+        )
+    return url
 
 
 def validate_branch(branch: str) -> str:

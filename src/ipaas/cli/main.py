@@ -69,13 +69,13 @@ def create_user(
 
 async def _create_user(settings, username: str, password: str, role: str):  # type: ignore[no-untyped-def]
     from ipaas.auth.passwords import hash_password
-    from ipaas.platform import build_core
+    from ipaas.platform import admin_process
 
-    p = build_core(settings)
+    stores = admin_process(settings)
     try:
-        return await p.users.create(username, hash_password(password), role)
+        return await stores.users.create(username, hash_password(password), role)
     finally:
-        await p.close()
+        await stores.engine.dispose()
 
 
 @app.command()

@@ -8,26 +8,29 @@ import secrets
 import signal
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from ipaas.config import Settings
+
+if TYPE_CHECKING:
+    from ipaas.platform import Stores
 
 
 def run_up(settings: Settings, *, bootstrap: bool = True) -> None:
     import uvicorn
 
     from ipaas.api.app import create_app
-    from ipaas.platform import build_platform
+    from ipaas.platform import admin_process, api_process
 
     migrate_in_child(settings.effective_database_url)
     if bootstrap:
         _bootstrap_images(settings)
-    platform = build_platform(settings)
-    asyncio.run(_first_admin(platform))
+    asyncio.run(_first_admin(admin_process(settings)))
     typer.echo(f"ipaas is up: {settings.api_url}  (API docs: {settings.api_url}/docs)")
     uvicorn.run(
-        create_app(platform),
+        create_app(api_process(settings)),
         host=settings.host,
         port=settings.port,
         log_level="warning",
@@ -45,44 +48,39 @@ def migrate_in_child(database_url: str) -> None:
 
 
 def _bootstrap_images(settings: Settings) -> None:
-    try:
-        from ipaas.builds.images import bootstrap, missing_base_images
-    except ImportError:
-        return
+    from ipaas.builds.images import bootstrap, missing_base_images
+
     missing = missing_base_images(settings)
     if missing:
         typer.echo(f"building base images: {', '.join(missing)} (once; about a minute each)")
         asyncio.run(bootstrap(settings))
 
 
-async def _first_admin(platform) -> None:  # type: ignore[no-untyped-def]
+async def _first_admin(stores: Stores) -> None:
     from ipaas.auth.passwords import hash_password
 
     try:
-        if await platform.users.count() == 0:
+        if await stores.users.count() == 0:
             password = secrets.token_urlsafe(12)
-            await platform.users.create("admin", hash_password(password), "admin")
+            await stores.users.create("admin", hash_password(password), "admin")
             typer.echo(f"created the first admin: user 'admin', password '{password}' (shown once)")
     finally:
-        await platform.engine.dispose()
+        await stores.engine.dispose()
 
 
 def run_build_worker(settings: Settings) -> None:
-    from ipaas.apps.worker import BuildWorker
-    from ipaas.platform import build_platform
+    from ipaas.platform import builder_process
 
     async def main() -> None:
-        settings.build.embedded_worker = False
-        platform = build_platform(settings)
-        # Only the builder: the API process owns the warden.
-        platform._services = [BuildWorker(platform)]
-        await platform.start()
+        process = builder_process(settings)
+        await process.lifecycle.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        typer.echo(f"build worker {platform.worker_id} is taking jobs from {settings.queue_url}")
+        worker_id = process.worker.worker_id
+        typer.echo(f"build worker {worker_id} is taking jobs from {settings.queue_url}")
         await stop.wait()
-        await platform.close()
+        await process.lifecycle.close()
 
     asyncio.run(main())

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from ipaas.domain.errors import Conflict
+
 
 class State(StrEnum):
     PENDING = "pending"
@@ -41,9 +43,15 @@ BUSY = frozenset({S.PENDING, S.BUILDING, S.STARTING, S.ROLLING_OUT, S.DELETING})
 SHOULD_RUN = frozenset({S.RUNNING, S.CRASHED})
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(Conflict):
+    code = "invalid_state"
+
     def __init__(self, current: State, target: State) -> None:
-        super().__init__(f"cannot go from {current} to {target}")
+        super().__init__(
+            f"not possible while the application is {current.value}",
+            state=current.value,
+            requested=target.value,
+        )
         self.current = current
         self.target = target
 

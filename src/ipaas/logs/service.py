@@ -9,12 +9,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
-from ipaas.logs.paging import Cursor, LogLine, SourceChunk, page
-from ipaas.logs.timeparse import format_ns
-from ipaas.platform import Platform
-from ipaas.store.models import Build, BuildLogLine
+from ipaas.domain.logpages import Cursor, LogLine, SourceChunk, page
+from ipaas.domain.statuses import ACTIVE_BUILDS
+from ipaas.domain.timeparse import format_ns
+from ipaas.runtime.base import Runtime
+from ipaas.store.builds import BuildStore
 
 FOLLOW_POLL_S = 0.1
 # Lines newer than this are not served yet: the engine may still store a line of another stream
@@ -44,60 +43,44 @@ def advance(cursor: Cursor, lines: list[LogLine]) -> Cursor:
     return Cursor(lines[-1].ts_ns, cursor.to_ns, cursor.stream) if lines else cursor
 
 
-def app_pager(p: Platform, app_id: str) -> PageFn:
-    async def fetch(cursor: Cursor, limit: int) -> tuple[list[LogLine], bool]:
-        if p.runtime is None:
-            return [], False
-        runtime, now = p.runtime, time.time_ns()
-        settled = now - SETTLE_NS
-        until = settled if cursor.to_ns is None else min(cursor.to_ns, settled)
-        max_age_ns = int(p.settings.runtime.log_max_age_s * 1e9)
-        # Past the retention age: not served (the engine only bounds a log's size).
-        after = max(cursor.after_ns, now - max_age_ns - 1) if max_age_ns else cursor.after_ns
-        if until <= after:
-            return [], False
-        containers = await runtime.list_containers(app_id, detail=False)
-        chunks = await asyncio.gather(
-            *(runtime.read_logs(c, after, until, limit, cursor.stream) for c in containers)
-        )
-        return page(chunks, limit)
+class LogService:
+    """Log pages of an app's containers (from the runtime) and of its builds (from the store)."""
 
-    return fetch
+    def __init__(self, runtime: Runtime, builds: BuildStore, log_max_age_s: float) -> None:
+        self.runtime = runtime
+        self.builds = builds
+        self.log_max_age_s = log_max_age_s
 
-
-def build_pager(p: Platform, build_id: str) -> PageFn:
-    async def fetch(cursor: Cursor, limit: int) -> tuple[list[LogLine], bool]:
-        if cursor.stream not in (None, "build"):
-            return [], False
-        return page([await _build_chunk(p, build_id, cursor, limit)], limit)
-
-    return fetch
-
-
-async def _build_chunk(p: Platform, build_id: str, cursor: Cursor, limit: int) -> SourceChunk:
-    where = [BuildLogLine.build_id == build_id, BuildLogLine.ts_ns > cursor.after_ns]
-    if cursor.to_ns is not None:
-        where.append(BuildLogLine.ts_ns <= cursor.to_ns)
-    stmt = select(BuildLogLine).where(*where).order_by(BuildLogLine.seq).limit(limit + 1)
-    async with p.builds.sessions() as s:
-        rows = list((await s.execute(stmt)).scalars().all())
-        cut = len(rows) > limit
-        if cut:  # finish the last timestamp group
-            rows = rows[:limit]
-            rest = select(BuildLogLine).where(
-                BuildLogLine.build_id == build_id,
-                BuildLogLine.ts_ns == rows[-1].ts_ns,
-                BuildLogLine.seq > rows[-1].seq,
+    def app_pager(self, app_id: str) -> PageFn:
+        async def fetch(cursor: Cursor, limit: int) -> tuple[list[LogLine], bool]:
+            now = time.time_ns()
+            settled = now - SETTLE_NS
+            until = settled if cursor.to_ns is None else min(cursor.to_ns, settled)
+            max_age_ns = int(self.log_max_age_s * 1e9)
+            # Past the retention age: not served (the engine only bounds a log's size).
+            after = max(cursor.after_ns, now - max_age_ns - 1) if max_age_ns else cursor.after_ns
+            if until <= after:
+                return [], False
+            containers = await self.runtime.list_containers(app_id, detail=False)
+            chunks = await asyncio.gather(
+                *(self.runtime.read_logs(c, after, until, limit, cursor.stream) for c in containers)
             )
-            rows += list((await s.execute(rest.order_by(BuildLogLine.seq))).scalars().all())
-    lines = [LogLine(r.ts_ns, "", "build", r.seq, r.line) for r in rows]
-    return SourceChunk(lines, cut)
+            return page(chunks, limit)
 
+        return fetch
 
-async def build_done(p: Platform, build_id: str) -> bool:
-    async with p.builds.sessions() as s:
-        status = (await s.execute(select(Build.status).where(Build.id == build_id))).scalar()
-    return status not in ("queued", "running", "cancelling")
+    def build_pager(self, build_id: str) -> PageFn:
+        async def fetch(cursor: Cursor, limit: int) -> tuple[list[LogLine], bool]:
+            if cursor.stream not in (None, "build"):
+                return [], False
+            rows, cut = await self.builds.log_window(build_id, cursor.after_ns, cursor.to_ns, limit)
+            lines = [LogLine(r.ts_ns, "", "build", r.seq, r.line) for r in rows]
+            return page([SourceChunk(lines, cut)], limit)
+
+        return fetch
+
+    async def build_done(self, build_id: str) -> bool:
+        return await self.builds.status_of(build_id) not in ACTIVE_BUILDS
 
 
 async def read_page(fetch: PageFn, cursor: Cursor, limit: int) -> LogPage:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaas.builds.base import BuildFailed
+from ipaas.builds.git import ls_remote
 from ipaas.config import Settings
 from ipaas.providers.base import RepoError, RepoInfo
 
@@ -14,8 +15,6 @@ class GitCliProvider:
     async def inspect(
         self, url: str, token: str | None = None, *, allow_local: bool = False
     ) -> RepoInfo:
-        from ipaas.builds.git import ls_remote
-
         try:
             default, heads = await ls_remote(
                 url,

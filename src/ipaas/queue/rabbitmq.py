@@ -19,7 +19,6 @@ import contextlib
 import json
 from dataclasses import replace
 from datetime import timedelta
-from enum import Enum
 from typing import Any
 
 import aio_pika
@@ -37,25 +36,16 @@ from aio_pika.exceptions import (
     DeliveryError,
     PublishError,
 )
-from sqlalchemy import case, or_, update
 
+from ipaas.domain.statuses import BuildStatus
 from ipaas.queue.base import BuildJob
-from ipaas.store.builds import BuildStore
-from ipaas.store.models import Build, utcnow
+from ipaas.store.builds import BuildStore, Claim
 
 log = structlog.get_logger()
-
-LIVE = ("queued", "running", "cancelling")
 
 
 class QueueRefused(RuntimeError):
     """The broker did not take a message (negative confirm or unroutable)."""
-
-
-class _Claim(Enum):
-    OK = "ok"
-    STALE = "stale"  # the row is gone or finished: drop the message
-    BUSY = "busy"  # another builder holds a live lease: look again when it expires
 
 
 class RabbitQueue:
@@ -219,9 +209,9 @@ class RabbitQueue:
         if self.builds is None:
             return await self._accept_bare(message, job)
         claim, wait_s, attempt = await self._claim(job, worker)
-        if claim is _Claim.OK:
+        if claim is Claim.OK:
             return replace(job, attempt=attempt)
-        if claim is _Claim.BUSY:
+        if claim is Claim.BUSY:
             await self._to_retry(job, wait_s)
         await message.ack()
         return None
@@ -237,37 +227,10 @@ class RabbitQueue:
         await message.ack()
         return None
 
-    async def _claim(self, job: BuildJob, worker: str) -> tuple[_Claim, float, int]:
-        """Mark the row running for `worker`, like `BuildStore.lease` does for the job table.
-
-        A row still leased by another builder is BUSY (its connection may just have blipped);
-        once that lease expired the builder is dead, and taking over counts as a new attempt.
-        """
+    async def _claim(self, job: BuildJob, worker: str) -> tuple[Claim, float, int]:
+        """Mark the row running for `worker`, like `BuildStore.lease` does for the job table."""
         assert self.builds is not None
-        now = utcnow()
-        async with self.builds.sessions() as s:
-            row = await s.get(Build, job.id)
-            if row is None or row.status not in LIVE:
-                return _Claim.STALE, 0.0, job.attempt
-            if row.status != "queued" and row.lease_until is not None and row.lease_until > now:
-                return _Claim.BUSY, (row.lease_until - now).total_seconds() + 0.5, job.attempt
-            attempt = job.attempt if row.status == "queued" else max(job.attempt, row.attempt + 1)
-            claimed = await s.execute(
-                update(Build)
-                .where(Build.id == job.id, Build.status == row.status)
-                .where(or_(Build.lease_until.is_(None), Build.lease_until == row.lease_until))
-                .values(
-                    status=case((Build.status == "cancelling", "cancelling"), else_="running"),
-                    lease_owner=worker,
-                    lease_until=now + timedelta(seconds=self.lease_s),
-                    attempt=attempt,
-                    started_at=now,
-                )
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return _Claim.BUSY, 1.0, job.attempt  # raced with a cancel: look again soon
-            await s.commit()
-        return _Claim.OK, 0.0, attempt
+        return await self.builds.claim(job.id, job.attempt, worker, self.lease_s)
 
     async def wait(self, timeout_s: float) -> None:
         """Sleep until a delivery arrives or the timeout passes (also when the broker is down)."""
@@ -312,7 +275,9 @@ class RabbitQueue:
 
     async def _give_up(self, job: BuildJob, error: str) -> None:
         if self.builds is not None:
-            await self.builds.finish(job.id, "failed", error=error, error_code="retries_exhausted")
+            await self.builds.finish(
+                job.id, BuildStatus.FAILED, error=error, error_code="retries_exhausted"
+            )
         await self.fail(job, error)
 
     async def fail(self, job: BuildJob, error: str) -> None:

@@ -5,17 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ipaas.logs.paging import SourceChunk
+from ipaas.domain.labels import (
+    LABEL_APP,
+    LABEL_APP_NAME,
+    LABEL_OWNER,
+    LABEL_PLATFORM,
+    LABEL_RELEASE,
+)
+from ipaas.domain.logpages import SourceChunk
 
-# Labels that mark every container, image, network and volume as the platform's.
-LABEL_PLATFORM = "org.ipaas.platform"
-LABEL_APP = "org.ipaas.app"
-LABEL_APP_NAME = "org.ipaas.app-name"
-LABEL_OWNER = "org.ipaas.owner"
-LABEL_RELEASE = "org.ipaas.release"
+__all__ = ["LABEL_APP", "LABEL_APP_NAME", "LABEL_OWNER", "LABEL_PLATFORM", "LABEL_RELEASE"]
 
 
 @dataclass(frozen=True)

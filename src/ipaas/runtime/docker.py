@@ -20,7 +20,7 @@ from docker.models.containers import Container
 from docker.types import LogConfig
 
 from ipaas.config import RuntimeSettings
-from ipaas.logs.paging import SourceChunk
+from ipaas.domain.logpages import SourceChunk
 from ipaas.net import tcp_open
 from ipaas.runtime.base import (
     LABEL_APP,

@@ -22,8 +22,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ipaas.logs.paging import LogLine, SourceChunk
-from ipaas.logs.timeparse import NS, BadTime, parse_rfc3339_ns
+from ipaas.domain.logpages import LogLine, SourceChunk
+from ipaas.domain.timeparse import NS, BadTime, parse_rfc3339_ns
 
 MAX_LINE = 16 * 1024
 CUT_MARK = " …[line cut]"

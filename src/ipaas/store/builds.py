@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from enum import Enum
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ipaas.domain.statuses import ACTIVE_BUILDS, BuildStatus
 from ipaas.store.models import Build, BuildLogLine, Release, new_id, utcnow
 
-ACTIVE = ("queued", "running", "cancelling")
+ACTIVE = ACTIVE_BUILDS
+
+
+class Claim(Enum):
+    """What a builder's claim on a job delivered by a broker came to."""
+
+    OK = "ok"
+    STALE = "stale"  # the row is gone or finished: drop the message
+    BUSY = "busy"  # another builder holds a live lease: look again when it expires
 
 
 class BuildStore:
@@ -27,8 +37,8 @@ class BuildStore:
                 ).scalar_one()
                 await s.execute(
                     update(Build)
-                    .where(Build.app_id == app_id, Build.status == "queued")
-                    .values(status="superseded", finished_at=utcnow())
+                    .where(Build.app_id == app_id, Build.status == BuildStatus.QUEUED)
+                    .values(status=BuildStatus.SUPERSEDED, finished_at=utcnow())
                 )
                 build = Build(id=new_id(), app_id=app_id, number=(last or 0) + 1)
                 s.add(build)
@@ -62,15 +72,22 @@ class BuildStore:
 
     async def queued(self) -> Sequence[Build]:
         async with self.sessions() as s:
-            return (await s.execute(select(Build).where(Build.status == "queued"))).scalars().all()
+            return (
+                (await s.execute(select(Build).where(Build.status == BuildStatus.QUEUED)))
+                .scalars()
+                .all()
+            )
 
     # --- the job table ------------------------------------------------------------------------
     async def lease(self, worker: str, lease_s: float) -> Build | None:
         """Claim the oldest due job: queued, or running under an expired lease (dead builder)."""
         now = utcnow()
         due = or_(
-            and_(Build.status == "queued", Build.not_before <= now),
-            and_(Build.status.in_(("running", "cancelling")), Build.lease_until < now),
+            and_(Build.status == BuildStatus.QUEUED, Build.not_before <= now),
+            and_(
+                Build.status.in_((BuildStatus.RUNNING, BuildStatus.CANCELLING)),
+                Build.lease_until < now,
+            ),
         )
         async with self.sessions() as s:
             candidates = (
@@ -84,7 +101,9 @@ class BuildStore:
                     .where(Build.id == job.id, Build.status == job.status)
                     .where(or_(Build.lease_until.is_(None), Build.lease_until == job.lease_until))
                     .values(
-                        status="cancelling" if job.status == "cancelling" else "running",
+                        status=BuildStatus.CANCELLING
+                        if job.status == BuildStatus.CANCELLING
+                        else BuildStatus.RUNNING,
                         lease_owner=worker,
                         lease_until=now + timedelta(seconds=lease_s),
                         attempt=Build.attempt + 1,
@@ -96,13 +115,51 @@ class BuildStore:
                     return await s.get(Build, job.id, populate_existing=True)
             return None
 
+    async def claim(
+        self, build_id: str, attempt: int, worker: str, lease_s: float
+    ) -> tuple[Claim, float, int]:
+        """Mark a job a broker delivered as running for `worker`: the claim, how long to wait
+        before looking again when BUSY, and the attempt it counts as.
+
+        A row still leased by another builder is BUSY (its connection may just have blipped);
+        once that lease expired the builder is dead, and taking over counts as a new attempt.
+        """
+        now = utcnow()
+        async with self.sessions() as s:
+            row = await s.get(Build, build_id)
+            if row is None or row.status not in ACTIVE_BUILDS:
+                return Claim.STALE, 0.0, attempt
+            if row.status != BuildStatus.QUEUED and row.lease_until and row.lease_until > now:
+                return Claim.BUSY, (row.lease_until - now).total_seconds() + 0.5, attempt
+            if row.status != BuildStatus.QUEUED:
+                attempt = max(attempt, row.attempt + 1)
+            claimed = await s.execute(
+                update(Build)
+                .where(Build.id == build_id, Build.status == row.status)
+                .where(or_(Build.lease_until.is_(None), Build.lease_until == row.lease_until))
+                .values(
+                    status=case(
+                        (Build.status == BuildStatus.CANCELLING, BuildStatus.CANCELLING.value),
+                        else_=BuildStatus.RUNNING.value,
+                    ),
+                    lease_owner=worker,
+                    lease_until=now + timedelta(seconds=lease_s),
+                    attempt=attempt,
+                    started_at=now,
+                )
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return Claim.BUSY, 1.0, attempt  # raced with a cancel: look again soon
+            await s.commit()
+        return Claim.OK, 0.0, attempt
+
     async def renew(self, build_id: str, worker: str, lease_s: float) -> str | None:
         """Extend the lease; returns the job's status (so the builder sees `cancelling`)."""
         async with self.sessions() as s:
             await s.execute(
                 update(Build)
                 .where(Build.id == build_id, Build.lease_owner == worker)
-                .where(Build.status.in_(("running", "cancelling")))
+                .where(Build.status.in_((BuildStatus.RUNNING, BuildStatus.CANCELLING)))
                 .values(lease_until=utcnow() + timedelta(seconds=lease_s))
             )
             await s.commit()
@@ -117,7 +174,7 @@ class BuildStore:
                 update(Build)
                 .where(Build.id == build_id)
                 .values(
-                    status="queued",
+                    status=BuildStatus.QUEUED,
                     not_before=utcnow() + timedelta(seconds=delay_s),
                     lease_owner=None,
                     lease_until=None,
@@ -155,12 +212,16 @@ class BuildStore:
         build = await (self.get(app_id, number) if number else self.active_for(app_id))
         if build is None or build.status not in ACTIVE:
             return None
-        target = "cancelled" if build.status == "queued" else "cancelling"
+        target = (
+            BuildStatus.CANCELLED if build.status == BuildStatus.QUEUED else BuildStatus.CANCELLING
+        )
         async with self.sessions() as s:
             await s.execute(
                 update(Build)
                 .where(Build.id == build.id, Build.status == build.status)
-                .values(status=target, finished_at=utcnow() if target == "cancelled" else None)
+                .values(
+                    status=target, finished_at=utcnow() if target == BuildStatus.CANCELLED else None
+                )
             )
             await s.commit()
         build.status = target
@@ -195,6 +256,32 @@ class BuildStore:
         )
         async with self.sessions() as s:
             return (await s.execute(stmt)).scalars().all()
+
+    async def log_window(
+        self, build_id: str, after_ns: int, to_ns: int | None, limit: int
+    ) -> tuple[list[BuildLogLine], bool]:
+        """Up to `limit` lines after `after_ns` (and up to `to_ns`), finishing the last
+        timestamp group; True when more lines follow."""
+        where = [BuildLogLine.build_id == build_id, BuildLogLine.ts_ns > after_ns]
+        if to_ns is not None:
+            where.append(BuildLogLine.ts_ns <= to_ns)
+        stmt = select(BuildLogLine).where(*where).order_by(BuildLogLine.seq).limit(limit + 1)
+        async with self.sessions() as s:
+            rows = list((await s.execute(stmt)).scalars().all())
+            cut = len(rows) > limit
+            if cut:
+                rows = rows[:limit]
+                rest = select(BuildLogLine).where(
+                    BuildLogLine.build_id == build_id,
+                    BuildLogLine.ts_ns == rows[-1].ts_ns,
+                    BuildLogLine.seq > rows[-1].seq,
+                )
+                rows += list((await s.execute(rest.order_by(BuildLogLine.seq))).scalars().all())
+        return rows, cut
+
+    async def status_of(self, build_id: str) -> str | None:
+        async with self.sessions() as s:
+            return (await s.execute(select(Build.status).where(Build.id == build_id))).scalar()
 
     async def log_tail(self, build_id: str, lines: int = 20) -> list[str]:
         stmt = (

@@ -1,0 +1,7 @@
+"""Labels that mark every container, image, network and volume as the platform's (and whose)."""
+
+LABEL_PLATFORM = "org.ipaas.platform"
+LABEL_APP = "org.ipaas.app"
+LABEL_APP_NAME = "org.ipaas.app-name"
+LABEL_OWNER = "org.ipaas.owner"
+LABEL_RELEASE = "org.ipaas.release"

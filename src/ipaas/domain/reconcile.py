@@ -1,0 +1,86 @@
+"""The warden's decisions: compare what should run (the store) with what runs (the engine)
+and say what to do. Pure; `warden.Warden` carries the actions out."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from ipaas.domain.states import State
+from ipaas.domain.statuses import LIVE_CONTAINERS, ContainerState
+from ipaas.domain.views import AppView, ContainerView
+
+# The prefix of a crash reason after which the warden stops restarting an app by itself.
+GAVE_UP = "crash loop:"
+
+
+class Do(StrEnum):
+    REMOVE_STRAY = "remove_stray"  # a container of no app we know
+    REMOVE_EXPIRED = "remove_expired"  # a retired container past log retention
+    REPORT_CRASH = "report_crash"  # an app marked running has no serving container
+    RESTART = "restart"  # a crashed app with no restart scheduled
+
+
+@dataclass(frozen=True)
+class Action:
+    do: Do
+    app_id: str
+    container_id: str | None = None
+
+
+def reconcile_actions(
+    apps: Mapping[str, AppView],
+    containers: Sequence[ContainerView],
+    restarting: Collection[str],
+    now: datetime,
+    log_max_age_s: float,
+) -> list[Action]:
+    """Containers first (strays, expired), then one action per app that needs one."""
+    actions = [Action(Do.REMOVE_STRAY, c.app_id, c.id) for c in containers if c.app_id not in apps]
+    actions += _expired(apps, containers, now, log_max_age_s)
+    for app in apps.values():
+        action = _app_action(app, containers, restarting)
+        if action is not None:
+            actions.append(action)
+    return actions
+
+
+def _expired(
+    apps: Mapping[str, AppView],
+    containers: Sequence[ContainerView],
+    now: datetime,
+    log_max_age_s: float,
+) -> list[Action]:
+    """Log retention by age: a retired container stopped longer ago than the maximum log age
+    goes, its log with it; the app's current container always stays."""
+    if not log_max_age_s:
+        return []
+    cutoff = now - timedelta(seconds=log_max_age_s)
+    stopped = (ContainerState.EXITED, ContainerState.DEAD)
+    return [
+        Action(Do.REMOVE_EXPIRED, c.app_id, c.id)
+        for c in containers
+        if (app := apps.get(c.app_id)) is not None
+        and c.id != app.container_id
+        and c.state in stopped
+        and c.finished_at is not None
+        and c.finished_at < cutoff
+    ]
+
+
+def _app_action(
+    app: AppView, containers: Sequence[ContainerView], restarting: Collection[str]
+) -> Action | None:
+    if app.state == State.RUNNING:
+        current = next((c for c in containers if c.id == app.container_id), None)
+        if current is None or current.state not in LIVE_CONTAINERS:
+            return Action(Do.REPORT_CRASH, app.id, current.id if current else None)
+    elif (
+        app.state == State.CRASHED
+        and app.id not in restarting
+        and not (app.state_reason or "").startswith(GAVE_UP)
+    ):
+        return Action(Do.RESTART, app.id)
+    return None
