@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: up test venv engine images lint unit test-sqlite test-postgres bench clean
+.PHONY: up test venv engine images lint fast test-sqlite test-postgres bench clean
 
 up: venv engine
 	$(BIN)/ipaas up
@@ -32,6 +32,12 @@ lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src/ipaas
+	$(BIN)/lint-imports
+
+# The fast tier: no Docker, no broker; the store is SQLite. Under a minute.
+fast: venv
+	IPAAS_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not docker and not rabbitmq and not slow" \
+	  tests/domain tests/apps tests/warden tests/contracts tests/test_*.py tests/cli $(PYTEST_ARGS)
 
 test-sqlite: venv
 	IPAAS_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -76,7 +76,7 @@ class _Stream:
             response.close()
 
 
-class _APIClient(docker.APIClient):
+class _APIClient(docker.APIClient):  # type: ignore[misc]  # docker ships no types
     """Keeps the streaming build response so another thread can close it."""
 
     stream: _Stream | None = None

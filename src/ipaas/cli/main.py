@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ipaas.cli.apps import apps_app
 from ipaas.cli.images import images_app
 from ipaas.cli.session import register_session_commands
+
+if TYPE_CHECKING:
+    from ipaas.config import Settings
 
 app = typer.Typer(no_args_is_help=True, help="ipaas: a self-hosted platform-as-a-service.")
 admin_app = typer.Typer(no_args_is_help=True, help="Operator commands.")
@@ -33,7 +37,7 @@ def main(
         os.environ["IPAAS_CONFIG"] = str(config)
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from ipaas.config import get_settings
 
     return get_settings()
@@ -67,13 +71,13 @@ def create_user(
     typer.echo(f"created {username}" + (f", password: {password}" if generated else ""))
 
 
-async def _create_user(settings, username: str, password: str, role: str):  # type: ignore[no-untyped-def]
+async def _create_user(settings: Settings, username: str, password: str, role: str) -> None:
     from ipaas.auth.passwords import hash_password
     from ipaas.platform import admin_process
 
     stores = admin_process(settings)
     try:
-        return await stores.users.create(username, hash_password(password), role)
+        await stores.users.create(username, hash_password(password), role)
     finally:
         await stores.engine.dispose()
 

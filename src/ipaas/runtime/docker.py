@@ -156,7 +156,7 @@ def cpu_percent(raw: dict[str, Any]) -> float:
     online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [1])
     if cpu_delta <= 0 or system_delta <= 0:
         return 0.0
-    return round(cpu_delta / system_delta * online * 100.0, 2)
+    return round(float(cpu_delta) / float(system_delta) * float(online) * 100.0, 2)
 
 
 def memory_used(raw: dict[str, Any]) -> tuple[int, int]:

@@ -1,0 +1,102 @@
+"""The warden's decisions, table by table: every app state against what the engine reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ipaas.domain.reconcile import GAVE_UP, Action, Do, reconcile_actions
+from ipaas.domain.states import State
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class App:
+    id: str
+    state: str
+    container_id: str | None = None
+    state_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Box:
+    id: str
+    app_id: str
+    state: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+def decide(apps: list[App], boxes: list[Box], restarting: set[str] | None = None) -> list[Action]:
+    known = {a.id: a for a in apps}
+    return reconcile_actions(known, boxes, restarting or set(), NOW, log_max_age_s=3600)
+
+
+@pytest.mark.parametrize("state", ["running", "restarting", "created"])
+def test_a_running_app_with_a_live_container_needs_nothing(state: str) -> None:
+    assert decide([App("a", State.RUNNING, "c1")], [Box("c1", "a", state)]) == []
+
+
+@pytest.mark.parametrize("state", ["exited", "dead", "paused", "removing"])
+def test_a_running_app_whose_container_stopped_is_reported_crashed(state: str) -> None:
+    actions = decide([App("a", State.RUNNING, "c1")], [Box("c1", "a", state)])
+    assert actions == [Action(Do.REPORT_CRASH, "a", "c1")]
+
+
+def test_a_running_app_whose_container_vanished_is_reported_crashed_without_one() -> None:
+    assert decide([App("a", State.RUNNING, "gone")], []) == [Action(Do.REPORT_CRASH, "a", None)]
+
+
+def test_a_running_app_with_only_an_old_container_is_crashed() -> None:
+    actions = decide([App("a", State.RUNNING, "c2")], [Box("c1", "a", "running")])
+    assert actions == [Action(Do.REPORT_CRASH, "a", None)]
+
+
+def test_a_crashed_app_is_restarted_once() -> None:
+    assert decide([App("a", State.CRASHED, "c1")], []) == [Action(Do.RESTART, "a")]
+    assert decide([App("a", State.CRASHED, "c1")], [], restarting={"a"}) == []
+
+
+def test_a_crash_loop_the_warden_gave_up_on_is_left_to_the_user() -> None:
+    app = App("a", State.CRASHED, "c1", f"{GAVE_UP} crashed 5 times")
+    assert decide([app], []) == []
+
+
+@pytest.mark.parametrize("state", [s for s in State if s not in (State.RUNNING, State.CRASHED)])
+def test_apps_the_platform_or_user_is_handling_are_left_alone(state: State) -> None:
+    assert decide([App("a", state, "c1")], [Box("c1", "a", "exited")]) == []
+
+
+def test_containers_of_no_known_app_are_strays() -> None:
+    actions = decide([], [Box("c9", "ghost", "running")])
+    assert actions == [Action(Do.REMOVE_STRAY, "ghost", "c9")]
+
+
+def test_retired_containers_past_log_retention_go_and_the_current_one_stays() -> None:
+    old = NOW - timedelta(hours=2)
+    young = NOW - timedelta(minutes=5)
+    boxes = [
+        Box("cur", "a", "exited", finished_at=old),
+        Box("aged", "a", "exited", finished_at=old),
+        Box("young", "a", "exited", finished_at=young),
+        Box("live", "a", "running"),
+    ]
+    actions = decide([App("a", State.STOPPED, "cur")], boxes)
+    assert actions == [Action(Do.REMOVE_EXPIRED, "a", "aged")]
+
+
+def test_retention_off_keeps_everything() -> None:
+    boxes = [Box("aged", "a", "exited", finished_at=NOW - timedelta(days=30))]
+    known = {"a": App("a", State.STOPPED, None)}
+    assert reconcile_actions(known, boxes, set(), NOW, log_max_age_s=0) == []
+
+
+def test_containers_come_first_then_apps() -> None:
+    actions = decide(
+        [App("a", State.RUNNING, "c1"), App("b", State.CRASHED)],
+        [Box("c1", "a", "exited"), Box("s", "zz", "running")],
+    )
+    assert [a.do for a in actions] == [Do.REMOVE_STRAY, Do.REPORT_CRASH, Do.RESTART]
