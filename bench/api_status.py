@@ -36,10 +36,10 @@ async def seed(database_url: str, data_dir: Path, apps: int) -> tuple[str, str]:
     from ipaas.auth.passwords import hash_password
     from ipaas.config import Settings
     from ipaas.domain.states import State
-    from ipaas.platform import build_core
+    from ipaas.platform import admin_process
     from ipaas.store.models import Application, Event, new_id
 
-    p = build_core(Settings(data_dir=data_dir, database_url=database_url))
+    p = admin_process(Settings(data_dir=data_dir, database_url=database_url))
     user = await p.users.create("bench", hash_password("bench bench"), "user")
     ids = [new_id() for _ in range(apps)]
     async with p.apps.sessions() as s:
@@ -57,7 +57,7 @@ async def seed(database_url: str, data_dir: Path, apps: int) -> tuple[str, str]:
             s.add(Event(app_id=app_id, to_state="running", reason="seeded"))
         await s.commit()
     token = p.access_tokens.issue(user.id, "user")
-    await p.close()
+    await p.engine.dispose()
     return token, ids[apps // 2]
 
 
@@ -71,9 +71,10 @@ def start_server(database_url: str, data_dir: Path, port: int) -> subprocess.Pop
     code = (
         "import uvicorn;"
         "from ipaas.config import Settings;"
-        "from ipaas.platform import build_core;"
+        "from ipaas.platform import control_plane, default_adapters, open_stores;"
         "from ipaas.api.app import create_app;"
-        "p = build_core(Settings());"
+        "s = Settings(); st = open_stores(s);"
+        "p = control_plane(s, st, default_adapters(s, st), run_builder=False, run_warden=False);"
         f"uvicorn.run(create_app(p), host='127.0.0.1', port={port}, log_level='error',"
         " access_log=False)"
     )

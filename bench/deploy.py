@@ -41,7 +41,7 @@ import httpx  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from ipaas.auth.passwords import hash_password  # noqa: E402
 from ipaas.config import Settings  # noqa: E402
-from ipaas.platform import build_platform  # noqa: E402
+from ipaas.platform import api_process  # noqa: E402
 from ipaas.runtime.base import LABEL_APP  # noqa: E402
 from ipaas.runtime.docker import network_name  # noqa: E402
 from ipaas.store.migrate import upgrade  # noqa: E402
@@ -235,12 +235,12 @@ def main(runs: int, write: bool) -> int:
         upgrade(database_url)
         settings = bench_settings(work / "data", database_url)
         ensure_base_images(settings)
-        platform = build_platform(settings)
-        live = start_live(platform)
+        plane = api_process(settings)
+        live = start_live(plane)
         # An admin: only admins may deploy from file:// repositories.
         username = f"bench{uuid.uuid4().hex[:8]}"
-        user = live.run(platform.stores.users.create(username, hash_password("x"), "admin"))
-        bench = Bench(live, settings, platform.stores.access_tokens.issue(user.id, "admin"))
+        user = live.run(plane.stores.users.create(username, hash_password("x"), "admin"))
+        bench = Bench(live, settings, plane.stores.access_tokens.issue(user.id, "admin"))
         app_ids: list[str] = []
         cold: list[Run] = []
         redeploy: list[Run] = []

@@ -22,7 +22,7 @@ import httpx
 from bench.deploy import bench_settings, cleanup, ensure_base_images
 from bench.report import write_section
 from ipaas.auth.passwords import hash_password
-from ipaas.platform import build_platform
+from ipaas.platform import api_process
 from ipaas.store.migrate import upgrade
 from tests.e2e.test_logs import DOCKERFILE, SERVER
 from tests.live import start_live
@@ -98,12 +98,12 @@ def main(runs: int, write: bool) -> None:
         upgrade(database_url)
         settings = bench_settings(work / "data", database_url)
         ensure_base_images(settings)
-        platform = build_platform(settings)
-        live = start_live(platform)
+        plane = api_process(settings)
+        live = start_live(plane)
         user = live.run(
-            platform.stores.users.create(f"b{uuid.uuid4().hex[:8]}", hash_password("x"), "admin")
+            plane.stores.users.create(f"b{uuid.uuid4().hex[:8]}", hash_password("x"), "admin")
         )
-        token = platform.stores.access_tokens.issue(user.id, "admin")
+        token = plane.stores.access_tokens.issue(user.id, "admin")
         client = httpx.Client(
             base_url=f"{live.base}/api/v1",
             headers={"Authorization": f"Bearer {token}"},
