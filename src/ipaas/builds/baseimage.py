@@ -140,7 +140,7 @@ def _instructions(text: str) -> Iterable[tuple[str, str]]:
     lines ending in the escape character joined."""
     escape = "\\"
     directives = True
-    pending = ""
+    pending: list[str] = []  # parts of a continued instruction (a list: joining stays linear)
     for raw in text.splitlines():
         line = raw.strip()
         if directives:
@@ -153,12 +153,12 @@ def _instructions(text: str) -> Iterable[tuple[str, str]]:
         if not line or line.startswith("#"):
             continue  # comments and blank lines may sit inside a continued instruction
         if line.endswith(escape):
-            pending += line[: -len(escape)] + " "
+            pending.append(line[: -len(escape)])
             continue
-        logical, pending = pending + line, ""
+        logical, pending = " ".join([*pending, line]), []
         yield _split(logical)
-    if pending.strip():
-        yield _split(pending)
+    if " ".join(pending).strip():
+        yield _split(" ".join(pending))
 
 
 def _split(logical: str) -> tuple[str, str]:
