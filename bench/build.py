@@ -61,8 +61,16 @@ def make_repo(sample: str, dest: Path) -> Path:
 
 
 def remove_images(name: str) -> None:
+    """The images built for the bench app (app id = name), found by the platform's label."""
     out = subprocess.run(
-        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"ipaas/{name}"],
+        [
+            "docker",
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            f"label=org.ipaas.app={name}",
+        ],
         capture_output=True,
         text=True,
     ).stdout.split()

@@ -47,6 +47,24 @@ class BuildSettings(BaseModel):
     extra_ca_certs: list[Path] = Field(
         default_factory=lambda: [Path("/usr/local/share/ca-certificates")]
     )
+    # Images a user Dockerfile may name besides base_images, this app's own images and its
+    # earlier stages (shell-style patterns on the familiar name, `:latest` made explicit).
+    # Other apps' images (ipaas/*) must never match: they hold other tenants' code.
+    allowed_base_images: list[str] = Field(
+        default_factory=lambda: [
+            "python:*",
+            "node:*",
+            "golang:*",
+            "busybox:*",
+            "debian:*",
+            "ubuntu:*",
+            "alpine:*",
+        ]
+    )
+    cpus: float = 1.0  # CPU quota of each build step; 0: no cap
+    max_read_kb: int = 1024  # largest repository file the platform reads (Procfile, package.json)
+    max_context_mb: int = 200  # largest build context sent to the engine
+    max_log_kb: int = 2048  # build output kept per build: the start and the end, a marker between
 
 
 class RuntimeSettings(BaseModel):

@@ -43,7 +43,13 @@ class Apps:
 
     def cleanup(self) -> None:
         for name in self.names:
-            tags = docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"ipaas/{name}")
+            tags = docker(
+                "images",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                "--filter",
+                f"label={LABEL_APP}=app-{name}",
+            )
             if tags:
                 docker("rmi", "-f", *tags.split(), check=False)
 
@@ -122,7 +128,7 @@ async def test_build_and_run_each_sample(
     repo = repo_factory(sample)
     name = apps.name(sample.split("-")[0])
     result = await builder.build(request(name, str(repo), release=3), log)
-    assert result.image_tag == f"ipaas/{name}:r3"
+    assert result.image_tag == f"ipaas/{name}-app-{name}:r3"  # the app id is in the name
     assert result.commit == git(repo, "rev-parse", "HEAD")
     labels = json.loads(
         docker("image", "inspect", "--format", "{{json .Config.Labels}}", result.image_tag)

@@ -209,11 +209,15 @@ def test_root_directory_cannot_escape(tmp_path: Path, root: str) -> None:
     assert info.value.user_fault
 
 
-def test_symlinked_manifest_outside_the_repo_is_ignored(tmp_path: Path) -> None:
+def test_symlinked_manifest_outside_the_repo_is_refused(tmp_path: Path) -> None:
+    """A Procfile pointing at a host file is neither read nor silently skipped."""
     outside = tree(tmp_path / "outside", {"Procfile": "web: secret\n"})
     repo = tree(tmp_path / "repo", {"app.py": "", "requirements.txt": ""})
     (repo / "Procfile").symlink_to(outside / "Procfile")
-    assert plan_of(repo).start_command == "python app.py"
+    with pytest.raises(BuildFailed) as info:
+        plan_of(repo)
+    assert info.value.user_fault and info.value.code == "unsafe_path"
+    assert "secret" not in info.value.reason
 
 
 def test_plan_to_dict_is_plain_data(tmp_path: Path) -> None:

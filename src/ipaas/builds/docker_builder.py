@@ -1,5 +1,10 @@
 """ImageBuilder on the Docker engine: fetch, plan, render, `docker build` (classic builder).
 
+The repository is hostile: its files are read through safefs, nothing is written into the
+checkout (the context tar is made by builds/context.py from the checkout plus a folder of
+generated files), a user Dockerfile may only build on allowed images (builds/baseimage.py), and
+the build runs under memory, CPU, time, context-size and log-size caps.
+
 The blocking docker SDK stream runs in a worker thread and hands every output line to the
 event loop through a queue, so the log sink sees lines as they come and the loop can stop the
 build on cancel or timeout by shutting the HTTP connection down (the engine then aborts the
@@ -16,6 +21,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +39,13 @@ from ipaas.builds.base import (
     BuildResult,
     LogSink,
 )
-from ipaas.builds.dockerfile import CA_DIR, DOCKERFILE_NAME, render
+from ipaas.builds.baseimage import ImagePolicy, check_dockerfile, image_repository
+from ipaas.builds.context import write_context
+from ipaas.builds.dockerfile import DOCKERFILE_NAME, render
+from ipaas.builds.ignore import IgnoreRules
 from ipaas.builds.images import stage_ca_certs
-from ipaas.builds.plan import Plan, detect_plan
+from ipaas.builds.logcap import MAX_LINE_CHARS, CappedLog
+from ipaas.builds.plan import Plan, context_files, detect_plan
 from ipaas.config import Settings
 from ipaas.domain.labels import LABEL_APP, LABEL_APP_NAME, LABEL_PLATFORM, LABEL_RELEASE
 
@@ -53,6 +63,7 @@ _PLATFORM_ERRORS = (
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 T = TypeVar("T")
+_CPU_PERIOD = 100_000  # microseconds; the quota is cpus times this
 
 
 @dataclass
@@ -77,9 +88,16 @@ class _Stream:
 
 
 class _APIClient(docker.APIClient):  # type: ignore[misc]  # docker ships no types
-    """Keeps the streaming build response so another thread can close it."""
+    """Keeps the streaming build response so another thread can close it, and adds the
+    engine's /build parameters docker-py does not pass (cpuperiod, cpuquota)."""
 
     stream: _Stream | None = None
+    extra_build_params: dict[str, Any] | None = None
+
+    def _post(self, url: str, **kwargs: Any) -> Any:
+        if self.extra_build_params and url.endswith("/build"):
+            kwargs["params"] = {**(kwargs.get("params") or {}), **self.extra_build_params}
+        return super()._post(url, **kwargs)
 
     def _stream_helper(self, response: Any, decode: bool = False) -> Iterator[Any]:
         if self.stream is not None:
@@ -105,12 +123,23 @@ class DockerImageBuilder:
     async def build(
         self, request: BuildRequest, log: LogSink, cancel: asyncio.Event | None = None
     ) -> BuildResult:
-        if not _NAME_RE.match(request.app_name):
-            raise BuildFailed(
-                f"app name {request.app_name!r} cannot be an image name",
-                user_fault=True,
-                code="bad_option",
-            )
+        for what, value in (("app name", request.app_name), ("app id", request.app_id)):
+            if not _NAME_RE.match(value):
+                raise BuildFailed(
+                    f"{what} {value!r} cannot be part of an image name",
+                    user_fault=True,
+                    code="bad_option",
+                )
+        capped = CappedLog(log, self._settings.build.max_log_kb * 1024)
+        try:
+            return await self._build_capped(request, capped, cancel)
+        finally:
+            with contextlib.suppress(Exception):
+                await capped.close()
+
+    async def _build_capped(
+        self, request: BuildRequest, log: LogSink, cancel: asyncio.Event | None
+    ) -> BuildResult:
         cancel = cancel or asyncio.Event()
         started = time.monotonic()
         if self._slots.locked():
@@ -135,12 +164,13 @@ class DockerImageBuilder:
     ) -> BuildResult:
         checkout = work / "src"
         sha = await self._fetch(checkout, request, log, cancel)
-        plan = detect_plan(checkout, request.options, self._settings.build.base_images)
+        # Reading the checkout and writing the tar are blocking file work: off the event loop.
+        plan, install_step, context_tar = await asyncio.to_thread(
+            self._prepare, work, checkout, request
+        )
         await log(f"==> plan: {_describe(plan)}")
-        context = checkout / plan.root_directory.strip("/") if plan.root_directory else checkout
-        dockerfile, install_step = self._prepare_context(context, plan, request)
         await asyncio.to_thread(self._check_base_images, plan)
-        tag = f"ipaas/{request.app_name}:r{request.release}"
+        tag = f"{image_repository(request.app_name, request.app_id)}:r{request.release}"
         labels = {
             LABEL_PLATFORM: "1",
             LABEL_APP: request.app_id,
@@ -150,24 +180,26 @@ class DockerImageBuilder:
         }
         job = _BuildJob(
             self._client_factory,
+            context_tar,
             dict(
-                path=str(context),
-                dockerfile=dockerfile,
+                dockerfile=DOCKERFILE_NAME,
                 tag=tag,
                 labels=labels,
                 buildargs=dict(request.build_args),
                 nocache=request.no_cache,
                 container_limits=self._limits(),
             ),
+            self._cpu_params(),
+            install_step,
         )
         await log(f"==> building image {tag}")
-        lines = await job.run(log, cancel, self._settings.build.timeout_s, install_step)
-        await self._log_install_cache(lines, install_step, log)
+        await job.run(log, cancel, self._settings.build.timeout_s)
+        await self._log_install_cache(job.install_cached, log)
         image_id = await asyncio.to_thread(self._image_id, tag)
         duration = time.monotonic() - started
         await log(f"==> built {tag} ({image_id[:19]}) in {duration:.1f} s")
         result_plan = plan.to_dict()
-        result_plan["install_cached"] = _install_cached(lines, install_step)
+        result_plan["install_cached"] = job.install_cached
         return BuildResult(image_id, tag, sha, result_plan, duration)
 
     async def _fetch(
@@ -193,21 +225,58 @@ class DockerImageBuilder:
         await log(f"==> commit {sha}")
         return sha
 
-    def _prepare_context(
-        self, context: Path, plan: Plan, request: BuildRequest
-    ) -> tuple[str, int | None]:
-        """Write the generated Dockerfile and CA certs; return (dockerfile, install step)."""
+    def _prepare(
+        self, work: Path, checkout: Path, request: BuildRequest
+    ) -> tuple[Plan, int | None, Path]:
+        """Plan, write the Dockerfile (and CA certs) into a folder of our own, check a user
+        Dockerfile's images, and write the context tar; return (plan, install step, tar)."""
+        settings = self._settings.build
+        max_read = settings.max_read_kb * 1024
+        plan = detect_plan(checkout, request.options, settings.base_images, max_read_bytes=max_read)
+        files = context_files(checkout, plan.root_directory, max_read)
+        generated = work / "generated"
+        generated.mkdir()
+        install_step = None
         if plan.language == "dockerfile":
             assert plan.dockerfile is not None
-            return plan.dockerfile, None  # the user's Dockerfile is used as it is
-        has_ca = bool(stage_ca_certs(self._settings.build.extra_ca_certs, context / CA_DIR))
-        rendered = render(plan, with_ca=has_ca, build_args=request.build_args.keys())
-        (context / DOCKERFILE_NAME).write_text(rendered.text)
-        return DOCKERFILE_NAME, rendered.install_step
+            # The engine gets the very text checked here, not the repository's file.
+            text = files.read_text(plan.dockerfile) or ""
+            check_dockerfile(text, self._image_policy(request), request.build_args)
+        else:
+            has_ca = bool(stage_ca_certs(settings.extra_ca_certs, generated / "ca"))
+            rendered = render(plan, with_ca=has_ca, build_args=request.build_args.keys())
+            text, install_step = rendered.text, rendered.install_step
+        (generated / "Dockerfile").write_text(text)
+        ignore = IgnoreRules(files.read_text(".dockerignore") or "")
+        context_tar = work / "context.tar"
+        with context_tar.open("wb") as out:
+            write_context(
+                out,
+                files.root,
+                generated,
+                ignore=ignore,
+                max_bytes=settings.max_context_mb * 1_000_000,
+            )
+        return plan, install_step, context_tar
+
+    def _image_policy(self, request: BuildRequest) -> ImagePolicy:
+        return ImagePolicy(
+            base_images=tuple(self._settings.build.base_images.values()),
+            patterns=tuple(self._settings.build.allowed_base_images),
+            own_repository=image_repository(request.app_name, request.app_id),
+        )
 
     def _limits(self) -> dict[str, int]:
         memory = self._settings.build.memory_mb * 1024 * 1024
         return {"memory": memory, "memswap": memory}
+
+    def _cpu_params(self) -> dict[str, int]:
+        """CPU quota of each build step's container (the /build API has cpuperiod/cpuquota;
+        it has no pids limit, see docs/SECURITY.md)."""
+        cpus = self._settings.build.cpus
+        if cpus <= 0:
+            return {}
+        return {"cpuperiod": _CPU_PERIOD, "cpuquota": max(1000, int(cpus * _CPU_PERIOD))}
 
     def _client_factory(self) -> _APIClient:
         timeout = int(self._settings.build.timeout_s) + 60
@@ -256,10 +325,7 @@ class DockerImageBuilder:
                 code="engine_unavailable",
             ) from exc
 
-    async def _log_install_cache(
-        self, lines: list[str], install_step: int | None, log: LogSink
-    ) -> None:
-        cached = _install_cached(lines, install_step)
+    async def _log_install_cache(self, cached: bool | None, log: LogSink) -> None:
         if cached is not None:
             await log(
                 "==> dependencies: cached (install step reused)"
@@ -269,19 +335,48 @@ class DockerImageBuilder:
 
 
 class _BuildJob:
-    """One docker build stream, run in a worker thread, consumed on the event loop."""
+    """One docker build stream, run in a worker thread, consumed on the event loop.
 
-    def __init__(self, client_factory: Any, kwargs: dict[str, Any]) -> None:
+    Only the last TAIL_LINES lines are kept (for the failure reason); what the output says
+    about the install step and success is noted as the lines pass.
+    """
+
+    def __init__(
+        self,
+        client_factory: Any,
+        context_tar: Path,
+        kwargs: dict[str, Any],
+        extra_params: dict[str, Any],
+        install_step: int | None,
+    ) -> None:
         self._client_factory = client_factory
+        self._context_tar = context_tar
         self._kwargs = kwargs
+        self._extra_params = extra_params
+        self._install_step = install_step
         self._stream = _Stream()
-        self._lines: list[str] = []
+        self._lines: deque[str] = deque(maxlen=TAIL_LINES)
         self._step = ""
+        self._built = False
+        self._after_install = 0  # lines still to look at for the install step's cache verdict
+        self.install_cached: bool | None = None
         self._memory_mb = kwargs["container_limits"]["memory"] // 2**20
 
-    async def run(
-        self, log: LogSink, cancel: asyncio.Event, timeout_s: float, install_step: int | None
-    ) -> list[str]:
+    def _note(self, line: str) -> None:
+        self._lines.append(line)
+        if self._after_install:
+            self._after_install -= 1
+            if USING_CACHE in line:
+                self.install_cached, self._after_install = True, 0
+        if line.startswith("Step "):
+            self._step = line
+            if self._install_step is not None and line.startswith(f"Step {self._install_step}/"):
+                # The classic builder prints ' ---> Using cache' right after a reused step.
+                self.install_cached, self._after_install = False, 2
+        elif line.startswith("Successfully built"):
+            self._built = True
+
+    async def run(self, log: LogSink, cancel: asyncio.Event, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -292,10 +387,9 @@ class _BuildJob:
         thread.start()
         deadline = loop.time() + timeout_s
         try:
-            await self._consume(queue, log, cancel, deadline, timeout_s, install_step)
+            await self._consume(queue, log, cancel, deadline, timeout_s)
         finally:
             self._stream.stop()  # no-op after a normal end; aborts the build otherwise
-        return self._lines
 
     async def _consume(
         self,
@@ -304,7 +398,6 @@ class _BuildJob:
         cancel: asyncio.Event,
         deadline: float,
         timeout_s: float,
-        install_step: int | None,
     ) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -321,16 +414,14 @@ class _BuildJob:
                 )
             kind, value = item
             if kind == "line":
-                self._lines.append(value)
-                if value.startswith("Step "):
-                    self._step = value
+                self._note(value)
                 await log(value)
             elif kind == "error":
-                raise self._failure(value, install_step)
+                raise self._failure(value)
             elif kind == "exception":
                 raise _exception_failure(value)
             elif kind == "done":
-                if not any(line.startswith("Successfully built") for line in self._lines):
+                if not self._built:
                     # The stream ended without a verdict: the engine dropped the connection.
                     raise BuildFailed(
                         "the build output ended before the image was built",
@@ -339,21 +430,22 @@ class _BuildJob:
                     )
                 return
 
-    def _failure(self, message: str, install_step: int | None) -> BuildFailed:
+    def _failure(self, message: str) -> BuildFailed:
         lower = message.lower()
         if any(marker in lower for marker in _PLATFORM_ERRORS):
             return BuildFailed(f"engine error: {message}", user_fault=False, code="engine_error")
         code = "build_failed"
+        install_step = self._install_step
         if install_step is not None and self._step.startswith(f"Step {install_step}/"):
             code = "install_failed"
-        headline = message.strip()
+        headline = message.strip()[:MAX_LINE_CHARS]
         if "non-zero code: 137" in message:  # SIGKILL: in a build, the memory cap
             code = "build_out_of_memory"
             headline += (
                 f" (killed: most likely out of memory; builds may use "
                 f"{self._memory_mb} MB, the build.memory_mb setting)"
             )
-        tail = "\n".join(self._lines[-TAIL_LINES:])
+        tail = "\n".join(self._lines)
         return BuildFailed(
             f"{headline}\n--- last build output ---\n{tail}", user_fault=True, code=code
         )
@@ -364,10 +456,18 @@ class _BuildJob:
         try:
             client = self._client_factory()
             client.stream = self._stream
+            client.extra_build_params = self._extra_params
             try:
-                stream = client.build(
-                    decode=True, rm=True, forcerm=True, pull=False, **self._kwargs
-                )
+                with self._context_tar.open("rb") as context:
+                    stream = client.build(
+                        fileobj=context,
+                        custom_context=True,
+                        decode=True,
+                        rm=True,
+                        forcerm=True,
+                        pull=False,
+                        **self._kwargs,
+                    )
                 for chunk in stream:
                     if "error" in chunk or "errorDetail" in chunk:
                         detail = chunk.get("errorDetail", {}).get("message")
@@ -377,7 +477,10 @@ class _BuildJob:
                     pending += text
                     *complete, pending = pending.split("\n")
                     for line in complete:
-                        put("line", _clean(line))
+                        put("line", _clean(line[:MAX_LINE_CHARS]))
+                    while len(pending) > MAX_LINE_CHARS:  # a line without end: pass it in parts
+                        put("line", _clean(pending[:MAX_LINE_CHARS]))
+                        pending = pending[MAX_LINE_CHARS:]
                 if pending:
                     put("line", _clean(pending))
                 put("done", None)
@@ -442,19 +545,6 @@ async def _cancellable(work: Awaitable[T], cancel: asyncio.Event) -> T:
 def _clean(line: str) -> str:
     """The classic builder colours stderr with ANSI escapes; logs are plain text."""
     return _ANSI_RE.sub("", line).rstrip("\r")
-
-
-def _install_cached(lines: list[str], install_step: int | None) -> bool | None:
-    """Whether the classic builder reused the install step: its 'Step N/M' line is followed
-    by ' ---> Using cache'. None when the plan has no install step."""
-    if install_step is None:
-        return None
-    prefix = f"Step {install_step}/"
-    for index, line in enumerate(lines):
-        if line.startswith(prefix):
-            following = lines[index + 1 : index + 3]
-            return any(USING_CACHE in f for f in following)
-    return None
 
 
 def _describe(plan: Plan) -> str:

@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ipaas.builds.base import BuildFailed
+from ipaas.builds.context import GENERATED_DIR
 from ipaas.builds.plan import DEFAULT_PORT, GO_BINARY, Plan
 
-CA_DIR = ".ipaas-ca"  # hidden folder of extra CA certs inside the build context
-DOCKERFILE_NAME = ".ipaas.Dockerfile"
+# Generated files live in the context tar only (never in the checkout): see builds/context.py.
+CA_DIR = f"{GENERATED_DIR}/ca"
+DOCKERFILE_NAME = f"{GENERATED_DIR}/Dockerfile"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 VENV = "/opt/venv"

@@ -1,23 +1,22 @@
 """Build plans: what to install, build and run, decided from a checkout's files.
 
-Pure: it reads a few small files under the given root and never runs anything. Files are read
-only when they resolve inside the root (a repository may hold symlinks to host files).
+Pure: it reads a few small files under the given root and never runs anything. Every read goes
+through safefs (a repository may hold symlinks to host files, FIFOs or huge files).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from ipaas.builds.base import BuildFailed, BuildOptions
+from ipaas.builds.safefs import DEFAULT_MAX_BYTES, RepoFiles
 
 LANGUAGES = ("python", "node", "go", "static")
-MAX_MANIFEST_BYTES = 1_000_000
 DEFAULT_PORT = 8080
 PYTHON_ENTRYPOINTS = ("app.py", "main.py", "server.py", "wsgi.py")
 NODE_ENTRYPOINTS = ("server.js", "index.js", "app.js", "main.js")
@@ -51,51 +50,43 @@ def _fail(reason: str, code: str) -> BuildFailed:
     return BuildFailed(reason, user_fault=True, code=code)
 
 
-def safe_relative(root: Path, rel: str, what: str) -> Path:
-    """root/rel, refusing absolute paths, '..' and symlinks that lead out of root."""
-    pure = PurePosixPath(rel)
-    if pure.is_absolute() or ".." in pure.parts:
-        raise _fail(f"{what} {rel!r} must be a relative path inside the repository", "bad_path")
-    path = root / pure
-    try:
-        resolved = path.resolve()
-        resolved.relative_to(root.resolve())
-    except (OSError, ValueError):
-        raise _fail(f"{what} {rel!r} points outside the repository", "bad_path") from None
-    return path
+MAX_LINE_CHARS = 8192  # longer Procfile lines are refused, not scanned
 
 
-def _is_file(root: Path, name: str) -> bool:
-    try:
-        return safe_relative(root, name, "file").is_file()
-    except BuildFailed:
-        return False
+def procfile_web(root: Path | RepoFiles) -> str | None:
+    """The command of the Procfile's `web:` process, if any.
 
-
-def _read(root: Path, name: str) -> str | None:
-    if not _is_file(root, name):
-        return None
-    path = root / name
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise _fail(f"{name} is larger than {MAX_MANIFEST_BYTES} bytes", "bad_manifest")
-    return path.read_text(errors="replace")
-
-
-def procfile_web(root: Path) -> str | None:
-    """The command of the Procfile's `web:` process, if any."""
-    text = _read(root, "Procfile")
+    Plain string operations, no regular expression: the time is linear in the file's size
+    whatever the repository puts in it.
+    """
+    files = root if isinstance(root, RepoFiles) else RepoFiles(root)
+    text = files.read_text("Procfile")
     if text is None:
         return None
-    for line in text.splitlines():
-        match = re.match(r"^\s*web\s*:\s*(.+?)\s*$", line)
-        if match:
-            return match.group(1)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if len(line) > MAX_LINE_CHARS:
+            raise _fail(
+                f"Procfile line {number} is longer than {MAX_LINE_CHARS} characters",
+                "bad_manifest",
+            )
+        name, colon, command = line.partition(":")
+        if colon and name.strip() == "web" and command.strip():
+            return command.strip()
     return None
 
 
-def detect_plan(root: Path, options: BuildOptions, base_images: dict[str, str]) -> Plan:
-    """Decide how to build the checkout at root (the repository's top directory)."""
-    context = _context(root, options.root_directory)
+def detect_plan(
+    root: Path,
+    options: BuildOptions,
+    base_images: dict[str, str],
+    *,
+    max_read_bytes: int = DEFAULT_MAX_BYTES,
+) -> Plan:
+    """Decide how to build the checkout at root (the repository's top directory).
+
+    Every file is read through safefs: inside the checkout, regular, at most max_read_bytes.
+    """
+    context = _context(RepoFiles(root, max_read_bytes), options.root_directory)
     if options.builder != "plan" and options.language is None:
         dockerfile = _dockerfile(context, options)
         if dockerfile is not None:
@@ -119,26 +110,27 @@ def detect_plan(root: Path, options: BuildOptions, base_images: dict[str, str]) 
     return _apply_overrides(plan, context, options)
 
 
-def _context(root: Path, root_directory: str) -> Path:
+def context_files(root: Path, root_directory: str, max_read_bytes: int) -> RepoFiles:
+    """The build context (root_directory of the checkout) as RepoFiles."""
+    return _context(RepoFiles(root, max_read_bytes), root_directory)
+
+
+def _context(root: RepoFiles, root_directory: str) -> RepoFiles:
     if not root_directory or root_directory in (".", "./"):
         return root
-    context = safe_relative(root, root_directory.strip("/"), "root directory")
-    if not context.is_dir():
-        raise _fail(f"root directory {root_directory!r} is not a directory", "bad_root_directory")
-    return context
+    return root.subdir(root_directory.strip("/"))
 
 
-def _dockerfile(context: Path, options: BuildOptions) -> str | None:
+def _dockerfile(context: RepoFiles, options: BuildOptions) -> str | None:
     name = options.dockerfile_path or "Dockerfile"
-    safe_relative(context, name, "Dockerfile path")
-    if _is_file(context, name):
+    if context.is_file(name):
         return name
     if options.builder == "dockerfile":
         raise _fail(f"no {name} in the repository (the builder is 'dockerfile')", "no_dockerfile")
     return None
 
 
-def _detect_language(context: Path) -> str:
+def _detect_language(context: RepoFiles) -> str:
     checks = (
         ("python", ("requirements.txt", "pyproject.toml", "Pipfile")),
         ("node", ("package.json",)),
@@ -146,7 +138,7 @@ def _detect_language(context: Path) -> str:
         ("static", ("index.html",)),
     )
     for language, files in checks:
-        if any(_is_file(context, f) for f in files):
+        if any(context.is_file(f) for f in files):
             return language
     looked = "Dockerfile, " + ", ".join(f for _, files in checks for f in files)
     raise _fail(
@@ -156,22 +148,22 @@ def _detect_language(context: Path) -> str:
     )
 
 
-def _present(context: Path, names: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(n for n in names if _is_file(context, n))
+def _present(context: RepoFiles, names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n for n in names if context.is_file(n))
 
 
-def _python_plan(context: Path, options: BuildOptions, images: dict[str, str]) -> Plan:
+def _python_plan(context: RepoFiles, options: BuildOptions, images: dict[str, str]) -> Plan:
     pip = "pip install --no-cache-dir"
     notes: list[str] = []
-    if _is_file(context, "requirements.txt"):
+    if context.is_file("requirements.txt"):
         manifests: tuple[str, ...] = ("requirements.txt",)
         install: str | None = f"{pip} -r requirements.txt"
-    elif _is_file(context, "Pipfile"):
+    elif context.is_file("Pipfile"):
         manifests = _present(context, ("Pipfile", "Pipfile.lock"))
         install = f"{pip} pipenv && pipenv install --system" + (
             " --deploy" if "Pipfile.lock" in manifests else " --skip-lock"
         )
-    elif _is_file(context, "pyproject.toml"):
+    elif context.is_file("pyproject.toml"):
         manifests = ("pyproject.toml",)
         deps = _pyproject_dependencies(context)
         install = f"{pip} " + " ".join(shlex.quote(d) for d in deps) if deps else None
@@ -180,7 +172,7 @@ def _python_plan(context: Path, options: BuildOptions, images: dict[str, str]) -
         manifests, install = (), None
     start = procfile_web(context)
     if start is None:
-        entry = next((f for f in PYTHON_ENTRYPOINTS if _is_file(context, f)), None)
+        entry = next((f for f in PYTHON_ENTRYPOINTS if context.is_file(f)), None)
         start = f"python {entry}" if entry else None
     return Plan(
         language="python",
@@ -194,8 +186,8 @@ def _python_plan(context: Path, options: BuildOptions, images: dict[str, str]) -
     )
 
 
-def _pyproject_dependencies(context: Path) -> list[str]:
-    text = _read(context, "pyproject.toml") or ""
+def _pyproject_dependencies(context: RepoFiles) -> list[str]:
+    text = context.read_text("pyproject.toml") or ""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -208,9 +200,9 @@ def _pyproject_dependencies(context: Path) -> list[str]:
     return list(deps)
 
 
-def _node_plan(context: Path, options: BuildOptions, images: dict[str, str]) -> Plan:
+def _node_plan(context: RepoFiles, options: BuildOptions, images: dict[str, str]) -> Plan:
     try:
-        package = json.loads(_read(context, "package.json") or "{}")
+        package = json.loads(context.read_text("package.json") or "{}")
     except json.JSONDecodeError as exc:
         raise _fail(f"package.json is not valid JSON: {exc}", "bad_manifest") from None
     if not isinstance(package, dict):
@@ -232,15 +224,15 @@ def _node_plan(context: Path, options: BuildOptions, images: dict[str, str]) -> 
     )
 
 
-def _node_install(context: Path, production: bool) -> tuple[str, tuple[str, ...], str]:
+def _node_install(context: RepoFiles, production: bool) -> tuple[str, tuple[str, ...], str]:
     """(package manager, lock files, install command); dev dependencies are kept when a build
     script needs them."""
     npm_flags = " --no-audit --no-fund" + (" --omit=dev" if production else "")
-    if _is_file(context, "pnpm-lock.yaml"):
+    if context.is_file("pnpm-lock.yaml"):
         prod = " --prod" if production else ""
         ensure = "(command -v pnpm >/dev/null || npm install -g --no-audit --no-fund pnpm)"
         return "pnpm", ("pnpm-lock.yaml",), f"{ensure} && pnpm install --frozen-lockfile{prod}"
-    if _is_file(context, "yarn.lock"):
+    if context.is_file("yarn.lock"):
         prod = " --production" if production else ""
         ensure = "(command -v yarn >/dev/null || npm install -g --no-audit --no-fund yarn)"
         return "yarn", ("yarn.lock",), f"{ensure} && yarn install --frozen-lockfile{prod}"
@@ -251,18 +243,18 @@ def _node_install(context: Path, production: bool) -> tuple[str, tuple[str, ...]
 
 
 def _node_start(
-    context: Path, package: dict[str, Any], scripts: dict[str, Any], manager: str
+    context: RepoFiles, package: dict[str, Any], scripts: dict[str, Any], manager: str
 ) -> str | None:
     if "start" in scripts:
         return f"{manager} start"
     main = package.get("main")
-    if isinstance(main, str) and _is_file(context, main):
+    if isinstance(main, str) and context.is_file(main):
         return f"node {shlex.quote(main)}"
-    entry = next((f for f in NODE_ENTRYPOINTS if _is_file(context, f)), None)
+    entry = next((f for f in NODE_ENTRYPOINTS if context.is_file(f)), None)
     return f"node {entry}" if entry else None
 
 
-def _go_plan(context: Path, options: BuildOptions, images: dict[str, str]) -> Plan:
+def _go_plan(context: RepoFiles, options: BuildOptions, images: dict[str, str]) -> Plan:
     manifests = _present(context, ("go.mod", "go.sum"))
     return Plan(
         language="go",
@@ -278,7 +270,7 @@ def _go_plan(context: Path, options: BuildOptions, images: dict[str, str]) -> Pl
     )
 
 
-def _static_plan(context: Path, options: BuildOptions, images: dict[str, str]) -> Plan:
+def _static_plan(context: RepoFiles, options: BuildOptions, images: dict[str, str]) -> Plan:
     return Plan(
         language="static",
         base_image=images["static"],
@@ -296,7 +288,7 @@ _PLANNERS = {
 }
 
 
-def _apply_overrides(plan: Plan, context: Path, options: BuildOptions) -> Plan:
+def _apply_overrides(plan: Plan, context: RepoFiles, options: BuildOptions) -> Plan:
     """User-given commands win over detection; a missing start command is an error."""
     changes: dict[str, Any] = {"root_directory": options.root_directory}
     if options.install_command is not None:
