@@ -75,6 +75,8 @@ class Platform:
         return next(s for s in self._services if isinstance(s, kind))
 
     async def start(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.prepare()  # the host firewall: fail here, not at the first deploy
         if self.router is not None:
             await self.router.start()
         for service in self._services:

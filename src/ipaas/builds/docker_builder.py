@@ -34,10 +34,13 @@ from ipaas.builds.base import (
     LogSink,
 )
 from ipaas.builds.dockerfile import CA_DIR, DOCKERFILE_NAME, render
+from ipaas.builds.dockerfile_policy import check_user_dockerfile
 from ipaas.builds.images import stage_ca_certs
 from ipaas.builds.plan import Plan, detect_plan
 from ipaas.config import Settings
 from ipaas.runtime.base import LABEL_APP, LABEL_APP_NAME, LABEL_PLATFORM, LABEL_RELEASE
+from ipaas.runtime.docker import BUILD_NETWORK, ensure_bridge_network
+from ipaas.runtime.firewall import FirewallError, HostFirewall
 
 LABEL_COMMIT = "org.ipaas.commit"
 TAIL_LINES = 20  # log lines quoted in the reason of a failed build
@@ -101,6 +104,7 @@ class DockerImageBuilder:
         self._docker_host = docker_host
         self._work_root = work_root
         self._slots = asyncio.Semaphore(max(1, settings.build.concurrency))
+        self._network_ready = False
 
     async def build(
         self, request: BuildRequest, log: LogSink, cancel: asyncio.Event | None = None
@@ -140,6 +144,7 @@ class DockerImageBuilder:
         context = checkout / plan.root_directory.strip("/") if plan.root_directory else checkout
         dockerfile, install_step = self._prepare_context(context, plan, request)
         await asyncio.to_thread(self._check_base_images, plan)
+        await asyncio.to_thread(self._prepare_network)
         tag = f"ipaas/{request.app_name}:r{request.release}"
         labels = {
             LABEL_PLATFORM: "1",
@@ -158,6 +163,8 @@ class DockerImageBuilder:
                 buildargs=dict(request.build_args),
                 nocache=request.no_cache,
                 container_limits=self._limits(),
+                # RUN steps on the firewalled build network, not docker0: no host services.
+                network_mode=BUILD_NETWORK,
             ),
         )
         await log(f"==> building image {tag}")
@@ -199,11 +206,37 @@ class DockerImageBuilder:
         """Write the generated Dockerfile and CA certs; return (dockerfile, install step)."""
         if plan.language == "dockerfile":
             assert plan.dockerfile is not None
-            return plan.dockerfile, None  # the user's Dockerfile is used as it is
+            check_user_dockerfile((context / plan.dockerfile).read_text(errors="replace"))
+            return plan.dockerfile, None  # otherwise the user's Dockerfile is used as it is
         has_ca = bool(stage_ca_certs(self._settings.build.extra_ca_certs, context / CA_DIR))
         rendered = render(plan, with_ca=has_ca, build_args=request.build_args.keys())
         (context / DOCKERFILE_NAME).write_text(rendered.text)
         return DOCKERFILE_NAME, rendered.install_step
+
+    def _prepare_network(self) -> None:
+        """The host firewall and the build network, once per process (both idempotent)."""
+        if self._network_ready:
+            return
+        try:
+            if self._settings.runtime.firewall:
+                HostFirewall().apply()
+            client = self._client_factory()
+            try:
+                # No container-to-container traffic: concurrent builds of different users
+                # share this network.
+                icc = {"com.docker.network.bridge.enable_icc": "false"}
+                ensure_bridge_network(client, BUILD_NETWORK, {LABEL_PLATFORM: "1"}, icc)
+            finally:
+                client.close()
+        except FirewallError as exc:
+            raise BuildFailed(
+                f"the host firewall could not be set up: {exc}",
+                user_fault=False,
+                code="firewall_unavailable",
+            ) from exc
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise _exception_failure(exc) from exc
+        self._network_ready = True
 
     def _limits(self) -> dict[str, int]:
         memory = self._settings.build.memory_mb * 1024 * 1024
