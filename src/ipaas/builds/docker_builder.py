@@ -99,8 +99,10 @@ class DockerImageBuilder:
         *,
         docker_host: str | None = None,
         work_root: Path | None = None,
+        firewall: HostFirewall | None = None,
     ) -> None:
         self._settings = settings
+        self._firewall = firewall or HostFirewall()
         self._docker_host = docker_host
         self._work_root = work_root
         self._slots = asyncio.Semaphore(max(1, settings.build.concurrency))
@@ -219,7 +221,7 @@ class DockerImageBuilder:
             return
         try:
             if self._settings.runtime.firewall:
-                HostFirewall().apply()
+                self._firewall.apply()
             client = self._client_factory()
             try:
                 # No container-to-container traffic: concurrent builds of different users

@@ -200,9 +200,15 @@ def memory_used(raw: dict[str, Any]) -> tuple[int, int]:
 class DockerRuntime:
     """Runs app containers on one Docker engine; every call is a thread so the loop never blocks."""
 
-    def __init__(self, settings: RuntimeSettings, docker_host: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        docker_host: str | None = None,
+        firewall: HostFirewall | None = None,
+    ) -> None:
         self.settings = settings
         self.docker_host = docker_host
+        self.firewall = firewall or HostFirewall()
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
         self._network_lock = asyncio.Lock()
@@ -242,7 +248,7 @@ class DockerRuntime:
         Raises FirewallError."""
         if self._firewall_ready or not self.settings.firewall:
             return
-        await asyncio.to_thread(HostFirewall().apply)
+        await asyncio.to_thread(self.firewall.apply)
         self._firewall_ready = True
 
     def _ensure_network_sync(self, owner_id: str) -> str:
