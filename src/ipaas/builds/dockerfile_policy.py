@@ -54,9 +54,10 @@ def add_sources(instruction: str) -> list[str] | None:
         return add_sources(rest)
     if keyword != "ADD":
         return None
-    args = _arguments(rest)
-    args = [a for a in args if not a.startswith("--")]  # --chown=, --chmod=, --checksum=
-    return args[:-1]
+    rest = rest.strip()
+    while rest.startswith("--"):  # --chown=, --chmod=, --checksum= come before the sources
+        rest = rest.split(None, 1)[1] if len(rest.split(None, 1)) > 1 else ""
+    return _arguments(rest)[:-1]
 
 
 def _arguments(rest: str) -> list[str]:
