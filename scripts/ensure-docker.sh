@@ -7,14 +7,17 @@ engine_up() { timeout 5 docker info >/dev/null 2>&1; }
 
 if engine_up; then exit 0; fi
 
-if ! command -v dockerd >/dev/null 2>&1 || ! command -v mmdebstrap >/dev/null 2>&1; then
+# iptables: ipaas's host firewall (runtime.firewall) keeps containers off the host's services.
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v mmdebstrap >/dev/null 2>&1 \
+  || ! command -v iptables >/dev/null 2>&1; then
   if [ "$(id -u)" != 0 ]; then
-    echo "ensure-docker: dockerd or mmdebstrap is missing; run as root or install docker.io and mmdebstrap" >&2
+    echo "ensure-docker: dockerd, mmdebstrap or iptables is missing; run as root or install docker.io, mmdebstrap and iptables" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends docker.io mmdebstrap busybox-static git >/dev/null
+  apt-get install -y -qq --no-install-recommends docker.io mmdebstrap busybox-static git \
+    iptables >/dev/null
 fi
 
 if ! command -v docker >/dev/null 2>&1; then

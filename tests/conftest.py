@@ -4,8 +4,9 @@ gets a fresh database (a new SQLite file, or a new PostgreSQL database dropped a
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -15,8 +16,10 @@ from ipaas.api.app import create_app
 from ipaas.auth.passwords import hash_password
 from ipaas.config import Settings
 from ipaas.platform import ControlPlane
+from ipaas.runtime.firewall import HostFirewall
 from ipaas.store.migrate import upgrade
 from tests.fakes import fake_plane
+from tests.host_listener import HostListener
 from tests.services import need
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -103,3 +106,26 @@ def make_user(core: ControlPlane, client: httpx.AsyncClient) -> UserMaker:
 
 def auth(user: dict[str, str]) -> dict[str, str]:
     return {"Authorization": user["Authorization"]}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _host_firewall_as_found() -> Iterator[None]:
+    """The runtime and the builder install the host firewall; a run that installed it removes
+    it again (one that found it, say beside a running `ipaas up`, leaves it)."""
+    if os.geteuid() != 0 or shutil.which("iptables") is None:
+        yield
+        return
+    firewall = HostFirewall()
+    found = firewall.installed()
+    yield
+    if not found:
+        firewall.remove()
+
+
+@pytest.fixture
+def host_listener() -> Iterator[HostListener]:
+    """A service of the host on 0.0.0.0 (like the API or PostgreSQL) that containers try."""
+    listener = HostListener()
+    listener.check()
+    yield listener
+    listener.close()

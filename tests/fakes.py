@@ -32,6 +32,9 @@ class FakeRuntime:
         self._ips = itertools.count(2)
         self._events: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
 
+    async def prepare(self) -> None:
+        return None
+
     async def start(self, spec: ContainerSpec) -> ContainerInfo:
         cid = uuid.uuid4().hex
         info = ContainerInfo(

@@ -6,12 +6,13 @@ Every field is documented in docs/configuration.md; keep the two in step.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -83,6 +84,24 @@ class RuntimeSettings(BaseModel):
     # are removed with their logs (the engine's log options bound size only). 0: no age limit.
     log_max_age_s: float = 7 * 86400.0
     retained_containers: int = 2  # stopped containers kept per app for their logs
+    # iptables rules that keep app and build containers from opening connections to the host
+    # (runtime/firewall.py). Off only where another firewall does the same.
+    firewall: bool = True
+    # App containers drop every capability but these (Docker's default keeps 14). Enough for
+    # images that start as root and drop to a user, or bind a port below 1024.
+    capabilities: list[str] = Field(
+        default_factory=lambda: ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"]
+    )
+
+    @field_validator("capabilities")
+    @classmethod
+    def _capability_names(cls, names: list[str]) -> list[str]:
+        """`cap_net_bind_service` and `NET_BIND_SERVICE` alike; anything else is refused."""
+        cleaned = [n.strip().upper().removeprefix("CAP_") for n in names]
+        bad = [n for n in cleaned if not re.fullmatch(r"[A-Z_]+", n) or n == "ALL"]
+        if bad:
+            raise ValueError(f"not capability names: {', '.join(bad)}")
+        return cleaned
 
 
 class RouterSettings(BaseModel):

@@ -249,6 +249,8 @@ def _base_lifecycle(stores: Stores, adapters: Adapters, bg: Background) -> Lifec
     lifecycle = Lifecycle()
     lifecycle.add(_nothing, stores.engine.dispose)
     lifecycle.add(_nothing, adapters.queue.close)
+    # The host firewall first: a host where it cannot be applied fails here, not at a deploy.
+    lifecycle.add(adapters.runtime.prepare, _nothing)
     lifecycle.add(adapters.router.start, adapters.router.close)
     lifecycle.add(_nothing, bg.close)
     return lifecycle

@@ -106,7 +106,24 @@ def git_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitDaemon]:
 
 
 @pytest.fixture(scope="session")
-def base_images() -> Settings:
+def build_network() -> Iterator[None]:
+    """The builder makes its network on first use; a run that made it removes it again."""
+    import docker
+
+    from ipaas.runtime.docker import BUILD_NETWORK
+
+    client = docker.from_env()
+    found = [n for n in client.networks.list(names=[BUILD_NETWORK]) if n.name == BUILD_NETWORK]
+    yield
+    if not found:
+        for net in client.networks.list(names=[BUILD_NETWORK]):
+            if net.name == BUILD_NETWORK:
+                net.remove()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def base_images(build_network: None) -> Settings:
     """Settings whose base images exist in the engine (bootstrapped once when missing)."""
     services.need("docker")
     from ipaas.builds.images import bootstrap, missing_base_images

@@ -16,7 +16,7 @@ import pytest
 
 from ipaas.builds.base import BuildCancelled, BuildFailed, BuildOptions, BuildRequest
 from ipaas.builds.docker_builder import USING_CACHE, DockerImageBuilder
-from ipaas.config import Settings
+from ipaas.config import RuntimeSettings, Settings
 from ipaas.runtime.base import LABEL_APP, LABEL_PLATFORM, LABEL_RELEASE
 from tests import services
 
@@ -82,9 +82,11 @@ def request(
 
 
 def serve_and_check(image: str) -> None:
-    """Run the image as the runtime will and wait for GET /health to answer ok."""
+    """Run the image as the runtime will (its capabilities only) and wait for GET /health."""
+    caps = [f"--cap-add={name}" for name in RuntimeSettings().capabilities]
+    security = ["--cap-drop=ALL", *caps, "--security-opt=no-new-privileges"]
     container = docker(
-        "run", "-d", "--init", "-p", "127.0.0.1::8080", "-e", "PORT=8080", "--rm", image
+        "run", "-d", "--init", *security, "-p", "127.0.0.1::8080", "-e", "PORT=8080", "--rm", image
     )
     try:
         port = docker("port", container, "8080/tcp").splitlines()[0].rsplit(":", 1)[1]

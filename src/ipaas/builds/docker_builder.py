@@ -42,12 +42,15 @@ from ipaas.builds.base import (
 from ipaas.builds.baseimage import ImagePolicy, check_dockerfile, image_repository
 from ipaas.builds.context import write_context
 from ipaas.builds.dockerfile import DOCKERFILE_NAME, render
+from ipaas.builds.dockerfile_policy import check_user_dockerfile
 from ipaas.builds.ignore import IgnoreRules
 from ipaas.builds.images import stage_ca_certs
 from ipaas.builds.logcap import MAX_LINE_CHARS, CappedLog
 from ipaas.builds.plan import Plan, context_files, detect_plan
 from ipaas.config import Settings
 from ipaas.domain.labels import LABEL_APP, LABEL_APP_NAME, LABEL_PLATFORM, LABEL_RELEASE
+from ipaas.runtime.docker import BUILD_NETWORK, ensure_bridge_network
+from ipaas.runtime.firewall import FirewallError, HostFirewall
 
 LABEL_COMMIT = "org.ipaas.commit"
 TAIL_LINES = 20  # log lines quoted in the reason of a failed build
@@ -114,11 +117,14 @@ class DockerImageBuilder:
         *,
         docker_host: str | None = None,
         work_root: Path | None = None,
+        firewall: HostFirewall | None = None,
     ) -> None:
         self._settings = settings
+        self._firewall = firewall or HostFirewall()
         self._docker_host = docker_host
         self._work_root = work_root
         self._slots = asyncio.Semaphore(max(1, settings.build.concurrency))
+        self._network_ready = False
 
     async def build(
         self, request: BuildRequest, log: LogSink, cancel: asyncio.Event | None = None
@@ -170,6 +176,7 @@ class DockerImageBuilder:
         )
         await log(f"==> plan: {_describe(plan)}")
         await asyncio.to_thread(self._check_base_images, plan)
+        await asyncio.to_thread(self._prepare_network)
         tag = f"{image_repository(request.app_name, request.app_id)}:r{request.release}"
         labels = {
             LABEL_PLATFORM: "1",
@@ -188,6 +195,8 @@ class DockerImageBuilder:
                 buildargs=dict(request.build_args),
                 nocache=request.no_cache,
                 container_limits=self._limits(),
+                # RUN steps on the firewalled build network, not docker0: no host services.
+                network_mode=BUILD_NETWORK,
             ),
             self._cpu_params(),
             install_step,
@@ -242,6 +251,7 @@ class DockerImageBuilder:
             # The engine gets the very text checked here, not the repository's file.
             text = files.read_text(plan.dockerfile) or ""
             check_dockerfile(text, self._image_policy(request), request.build_args)
+            check_user_dockerfile(text)
         else:
             has_ca = bool(stage_ca_certs(settings.extra_ca_certs, generated / "ca"))
             rendered = render(plan, with_ca=has_ca, build_args=request.build_args.keys())
@@ -265,6 +275,31 @@ class DockerImageBuilder:
             patterns=tuple(self._settings.build.allowed_base_images),
             own_repository=image_repository(request.app_name, request.app_id),
         )
+
+    def _prepare_network(self) -> None:
+        """The host firewall and the build network, once per process (both idempotent)."""
+        if self._network_ready:
+            return
+        try:
+            if self._settings.runtime.firewall:
+                self._firewall.apply()
+            client = self._client_factory()
+            try:
+                # No container-to-container traffic: concurrent builds of different users
+                # share this network.
+                icc = {"com.docker.network.bridge.enable_icc": "false"}
+                ensure_bridge_network(client, BUILD_NETWORK, {LABEL_PLATFORM: "1"}, icc)
+            finally:
+                client.close()
+        except FirewallError as exc:
+            raise BuildFailed(
+                f"the host firewall could not be set up: {exc}",
+                user_fault=False,
+                code="firewall_unavailable",
+            ) from exc
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise _exception_failure(exc) from exc
+        self._network_ready = True
 
     def _limits(self) -> dict[str, int]:
         memory = self._settings.build.memory_mb * 1024 * 1024

@@ -92,6 +92,11 @@ class RuntimeUnavailable(Exception):
 
 
 class Runtime(Protocol):
+    async def prepare(self) -> None:
+        """Set up what must be in place before any container runs (the host firewall);
+        idempotent. Raises when that cannot be done."""
+        ...
+
     async def start(self, spec: ContainerSpec) -> ContainerInfo:
         """Create and start a container beside any existing ones; return once healthy."""
         ...

@@ -36,10 +36,12 @@ from ipaas.runtime.base import (
     StartFailed,
 )
 from ipaas.runtime.docker_logs import read_container_logs
+from ipaas.runtime.firewall import BRIDGE_NAME_OPTION, FirewallError, HostFirewall, bridge_name
 
 T = TypeVar("T")
 
 NETWORK_PREFIX = "ipaas-u-"
+BUILD_NETWORK = "ipaas-build"  # where the classic builder runs RUN steps (not docker0)
 VOLUME_PREFIX = "ipaas-v-"
 EVENT_ACTIONS = ["die", "start", "oom", "destroy"]
 _POLL_S = 0.1
@@ -57,6 +59,34 @@ def volume_name(app_id: str, name: str) -> str:
 def container_name(spec: ContainerSpec) -> str:
     # A random suffix: several containers of one release may live side by side (zero downtime).
     return f"ipaas-{spec.app_name}-r{spec.release}-{secrets.token_hex(3)}"
+
+
+def ensure_bridge_network(
+    api: docker.APIClient, name: str, labels: dict[str, str], options: dict[str, str] | None = None
+) -> None:
+    """A bridge network whose host interface is `firewall.bridge_name(name)`, so the host
+    firewall's one wildcard rule covers it. Idempotent; safe against a concurrent creator."""
+    wanted = {BRIDGE_NAME_OPTION: bridge_name(name), **(options or {})}
+    # The engine's name filter matches prefixes too: compare exactly.
+    for net in api.networks(names=[name]):
+        if net["Name"] != name:
+            continue
+        if (net.get("Options") or {}).get(BRIDGE_NAME_OPTION) == wanted[BRIDGE_NAME_OPTION]:
+            return
+        # Made by an older ipaas with an unnamed bridge (no firewall rule matches it):
+        # replaced while nothing is attached, kept as it is otherwise.
+        if api.inspect_network(net["Id"]).get("Containers"):
+            return
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_network(net["Id"])
+    try:
+        api.create_network(
+            name, driver="bridge", options=wanted, labels=labels, check_duplicate=True
+        )
+    except docker.errors.APIError as exc:
+        # Another process created it in between: that is what we wanted.
+        if exc.status_code != 409:
+            raise
 
 
 def _is_unreachable(exc: BaseException) -> bool:
@@ -170,12 +200,19 @@ def memory_used(raw: dict[str, Any]) -> tuple[int, int]:
 class DockerRuntime:
     """Runs app containers on one Docker engine; every call is a thread so the loop never blocks."""
 
-    def __init__(self, settings: RuntimeSettings, docker_host: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        docker_host: str | None = None,
+        firewall: HostFirewall | None = None,
+    ) -> None:
         self.settings = settings
         self.docker_host = docker_host
+        self.firewall = firewall or HostFirewall()
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
         self._network_lock = asyncio.Lock()
+        self._firewall_ready = False
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -205,27 +242,25 @@ class DockerRuntime:
 
     # -- networks and volumes --------------------------------------------------------------
 
+    async def prepare(self) -> None:
+        """Install the host firewall once per process (runtime/firewall.py); called at start, so
+        a host where it cannot be applied fails there, and before any network is made.
+        Raises FirewallError."""
+        if self._firewall_ready or not self.settings.firewall:
+            return
+        await asyncio.to_thread(self.firewall.apply)
+        self._firewall_ready = True
+
     def _ensure_network_sync(self, owner_id: str) -> str:
-        client, name = self._docker(), network_name(owner_id)
-        # The engine's name filter matches prefixes too: compare exactly.
-        if any(net.name == name for net in client.networks.list(names=[name])):
-            return name
-        try:
-            client.networks.create(
-                name,
-                driver="bridge",
-                check_duplicate=True,
-                labels={LABEL_PLATFORM: "1", LABEL_OWNER: owner_id},
-            )
-        except docker.errors.APIError as exc:
-            # Another process created it in between: that is what we wanted.
-            if exc.status_code != 409:
-                raise
+        name = network_name(owner_id)
+        labels = {LABEL_PLATFORM: "1", LABEL_OWNER: owner_id}
+        ensure_bridge_network(self._docker().api, name, labels)
         return name
 
     async def ensure_network(self, owner_id: str) -> str:
         """The owner's bridge network (created on demand): their apps reach each other by name."""
         async with self._network_lock:
+            await self.prepare()
             return await self._run(self._ensure_network_sync, owner_id)
 
     def _remove_network_sync(self, owner_id: str) -> bool:
@@ -284,6 +319,9 @@ class DockerRuntime:
             environment={**spec.env, "PORT": str(spec.port)},
             init=True,  # a PID 1 that forwards SIGTERM: stops take milliseconds, not 10 s
             security_opt=["no-new-privileges"],
+            # Root in the container keeps only these (Docker's default set is 14).
+            cap_drop=["ALL"],
+            cap_add=list(self.settings.capabilities),
             privileged=False,
             restart_policy={"Name": "no"},  # the warden restarts, with backoff
             mem_limit=memory,
@@ -308,7 +346,10 @@ class DockerRuntime:
         return container
 
     async def start(self, spec: ContainerSpec) -> ContainerInfo:
-        network = await self.ensure_network(spec.owner_id)
+        try:
+            network = await self.ensure_network(spec.owner_id)
+        except FirewallError as exc:
+            raise StartFailed(f"the host firewall could not be set up: {exc}") from exc
         create = asyncio.ensure_future(self._run(self._create_sync, spec, network))
         try:
             # Shielded: a thread cannot be interrupted, so a cancelled start waits for the
