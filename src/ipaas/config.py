@@ -88,6 +88,16 @@ class AuthSettings(BaseModel):
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 30 * 24 * 3600
     token_cache_ttl_s: float = 30.0
+    # Password hashing runs in this many threads (None: half the cores); more waiting is 503.
+    hash_workers: int | None = None
+    hash_max_waiting: int = 256
+    # Guessing: after this many failures within the window, a username (or, with the larger
+    # address limit, a client address) waits login_lockout_s, doubling up to the cap.
+    login_max_failures: int = 5
+    login_address_max_failures: int = 20
+    login_window_s: float = 300.0
+    login_lockout_s: float = 30.0
+    login_lockout_max_s: float = 900.0
 
 
 class SmtpSettings(BaseModel):

@@ -15,6 +15,7 @@ from ipaas import __version__
 from ipaas.api import errors, routes_apps, routes_auth, routes_logs, routes_validate
 from ipaas.api.deps import TokenCache
 from ipaas.api.errors import problem_response
+from ipaas.auth.login import password_login
 from ipaas.platform import Platform
 
 REQUESTS = Counter("ipaas_http_requests_total", "HTTP requests", ["method", "status"])
@@ -109,6 +110,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     )
     app.state.platform = platform
     app.state.token_cache = TokenCache(platform.settings.auth.token_cache_ttl_s)
+    app.state.password_login = password_login(platform.settings.auth, platform.users)
     errors.install(app)
     api = APIRouter(prefix="/api/v1")
     api.include_router(routes_auth.router)
