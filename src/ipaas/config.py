@@ -14,6 +14,8 @@ import yaml
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ipaas.domain.names import DEFAULT_RESERVED_NAMES
+
 
 def _default_data_dir() -> Path:
     if os.geteuid() == 0:
@@ -123,6 +125,8 @@ class Settings(BaseSettings):
     public_url: str | None = None
     allowed_repo_schemes: list[str] = Field(default_factory=lambda: ["https", "ssh", "git"])
     max_apps_per_user: int = 100
+    # Names no app may take (create or rename): 422 `name_reserved`. Replaces the default list.
+    reserved_names: list[str] = Field(default_factory=lambda: list(DEFAULT_RESERVED_NAMES))
     max_envs: int = 100
     max_body_bytes: int = 1_048_576
     status_cache_ttl_s: float = 1.0

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from fastapi import APIRouter, Depends
 
 from ipaas.api.deps import current_user, platform
 from ipaas.api.schemas import DNS_LABEL, NameCheck, NameCheckOut, RepoCheck, RepoCheckOut
 from ipaas.apps.service import AppService, Principal
+from ipaas.domain.names import is_reserved
 from ipaas.platform import Platform
 
 router = APIRouter(prefix="/validate", tags=["validate"])
 _LABEL = re.compile(DNS_LABEL)
-RESERVED = frozenset({"api", "www", "admin", "ipaas", "dashboard", "static"})
 
 
-def name_problem(name: str) -> str | None:
+def name_problem(name: str, reserved: Iterable[str]) -> str | None:
     if not 2 <= len(name) <= 63:
         return "a name has 2 to 63 characters"
     if not _LABEL.match(name):
         return "lowercase letters, digits and '-', not starting or ending with '-'"
-    if name in RESERVED:
+    if is_reserved(name, reserved):
         return "this name is reserved"
     return None
 
@@ -30,7 +31,7 @@ def name_problem(name: str) -> str | None:
 async def validate_name(
     body: NameCheck, _: Principal = Depends(current_user), p: Platform = Depends(platform)
 ) -> NameCheckOut:
-    problem = name_problem(body.name)
+    problem = name_problem(body.name, p.settings.reserved_names)
     if problem:
         return NameCheckOut(name=body.name, valid=False, available=False, reason=problem)
     taken = await p.apps.names_exist(body.name)

@@ -8,6 +8,7 @@ from typing import Any
 from ipaas.api.errors import Problem, not_found
 from ipaas.api.schemas import AppCreate, AppUpdate, EnvVar
 from ipaas.apps.envs import encode_envs, env_vars
+from ipaas.domain.names import is_reserved
 from ipaas.domain.states import State
 from ipaas.domain.updates import Action, action_for
 from ipaas.platform import Platform
@@ -66,6 +67,7 @@ class AppService:
 
     async def create(self, who: Principal, body: AppCreate) -> Application:
         check_repo_url(self.p, who, body.repo)
+        self._check_name(body.name)
         self._check_env_count(body.envs)
         app = Application(
             id=new_id(),
@@ -108,6 +110,8 @@ class AppService:
         columns, changed, new_envs = self._changes(app, body)
         if "repo" in changed:
             check_repo_url(self.p, who, columns["repo"])
+        if "name" in changed:
+            self._check_name(columns["name"])
         action = action_for(changed)
         if new_envs is not None and _build_envs_changed(self.p, app, new_envs):
             action = Action.REBUILD
@@ -123,6 +127,10 @@ class AppService:
 
         await operations.apply_update(self.p, app, action)
         return await self.p.apps.get(app_id)
+
+    def _check_name(self, name: str) -> None:
+        if is_reserved(name, self.p.settings.reserved_names):
+            raise Problem(422, "name_reserved", f"the name {name!r} is reserved")
 
     def _check_env_count(self, envs: list[EnvVar]) -> None:
         limit = self.p.settings.max_envs
