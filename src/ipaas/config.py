@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ipaas.domain.names import DEFAULT_RESERVED_NAMES
@@ -102,6 +102,18 @@ class AuthSettings(BaseModel):
     login_lockout_max_s: float = 900.0
 
 
+class QuotaSettings(BaseModel):
+    """Per-user totals (admins override them per user) and per-app ceilings. The totals are
+    the app count times a default-sized app, so by default the app count binds first."""
+
+    apps: int = 100
+    memory_mb: int = 51_200  # sum of the apps' memory limits (unset: runtime.memory_mb)
+    cpus: float = 100.0  # sum of the apps' CPU limits (unset: runtime.cpus)
+    volumes: int = 100
+    max_app_memory_mb: int = 8192
+    max_app_cpus: float = 4.0
+
+
 class SmtpSettings(BaseModel):
     host: str | None = None
     port: int = 587
@@ -124,7 +136,8 @@ class Settings(BaseSettings):
     base_domain: str = "localhost"
     public_url: str | None = None
     allowed_repo_schemes: list[str] = Field(default_factory=lambda: ["https", "ssh", "git"])
-    max_apps_per_user: int = 100
+    # Deprecated name of quota.apps, still honoured when quota.apps is not set.
+    max_apps_per_user: int | None = None
     # Names no app may take (create or rename): 422 `name_reserved`. Replaces the default list.
     reserved_names: list[str] = Field(default_factory=lambda: list(DEFAULT_RESERVED_NAMES))
     max_envs: int = 100
@@ -137,6 +150,7 @@ class Settings(BaseSettings):
     router: RouterSettings = Field(default_factory=RouterSettings)
     warden: WardenSettings = Field(default_factory=WardenSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    quota: QuotaSettings = Field(default_factory=QuotaSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
     @classmethod
@@ -149,6 +163,12 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    @model_validator(mode="after")
+    def _old_app_quota(self) -> Settings:
+        if self.max_apps_per_user is not None and "apps" not in self.quota.model_fields_set:
+            self.quota.apps = self.max_apps_per_user
+        return self
 
     @property
     def effective_database_url(self) -> str:

@@ -12,7 +12,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipaas import __version__
-from ipaas.api import errors, routes_apps, routes_auth, routes_logs, routes_validate
+from ipaas.api import (
+    errors,
+    routes_apps,
+    routes_auth,
+    routes_logs,
+    routes_quotas,
+    routes_validate,
+)
 from ipaas.api.deps import TokenCache
 from ipaas.api.errors import problem_response
 from ipaas.auth.login import password_login
@@ -118,6 +125,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     api.include_router(routes_validate.router)
     api.include_router(routes_logs.router)
     app.include_router(api)
+    routes_quotas.install(app)
     _meta_routes(app)
     app.add_middleware(BodyLimit, max_bytes=platform.settings.max_body_bytes)
     app.add_middleware(Metrics)

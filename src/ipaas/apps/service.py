@@ -16,6 +16,7 @@ from ipaas.providers.base import RepoError
 from ipaas.queue.base import BuildJob
 from ipaas.store.apps import NameTaken, NotFound
 from ipaas.store.models import Application, new_id
+from ipaas.store.quotas import QuotaStore
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def is_local_repo(repo: str) -> bool:
 class AppService:
     def __init__(self, platform: Platform) -> None:
         self.p = platform
+        self.quotas = QuotaStore(platform.apps.sessions, platform.settings)
 
     def url_for(self, name: str) -> str:
         host = f"{name}.{self.p.settings.base_domain}"
@@ -90,11 +92,8 @@ class AppService:
             state=State.PENDING.value,
             version=1,
         )
-        _, total = await self.p.apps.list(who.user_id, limit=1)
-        if total >= self.p.settings.max_apps_per_user:
-            raise Problem(409, "quota_exceeded", "you have reached the maximum number of apps")
         try:
-            await self.p.apps.create(app)
+            await self.p.apps.create(app, guard=self.quotas.create_guard(app))
         except NameTaken:
             raise Problem(409, "name_taken", f"the name {body.name!r} is taken") from None
         await self.enqueue_build(app.id)
@@ -119,8 +118,9 @@ class AppService:
             # Nothing deployed yet: a failed app rebuilds, a busy one picks it up as it goes.
             action = Action.REBUILD if app.state == State.FAILED else Action.NONE
         if columns:
+            guard = self.quotas.update_guard(app, columns)
             try:
-                await self.p.apps.set_fields(app_id, **columns)
+                await self.p.apps.set_fields(app_id, guard=guard, **columns)
             except NameTaken:
                 raise Problem(409, "name_taken", f"the name {columns['name']!r} is taken") from None
         from ipaas.apps import operations
