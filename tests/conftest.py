@@ -4,6 +4,7 @@ gets a fresh database (a new SQLite file, or a new PostgreSQL database dropped a
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,12 @@ from ipaas.store.migrate import upgrade
 from tests.services import need
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+# Every platform of a run (and every process it starts) shares one state store, so they share
+# one key too: a second key would make what the first encrypted unreadable, and ipaas refuses to
+# start beside encrypted data it cannot read.
+os.environ.setdefault(
+    "IPAAS_SECRETS_FILE", str(Path(tempfile.mkdtemp(prefix="ipaas-test-keys-")) / "secrets.json")
+)
 BACKEND = os.environ.get("IPAAS_TEST_DB", "sqlite")
 
 

@@ -6,6 +6,7 @@ Every field is documented in docs/configuration.md; keep the two in step.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ipaas.domain.names import DEFAULT_RESERVED_NAMES
+from ipaas.redact import MASK, redact_url
 
 
 def _default_data_dir() -> Path:
@@ -122,6 +124,10 @@ class SmtpSettings(BaseModel):
     starttls: bool = True
     sender: str = "ipaas@localhost"
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (MASK if name == "password" and value else value)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -130,6 +136,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
+    secrets_file: Path | None = None  # None: <data_dir>/secrets.json
     queue_url: str = "db"  # "db" (durable job table) or amqp://user:pass@host:port/vhost
     host: str = "127.0.0.1"
     port: int = 8000
@@ -164,6 +171,13 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Settings end up in logs and tracebacks: never with the passwords in the URLs.
+        for name, value in super().__repr_args__():
+            if name in ("database_url", "queue_url") and isinstance(value, str):
+                value = redact_url(value)
+            yield name, value
+
     @model_validator(mode="after")
     def _old_app_quota(self) -> Settings:
         if self.max_apps_per_user is not None and "apps" not in self.quota.model_fields_set:
@@ -173,6 +187,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'ipaas.db'}"
+
+    @property
+    def effective_secrets_file(self) -> Path:
+        return self.secrets_file or self.data_dir / "secrets.json"
 
     @property
     def api_url(self) -> str:

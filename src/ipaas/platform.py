@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import structlog
 
 from ipaas.apps.bus import ChangeBus
-from ipaas.auth.keys import Cipher, load_or_create_keys
+from ipaas.auth.keys import Cipher, load_or_create_keys, private_dir
 from ipaas.auth.tokens import AccessTokens
 from ipaas.builds.base import ImageBuilder
 from ipaas.config import Settings
@@ -25,7 +25,7 @@ from ipaas.router.base import Router
 from ipaas.runtime.base import Runtime
 from ipaas.store.apps import AppStore
 from ipaas.store.builds import BuildStore
-from ipaas.store.db import make_engine, make_sessionmaker
+from ipaas.store.db import holds_encrypted_data, make_engine, make_sessionmaker
 from ipaas.store.users import UserStore
 
 log = structlog.get_logger()
@@ -98,10 +98,11 @@ def build_core(settings: Settings, **parts: Any) -> Platform:
     from ipaas.providers.git import GitCliProvider
     from ipaas.queue.jobtable import JobTableQueue
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.effective_database_url)
+    private_dir(settings.data_dir)
+    url = settings.effective_database_url
+    keys = load_or_create_keys(settings.effective_secrets_file, lambda: holds_encrypted_data(url))
+    engine = make_engine(url)
     sessions = make_sessionmaker(engine)
-    keys = load_or_create_keys(settings.data_dir)
     bus = ChangeBus()
     builds = BuildStore(sessions)
     queue = parts.pop("queue", None) or JobTableQueue(builds, settings.build.lease_s)

@@ -8,10 +8,17 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import typer
 
+from ipaas.auth.keys import SecretsMissing
 from ipaas.config import Settings
+from ipaas.redact import redact_url
+
+if TYPE_CHECKING:
+    from ipaas.platform import Platform
 
 
 def run_up(settings: Settings, *, bootstrap: bool = True) -> None:
@@ -23,7 +30,7 @@ def run_up(settings: Settings, *, bootstrap: bool = True) -> None:
     migrate_in_child(settings.effective_database_url)
     if bootstrap:
         _bootstrap_images(settings)
-    platform = build_platform(settings)
+    platform = _or_exit(build_platform, settings)
     asyncio.run(_first_admin(platform))
     typer.echo(f"ipaas is up: {settings.api_url}  (API docs: {settings.api_url}/docs)")
     uvicorn.run(
@@ -34,6 +41,15 @@ def run_up(settings: Settings, *, bootstrap: bool = True) -> None:
         access_log=False,
         ws="none",  # no WebSocket endpoints (logs follow over SSE): not loaded at all
     )
+
+
+def _or_exit(build: Callable[[Settings], Platform], settings: Settings) -> Platform:
+    """The platform, or a clear message and exit status 2 when its secrets are missing."""
+    try:
+        return build(settings)
+    except SecretsMissing as exc:
+        typer.echo(f"ipaas cannot start: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def migrate_in_child(database_url: str) -> None:
@@ -73,7 +89,7 @@ def run_build_worker(settings: Settings) -> None:
 
     async def main() -> None:
         settings.build.embedded_worker = False
-        platform = build_platform(settings)
+        platform = _or_exit(build_platform, settings)
         # Only the builder: the API process owns the warden.
         platform._services = [BuildWorker(platform)]
         await platform.start()
@@ -81,7 +97,8 @@ def run_build_worker(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        typer.echo(f"build worker {platform.worker_id} is taking jobs from {settings.queue_url}")
+        queue = redact_url(settings.queue_url)
+        typer.echo(f"build worker {platform.worker_id} is taking jobs from {queue}")
         await stop.wait()
         await platform.close()
 
