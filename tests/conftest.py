@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,12 @@ from tests.host_listener import HostListener
 from tests.services import need
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+# Every platform of a run (and every process it starts) shares one state store, so they share
+# one key too: a second key would make what the first encrypted unreadable, and ipaas refuses to
+# start beside encrypted data it cannot read.
+os.environ.setdefault(
+    "IPAAS_SECRETS_FILE", str(Path(tempfile.mkdtemp(prefix="ipaas-test-keys-")) / "secrets.json")
+)
 BACKEND = os.environ.get("IPAAS_TEST_DB", "sqlite")
 
 

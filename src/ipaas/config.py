@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ipaas.domain.names import DEFAULT_RESERVED_NAMES
+from ipaas.redact import MASK, redact_url
 
 
 def _default_data_dir() -> Path:
@@ -125,6 +129,28 @@ class AuthSettings(BaseModel):
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 30 * 24 * 3600
     token_cache_ttl_s: float = 30.0
+    # Password hashing runs in this many threads (None: half the cores); more waiting is 503.
+    hash_workers: int | None = None
+    hash_max_waiting: int = 256
+    # Guessing: after this many failures within the window, a username (or, with the larger
+    # address limit, a client address) waits login_lockout_s, doubling up to the cap.
+    login_max_failures: int = 5
+    login_address_max_failures: int = 20
+    login_window_s: float = 300.0
+    login_lockout_s: float = 30.0
+    login_lockout_max_s: float = 900.0
+
+
+class QuotaSettings(BaseModel):
+    """Per-user totals (admins override them per user) and per-app ceilings. The totals are
+    the app count times a default-sized app, so by default the app count binds first."""
+
+    apps: int = 100
+    memory_mb: int = 51_200  # sum of the apps' memory limits (unset: runtime.memory_mb)
+    cpus: float = 100.0  # sum of the apps' CPU limits (unset: runtime.cpus)
+    volumes: int = 100
+    max_app_memory_mb: int = 8192
+    max_app_cpus: float = 4.0
 
 
 class SmtpSettings(BaseModel):
@@ -135,6 +161,10 @@ class SmtpSettings(BaseModel):
     starttls: bool = True
     sender: str = "ipaas@localhost"
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (MASK if name == "password" and value else value)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -143,13 +173,17 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
+    secrets_file: Path | None = None  # None: <data_dir>/secrets.json
     queue_url: str = "db"  # "db" (durable job table) or amqp://user:pass@host:port/vhost
     host: str = "127.0.0.1"
     port: int = 8000
     base_domain: str = "localhost"
     public_url: str | None = None
     allowed_repo_schemes: list[str] = Field(default_factory=lambda: ["https", "ssh", "git"])
-    max_apps_per_user: int = 100
+    # Deprecated name of quota.apps, still honoured when quota.apps is not set.
+    max_apps_per_user: int | None = None
+    # Names no app may take (create or rename): 422 `name_reserved`. Replaces the default list.
+    reserved_names: list[str] = Field(default_factory=lambda: list(DEFAULT_RESERVED_NAMES))
     max_envs: int = 100
     max_body_bytes: int = 1_048_576
     status_cache_ttl_s: float = 1.0
@@ -160,6 +194,7 @@ class Settings(BaseSettings):
     router: RouterSettings = Field(default_factory=RouterSettings)
     warden: WardenSettings = Field(default_factory=WardenSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    quota: QuotaSettings = Field(default_factory=QuotaSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
     @classmethod
@@ -173,9 +208,26 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Settings end up in logs and tracebacks: never with the passwords in the URLs.
+        for name, value in super().__repr_args__():
+            if name in ("database_url", "queue_url") and isinstance(value, str):
+                value = redact_url(value)
+            yield name, value
+
+    @model_validator(mode="after")
+    def _old_app_quota(self) -> Settings:
+        if self.max_apps_per_user is not None and "apps" not in self.quota.model_fields_set:
+            self.quota.apps = self.max_apps_per_user
+        return self
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'ipaas.db'}"
+
+    @property
+    def effective_secrets_file(self) -> Path:
+        return self.secrets_file or self.data_dir / "secrets.json"
 
     @property
     def api_url(self) -> str:

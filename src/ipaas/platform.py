@@ -22,7 +22,7 @@ from ipaas.apps.deployer import Deployer
 from ipaas.apps.scheduler import BuildScheduler
 from ipaas.apps.service import AppPolicy, AppService
 from ipaas.apps.worker import BuildWorker
-from ipaas.auth.keys import Cipher, load_or_create_keys
+from ipaas.auth.keys import Cipher, load_or_create_keys, private_dir
 from ipaas.auth.tokens import AccessTokens
 from ipaas.builds.base import ImageBuilder
 from ipaas.config import Settings
@@ -34,7 +34,8 @@ from ipaas.router.base import Router
 from ipaas.runtime.base import Runtime
 from ipaas.store.apps import AppStore
 from ipaas.store.builds import BuildStore
-from ipaas.store.db import make_engine, make_sessionmaker
+from ipaas.store.db import holds_encrypted_data, make_engine, make_sessionmaker
+from ipaas.store.quotas import QuotaStore
 from ipaas.store.users import UserStore
 from ipaas.warden.warden import Warden
 
@@ -55,6 +56,7 @@ class Stores:
     cipher: Cipher
     access_tokens: AccessTokens
     bus: ChangeBus
+    quotas: QuotaStore
 
 
 @dataclass(frozen=True)
@@ -104,10 +106,12 @@ class ControlPlane:
 
 
 def open_stores(settings: Settings) -> Stores:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.effective_database_url)
+    """Raises SecretsMissing when the store holds encrypted data but the key file is gone."""
+    private_dir(settings.data_dir)
+    url = settings.effective_database_url
+    keys = load_or_create_keys(settings.effective_secrets_file, lambda: holds_encrypted_data(url))
+    engine = make_engine(url)
     sessions = make_sessionmaker(engine)
-    keys = load_or_create_keys(settings.data_dir)
     bus = ChangeBus()
     return Stores(
         engine=engine,
@@ -117,6 +121,7 @@ def open_stores(settings: Settings) -> Stores:
         cipher=Cipher(keys.fernet_key),
         access_tokens=AccessTokens(keys.jwt_key, settings.auth.access_token_ttl_s),
         bus=bus,
+        quotas=QuotaStore(sessions, settings),
     )
 
 
@@ -198,7 +203,7 @@ def _worker(
 def _policy(settings: Settings) -> AppPolicy:
     return AppPolicy(
         allowed_repo_schemes=tuple(settings.allowed_repo_schemes),
-        max_apps_per_user=settings.max_apps_per_user,
+        reserved_names=frozenset(settings.reserved_names),
         max_envs=settings.max_envs,
     )
 
@@ -232,7 +237,7 @@ def control_plane(
         lifecycle.add(warden.start, warden.stop)
     service = AppService(
         stores.apps, stores.builds, scheduler, adapters.git, stores.cipher, deployer,
-        _policy(settings), stores.bus, HostNames(settings.base_domain),
+        _policy(settings), stores.bus, HostNames(settings.base_domain), stores.quotas,
     )  # fmt: skip
     logs = LogService(adapters.runtime, stores.builds, settings.runtime.log_max_age_s)
     return ControlPlane(

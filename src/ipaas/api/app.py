@@ -12,9 +12,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipaas import __version__
-from ipaas.api import errors, routes_apps, routes_auth, routes_logs, routes_validate
+from ipaas.api import (
+    errors,
+    routes_apps,
+    routes_auth,
+    routes_logs,
+    routes_quotas,
+    routes_validate,
+)
 from ipaas.api.deps import TokenCache
 from ipaas.api.errors import problem_response
+from ipaas.auth.login import password_login
 from ipaas.platform import ControlPlane
 
 REQUESTS = Counter("ipaas_http_requests_total", "HTTP requests", ["method", "status"])
@@ -116,6 +124,8 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.users = plane.stores.users
     app.state.access_tokens = plane.stores.access_tokens
     app.state.token_cache = TokenCache(plane.settings.auth.token_cache_ttl_s)
+    app.state.quotas = plane.stores.quotas
+    app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
     api = APIRouter(prefix="/api/v1")
     api.include_router(routes_auth.router)
@@ -123,6 +133,7 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     api.include_router(routes_validate.router)
     api.include_router(routes_logs.router)
     app.include_router(api)
+    routes_quotas.install(app)
     _meta_routes(app)
     app.add_middleware(BodyLimit, max_bytes=plane.settings.max_body_bytes)
     app.add_middleware(Metrics)

@@ -13,6 +13,7 @@ from ipaas.auth.tokens import API_TOKEN_PREFIX, AccessTokens, InvalidAccessToken
 from ipaas.config import Settings
 from ipaas.logs.service import LogService
 from ipaas.store.models import Application, utcnow
+from ipaas.store.quotas import QuotaStore
 from ipaas.store.users import UserStore
 
 
@@ -34,6 +35,11 @@ def user_store(request: Request) -> UserStore:
 def access_tokens(request: Request) -> AccessTokens:
     tokens: AccessTokens = request.app.state.access_tokens
     return tokens
+
+
+def quota_store(request: Request) -> QuotaStore:
+    quotas: QuotaStore = request.app.state.quotas
+    return quotas
 
 
 def settings(request: Request) -> Settings:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Depends, Request, Response
 
 from ipaas.api.deps import access_tokens, admin_user, current_user, settings, user_store
-from ipaas.api.errors import Problem
+from ipaas.api.errors import Problem, problem_response
 from ipaas.api.schemas import (
     ApiTokenCreate,
     ApiTokenCreated,
@@ -19,7 +19,9 @@ from ipaas.api.schemas import (
     UserOut,
 )
 from ipaas.apps.service import Principal
-from ipaas.auth.passwords import hash_password, verify_password
+from ipaas.auth.login import BadCredentials, LoginRefused, PasswordLogin
+from ipaas.auth.passwords import PoolBusy
+from ipaas.auth.throttle import retry_after_header
 from ipaas.auth.tokens import AccessTokens, hash_token, new_api_token, new_refresh_token
 from ipaas.config import Settings
 from ipaas.domain.errors import NotFoundError
@@ -55,12 +57,26 @@ class Sessions:
 
 
 @router.post("/auth/login", response_model=TokenPair)
-async def login(body: Login, p: Sessions = Depends()) -> TokenPair:
-    user = await p.users.by_username(body.username)
-    ok = verify_password(user.password_hash if user else None, body.password)
-    if user is None or not ok or user.disabled:
-        raise Problem(401, "invalid_credentials", "wrong user name or password")
+async def login(body: Login, request: Request, p: Sessions = Depends()) -> TokenPair | Response:
+    logins: PasswordLogin = request.app.state.password_login
+    address = request.client.host if request.client else "unknown"
+    try:
+        user = await logins.authenticate(body.username, body.password, address)
+    except BadCredentials:
+        raise Problem(401, "invalid_credentials", "wrong user name or password") from None
+    except LoginRefused as exc:
+        return too_many_attempts(exc.retry_after_s)
+    except PoolBusy:
+        return problem_response(503, "busy", "too many logins at once", {"Retry-After": "1"})
     return await p.issue_pair(user.id, user.role, new_id())
+
+
+def too_many_attempts(wait_s: float) -> Response:
+    seconds = retry_after_header(wait_s)
+    detail = f"too many failed logins; try again in {seconds} s"
+    return problem_response(
+        429, "too_many_attempts", detail, {"Retry-After": seconds}, retry_after=int(seconds)
+    )
 
 
 @router.post("/auth/refresh", response_model=TokenPair)
@@ -97,10 +113,14 @@ async def me(
 
 @router.post("/users", response_model=UserOut, status_code=201)
 async def create_user(
-    body: UserCreate, _: Principal = Depends(admin_user), users: UserStore = Depends(user_store)
+    body: UserCreate,
+    request: Request,
+    _: Principal = Depends(admin_user),
+    users: UserStore = Depends(user_store),
 ) -> UserOut:
     try:
-        user = await users.create(body.username, hash_password(body.password), body.role)
+        pool = request.app.state.password_login.pool
+        user = await users.create(body.username, await pool.hash(body.password), body.role)
     except UsernameTaken:
         raise Problem(409, "username_taken", f"{body.username!r} is taken") from None
     return _user_out(user)

@@ -30,6 +30,7 @@ __all__ = [
     "BuildConfig",
     "EnvVar",
     "Resources",
+    "Strict",
     "Volume",
 ]
 

@@ -13,9 +13,9 @@ from ipaas.apps.deployer import Deployer
 from ipaas.apps.envs import encode_envs, env_vars, shown_envs
 from ipaas.apps.scheduler import BuildScheduler
 from ipaas.auth.keys import Cipher
-from ipaas.domain.errors import Conflict, Forbidden, InvalidInput, LimitReached, NotFoundError
+from ipaas.domain.errors import Conflict, Forbidden, InvalidInput, NotFoundError
 from ipaas.domain.hosts import HostNames
-from ipaas.domain.names import DEFAULT_RESERVED, name_problem
+from ipaas.domain.names import DEFAULT_RESERVED, is_reserved, name_problem
 from ipaas.domain.repos import DEFAULT_SCHEMES, is_local_repo, repo_url_problem
 from ipaas.domain.specs import AppCreate, AppUpdate, EnvVar
 from ipaas.domain.states import IllegalTransition, State
@@ -26,6 +26,7 @@ from ipaas.runtime.base import ContainerInfo, ContainerStats
 from ipaas.store.apps import AppStore, NameTaken, NotFound, StatusRow
 from ipaas.store.builds import BuildStore
 from ipaas.store.models import Application, Build, Event, Release, new_id
+from ipaas.store.quotas import QuotaStore
 
 S = State
 
@@ -45,7 +46,6 @@ class AppPolicy:
     """The operator's limits on what users may ask for."""
 
     allowed_repo_schemes: Sequence[str] = DEFAULT_SCHEMES
-    max_apps_per_user: int = 100
     max_envs: int = 100
     reserved_names: frozenset[str] = field(default=DEFAULT_RESERVED)
 
@@ -74,6 +74,7 @@ class AppService:
         policy: AppPolicy,
         bus: ChangeBus,
         hosts: HostNames,
+        quotas: QuotaStore,
     ) -> None:
         self.apps = apps
         self.builds = builds
@@ -84,6 +85,7 @@ class AppService:
         self.policy = policy
         self.bus = bus
         self.hosts = hosts
+        self.quotas = quotas
 
     # --- reading ------------------------------------------------------------------------------
     async def get(self, who: Principal, app_id: str) -> Application:
@@ -160,6 +162,7 @@ class AppService:
     # --- create and update --------------------------------------------------------------------
     async def create(self, who: Principal, body: AppCreate) -> Application:
         check_repo_url(self.policy, who, body.repo)
+        self._check_name(body.name)
         self._check_env_count(body.envs)
         app = Application(
             id=new_id(),
@@ -182,11 +185,10 @@ class AppService:
             state=State.PENDING.value,
             version=1,
         )
-        _, total = await self.apps.list(who.user_id, limit=1)
-        if total >= self.policy.max_apps_per_user:
-            raise LimitReached("you have reached the maximum number of apps")
         try:
-            await self.apps.create(app)
+            # The quota is checked in the insert's own transaction: two creates at once cannot
+            # both pass it.
+            await self.apps.create(app, guard=self.quotas.create_guard(app))
         except NameTaken:
             raise Conflict(f"the name {body.name!r} is taken", code="name_taken") from None
         await self.scheduler.enqueue(app.id)
@@ -196,6 +198,8 @@ class AppService:
         columns, changed, new_envs = self._changes(app, body)
         if "repo" in changed:
             check_repo_url(self.policy, who, columns["repo"])
+        if "name" in changed:
+            self._check_name(columns["name"])
         action = action_for(changed)
         if new_envs is not None and self._build_envs_changed(app, new_envs):
             action = Action.REBUILD
@@ -203,8 +207,9 @@ class AppService:
             # Nothing deployed yet: a failed app rebuilds, a busy one picks it up as it goes.
             action = Action.REBUILD if app.state == State.FAILED else Action.NONE
         if columns:
+            guard = self.quotas.update_guard(app, columns)
             try:
-                await self.apps.set_fields(app.id, **columns)
+                await self.apps.set_fields(app.id, guard=guard, **columns)
             except NameTaken:
                 raise Conflict(
                     f"the name {columns['name']!r} is taken", code="name_taken"
@@ -219,6 +224,10 @@ class AppService:
             await self.deployer.redeploy(app.id, None, "settings changed")
         elif action == Action.REROUTE:
             await self.deployer.reroute(app.id, app.name)
+
+    def _check_name(self, name: str) -> None:
+        if is_reserved(name, self.policy.reserved_names):
+            raise InvalidInput(f"the name {name!r} is reserved", code="name_reserved")
 
     def _check_env_count(self, envs: list[EnvVar]) -> None:
         limit = self.policy.max_envs

@@ -8,14 +8,19 @@ import secrets
 import signal
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
+from ipaas.auth.keys import SecretsMissing
 from ipaas.config import Settings
+from ipaas.redact import redact_url
 
 if TYPE_CHECKING:
     from ipaas.platform import Stores
+
+T = TypeVar("T")
 
 
 def run_up(settings: Settings, *, bootstrap: bool = True) -> None:
@@ -27,16 +32,25 @@ def run_up(settings: Settings, *, bootstrap: bool = True) -> None:
     migrate_in_child(settings.effective_database_url)
     if bootstrap:
         _bootstrap_images(settings)
-    asyncio.run(_first_admin(admin_process(settings)))
+    asyncio.run(_first_admin(_or_exit(admin_process, settings)))
     typer.echo(f"ipaas is up: {settings.api_url}  (API docs: {settings.api_url}/docs)")
     uvicorn.run(
-        create_app(api_process(settings)),
+        create_app(_or_exit(api_process, settings)),
         host=settings.host,
         port=settings.port,
         log_level="warning",
         access_log=False,
         ws="none",  # no WebSocket endpoints (logs follow over SSE): not loaded at all
     )
+
+
+def _or_exit(build: Callable[[Settings], T], settings: Settings) -> T:
+    """The process's parts, or a clear message and exit status 2 when its secrets are missing."""
+    try:
+        return build(settings)
+    except SecretsMissing as exc:
+        typer.echo(f"ipaas cannot start: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def migrate_in_child(database_url: str) -> None:
@@ -72,14 +86,14 @@ def run_build_worker(settings: Settings) -> None:
     from ipaas.platform import builder_process
 
     async def main() -> None:
-        process = builder_process(settings)
+        process = _or_exit(builder_process, settings)
         await process.lifecycle.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        worker_id = process.worker.worker_id
-        typer.echo(f"build worker {worker_id} is taking jobs from {settings.queue_url}")
+        queue = redact_url(settings.queue_url)
+        typer.echo(f"build worker {process.worker.worker_id} is taking jobs from {queue}")
         await stop.wait()
         await process.lifecycle.close()
 

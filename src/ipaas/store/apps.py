@@ -51,6 +51,7 @@ _STATUS_COLUMNS = (
 )
 
 
+Guard = Callable[[AsyncSession], Awaitable[None]]
 StatusQuery = Callable[[], Awaitable["tuple[StatusRow, str] | None"]]
 
 
@@ -123,8 +124,11 @@ class AppStore:
         self.cache.evict(app_id)
         self._notify(app_id)
 
-    async def create(self, app: Application) -> Application:
+    async def create(self, app: Application, guard: Guard | None = None) -> Application:
+        """Insert the app; `guard` (a quota check) runs first in the same transaction."""
         async with self.sessions() as s:
+            if guard is not None:
+                await guard(s)
             s.add(app)
             s.add(Event(app_id=app.id, from_state=None, to_state=app.state, reason="created"))
             try:
@@ -247,10 +251,13 @@ class AppStore:
         self.on_change(app_id)
         return State(current)
 
-    async def set_fields(self, app_id: str, **fields: Any) -> None:
-        """A granular UPDATE of some columns; bumps the version (the status ETag)."""
+    async def set_fields(self, app_id: str, *, guard: Guard | None = None, **fields: Any) -> None:
+        """A granular UPDATE of some columns; bumps the version (the status ETag). `guard` (a
+        quota check) runs first in the same transaction."""
         values = {"version": Application.version + 1, "updated_at": utcnow(), **fields}
         async with self.sessions() as s:
+            if guard is not None:
+                await guard(s)
             try:
                 result = await s.execute(
                     update(Application).where(Application.id == app_id).values(**values)

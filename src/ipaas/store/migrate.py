@@ -48,7 +48,6 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def _prepare_sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite") and ":///" in url:
-        path = url.split(":///", 1)[1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    from ipaas.store.db import secure_sqlite_file
+
+    secure_sqlite_file(url)  # the first process to touch the file makes it private

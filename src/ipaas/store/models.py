@@ -62,6 +62,11 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Limits an admin set for this user; None: the operator's default (settings `quota.*`).
+    quota_apps: Mapped[int | None] = mapped_column(Integer)
+    quota_memory_mb: Mapped[int | None] = mapped_column(Integer)
+    quota_cpus: Mapped[float | None] = mapped_column(Float)
+    quota_volumes: Mapped[int | None] = mapped_column(Integer)
 
 
 class Identity(Base):
