@@ -21,12 +21,12 @@ from ipaas.platform import api_process
 from ipaas.runtime.base import LABEL_APP
 from ipaas.runtime.docker import network_name
 from ipaas.store.migrate import upgrade
-from tests.builds.conftest import base_images, commit_all, make_repo
+from tests.builds.conftest import base_images, build_network, commit_all, make_repo
 from tests.conftest import make_settings
 from tests.live import Live, free_port, start_live
 from tests.services import need
 
-__all__ = ["base_images", "commit_all", "make_repo"]
+__all__ = ["base_images", "build_network", "commit_all", "make_repo"]
 TERMINAL = {"running", "failed", "crashed", "stopped"}
 
 
