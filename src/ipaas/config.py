@@ -5,13 +5,14 @@ Every field is documented in docs/configuration.md; keep the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -112,6 +113,11 @@ class Settings(BaseSettings):
     base_domain: str = "localhost"
     public_url: str | None = None
     allowed_repo_schemes: list[str] = Field(default_factory=lambda: ["https", "ssh", "git"])
+    # Repository hosts of users (not admins) must resolve to public addresses; these are the
+    # operator's exceptions: host names, and networks (CIDR) whose addresses may be reached.
+    repo_allowed_hosts: list[str] = Field(default_factory=list)
+    repo_allowed_networks: list[str] = Field(default_factory=list)
+    repo_resolve_timeout_s: float = 5.0
     max_apps_per_user: int = 100
     max_envs: int = 100
     max_body_bytes: int = 1_048_576
@@ -124,6 +130,13 @@ class Settings(BaseSettings):
     warden: WardenSettings = Field(default_factory=WardenSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
+    @field_validator("repo_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -36,6 +36,7 @@ from ipaas.builds.base import (
 from ipaas.builds.dockerfile import CA_DIR, DOCKERFILE_NAME, render
 from ipaas.builds.images import stage_ca_certs
 from ipaas.builds.plan import Plan, detect_plan
+from ipaas.builds.repo_guard import RepoGuard
 from ipaas.config import Settings
 from ipaas.runtime.base import LABEL_APP, LABEL_APP_NAME, LABEL_PLATFORM, LABEL_RELEASE
 
@@ -185,6 +186,8 @@ class DockerImageBuilder:
                 max_bytes=self._settings.build.max_repo_mb * 1_000_000,
                 allow_local=request.allow_local,
                 allowed_schemes=self._settings.allowed_repo_schemes,
+                guard=RepoGuard.from_settings(self._settings) if request.check_host else None,
+                credentials=request.credentials,
             ),
             cancel,
         )
