@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from ipaas.api.deps import current_user, platform
 from ipaas.api.schemas import DNS_LABEL, NameCheck, NameCheckOut, RepoCheck, RepoCheckOut
 from ipaas.apps.service import AppService, Principal
+from ipaas.domain.repos import redact_url
 from ipaas.platform import Platform
 
 router = APIRouter(prefix="/validate", tags=["validate"])
@@ -45,7 +46,7 @@ async def validate_repo(
     info = await AppService(p).check_repo(who, body.repo)
     branch_exists = None if body.branch is None else body.branch in info.branches
     return RepoCheckOut(
-        repo=body.repo,
+        repo=redact_url(body.repo),  # a token pasted in the URL is not echoed back
         exists=True,
         default_branch=info.default_branch,
         branches=info.branches,

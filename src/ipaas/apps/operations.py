@@ -84,9 +84,16 @@ async def rollout(p: Platform, app: Application) -> int:
     """Rebuild the branch head, but only when it differs from what is built."""
     if app.commit is None and app.built_commit:
         from ipaas.apps.service import is_local_repo
+        from ipaas.domain.repos import decode_credentials
 
         try:
-            info = await p.git.inspect(app.repo, allow_local=is_local_repo(app.repo))
+            owner = await p.users.get(app.owner_id)
+            info = await p.git.inspect(
+                app.repo,
+                allow_local=is_local_repo(app.repo),
+                check_host=owner is None or owner.role != "admin",
+                credentials=decode_credentials(p.cipher, app.repo_credentials_encrypted),
+            )
         except RepoError as exc:
             raise Problem(422, exc.code, exc.detail) from None
         head = info.heads.get(app.branch or info.default_branch or "") if info.heads else None

@@ -8,6 +8,9 @@ from typing import Any
 from ipaas.api.errors import Problem, not_found
 from ipaas.api.schemas import AppCreate, AppUpdate, EnvVar
 from ipaas.apps.envs import encode_envs, env_vars
+from ipaas.builds.base import BuildFailed
+from ipaas.builds.repo_guard import RepoGuard
+from ipaas.domain.repos import repo_columns, split_credentials
 from ipaas.domain.states import State
 from ipaas.domain.updates import Action, action_for
 from ipaas.platform import Platform
@@ -30,8 +33,9 @@ class Principal:
 LOCAL_PREFIXES = ("file://", "/", "./", "../")
 
 
-def check_repo_url(platform: Platform, who: Principal, repo: str) -> None:
-    """Scheme allow-list; local paths only for admins; no option injection."""
+async def check_repo_url(platform: Platform, who: Principal, repo: str) -> None:
+    """Scheme allow-list; local paths only for admins; no option injection; for non-admins,
+    no host that is or resolves to an internal address."""
     if repo.startswith("-") or any(c in repo for c in "\r\n\t\0 "):
         raise Problem(422, "invalid_repo", "the repository URL is not valid")
     if repo.startswith(LOCAL_PREFIXES):
@@ -44,6 +48,11 @@ def check_repo_url(platform: Platform, who: Principal, repo: str) -> None:
     if scheme not in platform.settings.allowed_repo_schemes:
         allowed = ", ".join(platform.settings.allowed_repo_schemes)
         raise Problem(422, "invalid_repo", f"repository URL scheme must be one of: {allowed}")
+    if not who.is_admin:
+        try:
+            await RepoGuard.from_settings(platform.settings).check(repo)
+        except BuildFailed as exc:
+            raise Problem(422 if exc.user_fault else 503, exc.code, exc.reason) from None
 
 
 def is_local_repo(repo: str) -> bool:
@@ -65,7 +74,7 @@ class AppService:
             raise not_found("application") from None
 
     async def create(self, who: Principal, body: AppCreate) -> Application:
-        check_repo_url(self.p, who, body.repo)
+        await check_repo_url(self.p, who, body.repo)
         self._check_env_count(body.envs)
         app = Application(
             id=new_id(),
@@ -73,7 +82,7 @@ class AppService:
             name_scope="",
             kind=body.kind,
             owner_id=who.user_id,
-            repo=body.repo,
+            **repo_columns(self.p.cipher, body.repo),  # credentials split off, encrypted
             branch=body.branch,
             commit=body.commit,
             root_directory=body.root_directory,
@@ -107,7 +116,7 @@ class AppService:
         app = await self.get(who, app_id)
         columns, changed, new_envs = self._changes(app, body)
         if "repo" in changed:
-            check_repo_url(self.p, who, columns["repo"])
+            await check_repo_url(self.p, who, body.repo or app.repo)
         action = action_for(changed)
         if new_envs is not None and _build_envs_changed(self.p, app, new_envs):
             action = Action.REBUILD
@@ -141,6 +150,10 @@ class AppService:
                 self._check_env_count(new_envs)
                 columns["envs_encrypted"] = encode_envs(self.p.cipher, new_envs)
                 continue
+            if key == "repo":
+                repo = repo_columns(self.p.cipher, value, app.repo, app.repo_credentials_encrypted)
+                columns.update({k: v for k, v in repo.items() if getattr(app, k) != v})
+                continue
             if key == "resources":
                 value = {k: v for k, v in (value or {}).items() if v is not None}
             if key == "commit":
@@ -149,15 +162,24 @@ class AppService:
                 continue
             if getattr(app, key) != value:
                 columns[key] = value
-        changed = {("envs" if k == "envs_encrypted" else k) for k in columns}
+        changed = {_FIELD_OF_COLUMN.get(k, k) for k in columns}
         return columns, changed, new_envs
 
     async def check_repo(self, who: Principal, repo: str) -> Any:
-        check_repo_url(self.p, who, repo)
+        await check_repo_url(self.p, who, repo)
+        clean, credentials = split_credentials(repo)
         try:
-            return await self.p.git.inspect(repo, allow_local=is_local_repo(repo))
+            return await self.p.git.inspect(
+                clean,
+                allow_local=is_local_repo(repo),
+                check_host=not who.is_admin,
+                credentials=credentials,
+            )
         except RepoError as exc:
             raise Problem(422, exc.code, exc.detail) from None
+
+
+_FIELD_OF_COLUMN = {"envs_encrypted": "envs", "repo_credentials_encrypted": "repo"}
 
 
 def _build_envs_changed(p: Platform, app: Application, new: list[EnvVar]) -> bool:

@@ -16,6 +16,7 @@ from ipaas.apps import operations
 from ipaas.apps.envs import env_dict
 from ipaas.apps.service import is_local_repo
 from ipaas.builds.base import BuildCancelled, BuildFailed, BuildOptions, BuildRequest, BuildResult
+from ipaas.domain.repos import decode_credentials
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.platform import Platform
 from ipaas.queue.base import BuildJob
@@ -112,7 +113,9 @@ class BuildWorker:
         cancel = asyncio.Event()
         keeper = asyncio.create_task(self._keep_lease(job, cancel))
         try:
-            result = await self.p.builder.build(self._request(app, build), writer, cancel)
+            owner = await self.p.users.get(app.owner_id)
+            request = self._request(app, build, owner is not None and owner.role == "admin")
+            result = await self.p.builder.build(request, writer, cancel)
         except BuildCancelled:
             await writer("--- build cancelled")
             await self._cancelled(job, app)
@@ -126,7 +129,7 @@ class BuildWorker:
             await writer.flush()
         await self._succeeded(job, build, app, result)
 
-    def _request(self, app: Application, build: Build) -> BuildRequest:
+    def _request(self, app: Application, build: Build, by_admin: bool) -> BuildRequest:
         b = app.build or {}
         options = BuildOptions(
             builder=b.get("builder", "auto"),
@@ -147,6 +150,8 @@ class BuildWorker:
             options=options,
             build_args=env_dict(self.p.cipher, app.envs_encrypted, build_only=True),
             allow_local=is_local_repo(app.repo),
+            check_host=not by_admin,
+            credentials=decode_credentials(self.p.cipher, app.repo_credentials_encrypted),
         )
 
     async def _keep_lease(self, job: BuildJob, cancel: asyncio.Event) -> None:
