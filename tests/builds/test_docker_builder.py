@@ -72,6 +72,7 @@ def request(
         branch="main",
         options=BuildOptions(**options),  # type: ignore[arg-type]
         allow_local=local,
+        check_host=False,  # as for an admin's app: the test repositories are on loopback
     )
 
 

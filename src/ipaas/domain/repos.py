@@ -13,7 +13,7 @@ DEFAULT_PORTS = {"https": 443, "http": 80, "ssh": 22, "git": 9418}
 _CREDENTIAL_SCHEMES = ("https", "http")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # scp-like ssh syntax: [user@]host:path, where no slash comes before the colon.
-_SCP_RE = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>[^@/:\s]+|\[[0-9A-Fa-f:.]+\]):(?!//)")
+_SCP_RE = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\s\[\]]+):(?!//)")
 
 _HOST_RE = re.compile(r"^(?:[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|[0-9a-f:.]*:[0-9a-f:.]*)$")
 
