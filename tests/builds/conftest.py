@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import http.server
 import os
 import shutil
@@ -242,13 +243,11 @@ class _GitHttpServer(http.server.ThreadingHTTPServer):
     site: GitHttp
 
 
-@pytest.fixture(scope="session")
-def git_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttp]:
-    """Repositories over http on loopback that answer only to alice / tok-3xYz9-secret."""
+@contextlib.contextmanager
+def serve_git_http(base: Path) -> Iterator[GitHttp]:
+    """Repositories under base over http on loopback; only alice / tok-3xYz9-secret get in."""
     server = _GitHttpServer(("127.0.0.1", 0), _GitHttpHandler)
-    server.site = GitHttp(
-        tmp_path_factory.mktemp("git-http"), server.server_address[1], "alice", "tok-3xYz9-secret"
-    )
+    server.site = GitHttp(base, server.server_address[1], "alice", "tok-3xYz9-secret")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -256,3 +255,9 @@ def git_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttp]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def git_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttp]:
+    with serve_git_http(tmp_path_factory.mktemp("git-http")) as site:
+        yield site
