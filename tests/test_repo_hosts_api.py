@@ -219,3 +219,27 @@ async def test_validate_uses_credentials_without_echoing_them(
     r = await client.post("/api/v1/validate/repo", json=body, headers=auth(user))
     assert r.status_code == 422 and r.json()["code"] == "repo_host_forbidden"
     assert GIT_HTTP_TOKEN not in r.text
+
+
+async def test_a_row_from_before_the_split_is_shown_redacted_and_cleaned_on_update(
+    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+) -> None:
+    user = await make_user()
+    r = await client.post(
+        APPS,
+        json={"name": unique_name(), "repo": "https://public.example.com/a.git"},
+        headers=auth(user),
+    )
+    app_id = r.json()["id"]
+    legacy = f"https://alice:{TOKEN}@public.example.com/a.git"
+    await core.apps.set_fields(app_id, repo=legacy, repo_credentials_encrypted=None)
+    r = await client.get(f"{APPS}/{app_id}", headers=auth(user))
+    assert TOKEN not in r.text and r.json()["repo"] == "https://***@public.example.com/a.git"
+    # Sending back what GET showed moves the credentials out of the URL, keeping them.
+    patch = {"repo": r.json()["repo"]}
+    r = await client.patch(f"{APPS}/{app_id}", json=patch, headers=auth(user))
+    assert r.status_code == 200, r.text
+    row = await core.apps.get(app_id)
+    assert row.repo == "https://public.example.com/a.git"
+    stored = decode_credentials(core.cipher, row.repo_credentials_encrypted)
+    assert stored == RepoCredentials("alice", TOKEN)

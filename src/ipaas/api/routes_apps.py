@@ -28,6 +28,7 @@ from ipaas.api.schemas import (
 from ipaas.apps import operations
 from ipaas.apps.envs import env_out
 from ipaas.apps.service import AppService, Principal
+from ipaas.domain.repos import redact_url
 from ipaas.domain.states import State
 from ipaas.platform import Platform
 from ipaas.runtime.base import ContainerStats
@@ -51,7 +52,7 @@ def app_out(p: Platform, app: Application, reveal: bool = False) -> AppOut:
         name=app.name,
         kind=app.kind,
         owner=app.owner_id,
-        repo=app.repo,
+        repo=redact_url(app.repo),  # rows from before credentials were split off URLs
         branch=app.branch,
         commit=app.commit,
         built_commit=app.built_commit,

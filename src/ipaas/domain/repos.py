@@ -102,6 +102,9 @@ def split_credentials(url: str) -> tuple[str, RepoCredentials | None]:
     return clean, RepoCredentials(unquote(user), unquote(password))
 
 
+_REDACTED = RepoCredentials("***", "")
+
+
 def redact_url(url: str) -> str:
     """The URL without the userinfo of its authority, for logs and error messages."""
     match = _SCHEME_RE.match(url)
@@ -143,6 +146,12 @@ def repo_columns(
     must never be sent to another host), the same URL without credentials keeps them.
     """
     clean, credentials = split_credentials(new_url)
+    if credentials == _REDACTED:
+        credentials = None  # the URL as API output shows it, sent back
+    if old_url is not None and old_blob is None:
+        # A row from before credentials were split off its URL.
+        old_url, inline = split_credentials(old_url)
+        old_blob = encode_credentials(cipher, inline)
     same = clean == old_url
     if same and credentials in (None, decode_credentials(cipher, old_blob)):
         return {"repo": clean, "repo_credentials_encrypted": old_blob}
