@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -44,6 +44,21 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
             await _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     else:
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'ipaas.db'}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_dns_queries() -> Iterator[None]:
+    """The platform resolves users' repository hosts; in tests no query may leave the machine,
+    so names are answered here: IP literals and RFC 6761 names as the platform answers them,
+    every other name as unknown. Tests that need a name give their own resolver."""
+    from ipaas.builds import repo_guard
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return repo_guard.known_answer(host) or []
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(repo_guard, "system_resolve", resolve)
+        yield
 
 
 def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:

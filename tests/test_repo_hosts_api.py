@@ -3,6 +3,7 @@ credentials pasted in a URL kept encrypted, never shown. Nothing here connects a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -61,13 +62,9 @@ def git_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttp]:
 def no_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """Name lookups answered here (example.com names public), so no query leaves the machine."""
     answers: dict[str, list[str]] = {"public.example.com": ["93.184.216.34"]}
-    real = repo_guard.system_resolve
 
     async def resolve(host: str, port: int) -> list[str]:
-        if host in answers:
-            return answers[host]
-        assert host.endswith((".invalid", "localhost")) or host[0].isdigit() or ":" in host
-        return await real(host, port)  # RFC 6761 names and literals: answered without DNS
+        return answers.get(host, [])
 
     monkeypatch.setattr(repo_guard, "system_resolve", resolve)
     return answers
@@ -244,3 +241,22 @@ async def test_a_row_from_before_the_split_is_shown_redacted_and_cleaned_on_upda
     assert row.repo == "https://public.example.com/a.git"
     stored = decode_credentials(core.cipher, row.repo_credentials_encrypted)
     assert stored == RepoCredentials("alice", TOKEN)
+
+
+async def test_a_resolver_that_does_not_answer_does_not_fail_the_request(
+    client: httpx.AsyncClient, core: Platform, make_user: UserMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def hang(host: str, port: int) -> list[str]:
+        await asyncio.sleep(30)
+        return []
+
+    monkeypatch.setattr(repo_guard, "system_resolve", hang)
+    monkeypatch.setattr(core.settings, "repo_resolve_timeout_s", 0.2)
+    user = await make_user()
+    body = {"name": unique_name(), "repo": "https://slow.example.com/acme/app.git"}
+    # Accepted: nothing was reached, and the clone resolves and checks again (and pins).
+    assert (await client.post(APPS, json=body, headers=auth(user))).status_code == 201
+    # A literal internal address needs no resolver: still refused at once.
+    body = {"name": unique_name(), "repo": "https://10.0.0.1/acme/app.git"}
+    r = await client.post(APPS, json=body, headers=auth(user))
+    assert r.status_code == 422 and r.json()["code"] == "repo_host_forbidden"

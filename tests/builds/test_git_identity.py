@@ -275,11 +275,11 @@ async def test_git_is_given_the_address_that_was_checked(
 async def test_pinned_https_name_reaches_the_checked_address_with_real_git(
     git_http: GitHttp, tmp_path: Path
 ) -> None:
-    # "git.invalid" exists in no DNS: the clone works only because git connects to the
-    # pinned address (operator-allowed loopback) instead of resolving the name itself.
+    # The name exists in no DNS: the clone works only because git connects to the pinned
+    # address (operator-allowed loopback) instead of resolving the name itself.
     git_http.add("pinned.git", files={"index.html": "pinned"})
-    url = f"http://alice:{TOKEN}@git.invalid:{git_http.port}/pinned.git"
-    guard = RepoGuard(LOOPBACK_ONLY, resolver({"git.invalid": [["127.0.0.1"]]}))
+    url = f"http://alice:{TOKEN}@git.pinned.example:{git_http.port}/pinned.git"
+    guard = RepoGuard(LOOPBACK_ONLY, resolver({"git.pinned.example": [["127.0.0.1"]]}))
     await fetch(url, tmp_path / "out", allowed_schemes=["http"], guard=guard)
     assert (tmp_path / "out" / "index.html").read_text() == "pinned"
 
@@ -288,8 +288,8 @@ async def test_pinned_git_protocol_name_reaches_the_checked_address_with_real_gi
     git_daemon: GitDaemon, tmp_path: Path
 ) -> None:
     git_daemon.add("pinned-daemon.git", files={"index.html": "daemon"})
-    url = f"git://git.invalid:{git_daemon.port}/pinned-daemon.git"
-    guard = RepoGuard(LOOPBACK_ONLY, resolver({"git.invalid": [["127.0.0.1"]]}))
+    url = f"git://git.pinned.example:{git_daemon.port}/pinned-daemon.git"
+    guard = RepoGuard(LOOPBACK_ONLY, resolver({"git.pinned.example": [["127.0.0.1"]]}))
     await fetch(url, tmp_path / "out", guard=guard)
     assert (tmp_path / "out" / "index.html").read_text() == "daemon"
 

@@ -51,8 +51,8 @@ async def check_repo_url(platform: Platform, who: Principal, repo: str) -> None:
     if not who.is_admin:
         try:
             await RepoGuard.from_settings(platform.settings).check(repo)
-        except BuildFailed as exc:
-            raise Problem(422 if exc.user_fault else 503, exc.code, exc.reason) from None
+        except BuildFailed as exc:  # only user faults: a slow resolver lets the clone decide
+            raise Problem(422, exc.code, exc.reason) from None
 
 
 def is_local_repo(repo: str) -> bool:

@@ -33,18 +33,23 @@ class Pin:
     ip: str | None
 
 
-async def system_resolve(host: str, port: int) -> list[str]:
-    """The host's addresses through the system resolver, off the event loop.
-
-    Names reserved by RFC 6761 are answered here: *.localhost is loopback whatever a DNS
-    server says, and *.invalid never exists (so no query leaves the machine for them).
-    """
+def known_answer(host: str) -> list[str] | None:
+    """The addresses of a host that needs no lookup: an IP literal, or a name reserved by
+    RFC 6761 (*.localhost is loopback whatever a DNS server says; *.invalid never exists)."""
+    if literal_address(host) is not None:
+        return [host]
     if host == "localhost" or host.endswith(".localhost"):
         return ["127.0.0.1", "::1"]
     if host == "invalid" or host.endswith(".invalid"):
         return []
-    if literal_address(host) is not None:
-        return [host]
+    return None
+
+
+async def system_resolve(host: str, port: int) -> list[str]:
+    """The host's addresses through the system resolver, off the event loop."""
+    known = known_answer(host)
+    if known is not None:
+        return known
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -75,9 +80,13 @@ class RepoGuard:
         return cls(policy, resolver, settings.repo_resolve_timeout_s)
 
     async def check(self, url: str) -> None:
-        """Refuse a URL whose host is internal. A name that does not resolve (yet) passes:
-        there is nothing to reach, and the clone checks again."""
-        await self._resolve_checked(url)
+        """Refuse a URL whose host is internal. A name that does not resolve (yet), or not in
+        time, passes: there is nothing to reach, and the clone resolves and checks again."""
+        try:
+            await self._resolve_checked(url)
+        except BuildFailed as exc:
+            if exc.user_fault:
+                raise
 
     async def pin(self, url: str) -> Pin | None:
         """Resolve, check and return the address git must use; None for a local path."""
@@ -109,7 +118,8 @@ class RepoGuard:
         # Decided before any lookup: an odd numeric host is refused without resolving it.
         refusal = host_refusal(endpoint.host, [], self._policy)
         if refusal is None:
-            addresses = await self._resolve(endpoint)
+            known = known_answer(endpoint.host)
+            addresses = known if known is not None else await self._resolve(endpoint)
             refusal = host_refusal(endpoint.host, addresses, self._policy)
         if refusal is not None:
             raise RepoHostForbidden(f"repository host refused: {refusal}")
