@@ -57,6 +57,21 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'ipaas.db'}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_dns_queries() -> Iterator[None]:
+    """The platform resolves users' repository hosts; in tests no query may leave the machine,
+    so names are answered here: IP literals and RFC 6761 names as the platform answers them,
+    every other name as unknown. Tests that need a name give their own resolver."""
+    from ipaas.builds import repo_guard
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return repo_guard.known_answer(host) or []
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(repo_guard, "system_resolve", resolve)
+        yield
+
+
 def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:
     settings = Settings(data_dir=data_dir, database_url=database_url, **overrides)  # type: ignore[arg-type]
     return settings

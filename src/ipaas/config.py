@@ -5,6 +5,7 @@ Every field is documented in docs/configuration.md; keep the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Iterator
@@ -184,6 +185,11 @@ class Settings(BaseSettings):
     max_apps_per_user: int | None = None
     # Names no app may take (create or rename): 422 `name_reserved`. Replaces the default list.
     reserved_names: list[str] = Field(default_factory=lambda: list(DEFAULT_RESERVED_NAMES))
+    # Repository hosts of users (not admins) must resolve to public addresses; these are the
+    # operator's exceptions: host names, and networks (CIDR) whose addresses may be reached.
+    repo_allowed_hosts: list[str] = Field(default_factory=list)
+    repo_allowed_networks: list[str] = Field(default_factory=list)
+    repo_resolve_timeout_s: float = 5.0
     max_envs: int = 100
     max_body_bytes: int = 1_048_576
     status_cache_ttl_s: float = 1.0
@@ -196,6 +202,13 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
+    @field_validator("repo_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -25,6 +25,7 @@ from ipaas.apps.worker import BuildWorker
 from ipaas.auth.keys import Cipher, load_or_create_keys, private_dir
 from ipaas.auth.tokens import AccessTokens
 from ipaas.builds.base import ImageBuilder
+from ipaas.builds.repo_guard import RepoGuard
 from ipaas.config import Settings
 from ipaas.domain.hosts import HostNames
 from ipaas.logs.service import LogService
@@ -190,6 +191,7 @@ def _worker(
     return BuildWorker(
         apps=stores.apps,
         builds=stores.builds,
+        users=stores.users,
         queue=adapters.queue,
         builder=adapters.builder,
         cipher=stores.cipher,
@@ -238,6 +240,7 @@ def control_plane(
     service = AppService(
         stores.apps, stores.builds, scheduler, adapters.git, stores.cipher, deployer,
         _policy(settings), stores.bus, HostNames(settings.base_domain), stores.quotas,
+        RepoGuard.from_settings(settings),
     )  # fmt: skip
     logs = LogService(adapters.runtime, stores.builds, settings.runtime.log_max_age_s)
     return ControlPlane(

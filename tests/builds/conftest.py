@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
+import contextlib
+import http.server
+import os
 import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -152,3 +157,106 @@ class LogLines:
 @pytest.fixture
 def log() -> LogLines:
     return LogLines()
+
+
+class GitHttp:
+    """A smart-HTTP git server on loopback (`git http-backend` behind Basic auth), recording
+    the Authorization header of every request."""
+
+    def __init__(self, base: Path, port: int, username: str, password: str) -> None:
+        self.base = base
+        self.port = port
+        self.expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.authorizations: list[str | None] = []
+
+    def url(self, name: str, userinfo: str = "") -> str:
+        return f"http://{userinfo}127.0.0.1:{self.port}/{name}"
+
+    def add(self, name: str, sample: str | None = None, files: dict[str, str] | None = None) -> str:
+        make_repo(self.base / name, sample, files)
+        return self.url(name)
+
+
+class _GitHttpHandler(http.server.BaseHTTPRequestHandler):
+    server: _GitHttpServer
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+        pass
+
+    def _serve(self) -> None:
+        site = self.server.site
+        authorization = self.headers.get("Authorization")
+        site.authorizations.append(authorization)
+        if authorization != site.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, headers, payload = self._backend(body)
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _backend(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        path, _, query = self.path.partition("?")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": str(self.server.site.base),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "REQUEST_METHOD": self.command,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_USER": "test",
+            "REMOTE_ADDR": "127.0.0.1",
+        }
+        if self.headers.get("Content-Encoding"):
+            env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
+        if self.headers.get("Git-Protocol"):
+            env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True)
+        head, _, payload = out.stdout.partition(b"\r\n\r\n")
+        status, headers = 200, []
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        return status, headers, payload
+
+
+class _GitHttpServer(http.server.ThreadingHTTPServer):
+    site: GitHttp
+
+
+@contextlib.contextmanager
+def serve_git_http(base: Path) -> Iterator[GitHttp]:
+    """Repositories under base over http on loopback; only alice / tok-3xYz9-secret get in."""
+    server = _GitHttpServer(("127.0.0.1", 0), _GitHttpHandler)
+    server.site = GitHttp(base, server.server_address[1], "alice", "tok-3xYz9-secret")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.site
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def git_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttp]:
+    with serve_git_http(tmp_path_factory.mktemp("git-http")) as site:
+        yield site

@@ -17,10 +17,11 @@ import pytest
 from ipaas.builds.base import BuildCancelled, BuildFailed, BuildOptions, BuildRequest
 from ipaas.builds.docker_builder import USING_CACHE, DockerImageBuilder
 from ipaas.config import RuntimeSettings, Settings
+from ipaas.domain.repo_access import RepoCredentials
 from ipaas.runtime.base import LABEL_APP, LABEL_PLATFORM, LABEL_RELEASE
 from tests import services
 
-from .conftest import SAMPLES, GitDaemon, LogLines, commit_all, git
+from .conftest import SAMPLES, GitDaemon, GitHttp, LogLines, commit_all, git
 
 pytestmark = pytest.mark.docker
 
@@ -78,6 +79,7 @@ def request(
         branch="main",
         options=BuildOptions(**options),  # type: ignore[arg-type]
         allow_local=local,
+        check_host=False,  # as for an admin's app: the test repositories are on loopback
     )
 
 
@@ -190,6 +192,42 @@ async def test_missing_branch_over_git_daemon(
     with pytest.raises(BuildFailed) as info:
         await builder.build(req, log)
     assert info.value.user_fault and info.value.code == "branch_not_found"
+
+
+async def test_a_users_build_refuses_an_internal_repo_host(
+    builder: DockerImageBuilder, git_daemon: GitDaemon, apps: Apps, log: LogLines
+) -> None:
+    name = apps.name("ssrf")
+    url = git_daemon.add(f"{name}.git", "static-site")  # on loopback: internal
+    req = dataclasses.replace(request(name, url, local=False), check_host=True)
+    with pytest.raises(BuildFailed) as info:
+        await builder.build(req, log)
+    assert info.value.user_fault and info.value.code == "repo_host_forbidden"
+    assert not any(line.startswith("==> commit") for line in log.lines)
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_repo_credentials_never_reach_the_build_log(
+    base_images: Settings, git_http: GitHttp, apps: Apps, log: LogLines, inline: bool
+) -> None:
+    settings = base_images.model_copy(update={"allowed_repo_schemes": ["https", "http"]})
+    name = apps.name("creds")
+    git_http.add(f"{name}.git", files={"README.md": "nothing to build here\n"})
+    token = "tok-3xYz9-secret"
+    if inline:  # as an app stored before credentials were split off its URL
+        req = request(name, git_http.url(f"{name}.git", f"alice:{token}@"), local=False)
+    else:
+        req = dataclasses.replace(
+            request(name, git_http.url(f"{name}.git"), local=False),
+            credentials=RepoCredentials("alice", token),
+        )
+    seen = len(git_http.authorizations)
+    with pytest.raises(BuildFailed) as info:
+        await DockerImageBuilder(settings).build(req, log)
+    assert info.value.code == "nothing_to_build"  # so the clone with credentials worked
+    assert any(line.startswith("==> commit") for line in log.lines)
+    assert token not in log.text() and token not in info.value.reason
+    assert git_http.expected in git_http.authorizations[seen:]
 
 
 async def test_failing_install_command_is_a_user_fault(

@@ -26,6 +26,7 @@ from ipaas.api.schemas import (
     StatusOut,
 )
 from ipaas.apps.service import AppService, Principal
+from ipaas.domain.repo_access import redact_url
 from ipaas.domain.states import State
 from ipaas.store.apps import StatusRow
 from ipaas.store.models import Application, Release
@@ -43,7 +44,7 @@ def app_out(svc: AppService, app: Application, reveal: bool = False) -> AppOut:
         name=app.name,
         kind=app.kind,
         owner=app.owner_id,
-        repo=app.repo,
+        repo=redact_url(app.repo),  # rows from before credentials were split off URLs
         branch=app.branch,
         commit=app.commit,
         built_commit=app.built_commit,
@@ -193,9 +194,11 @@ async def start_app(
 
 @router.post("/{app_id}/rollout", status_code=202, response_model=AppCreated)
 async def rollout_app(
-    app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
+    who: Principal = Depends(current_user),
+    app: Application = Depends(owned_app),
+    svc: AppService = Depends(app_service),
 ) -> Response:
-    await svc.rollout(app)
+    await svc.rollout(who, app)
     return await _accepted(svc, app.id)
 
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from ipaas.api.deps import app_service, current_user
 from ipaas.api.schemas import NameCheck, NameCheckOut, RepoCheck, RepoCheckOut
 from ipaas.apps.service import AppService, Principal
+from ipaas.domain.repo_access import redact_url
 
 router = APIRouter(prefix="/validate", tags=["validate"])
 
@@ -30,7 +31,7 @@ async def validate_repo(
     info = await svc.check_repo(who, body.repo)
     branch_exists = None if body.branch is None else body.branch in info.branches
     return RepoCheckOut(
-        repo=body.repo,
+        repo=redact_url(body.repo),  # a token pasted in the URL is not echoed back
         exists=True,
         default_branch=info.default_branch,
         branches=info.branches,

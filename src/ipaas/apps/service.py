@@ -13,9 +13,12 @@ from ipaas.apps.deployer import Deployer
 from ipaas.apps.envs import encode_envs, env_vars, shown_envs
 from ipaas.apps.scheduler import BuildScheduler
 from ipaas.auth.keys import Cipher
+from ipaas.builds.base import BuildFailed
+from ipaas.builds.repo_guard import RepoGuard
 from ipaas.domain.errors import Conflict, Forbidden, InvalidInput, NotFoundError
 from ipaas.domain.hosts import HostNames
 from ipaas.domain.names import DEFAULT_RESERVED, is_reserved, name_problem
+from ipaas.domain.repo_access import decode_credentials, repo_columns, split_credentials
 from ipaas.domain.repos import DEFAULT_SCHEMES, is_local_repo, repo_url_problem
 from ipaas.domain.specs import AppCreate, AppUpdate, EnvVar
 from ipaas.domain.states import IllegalTransition, State
@@ -29,6 +32,8 @@ from ipaas.store.models import Application, Build, Event, Release, new_id
 from ipaas.store.quotas import QuotaStore
 
 S = State
+# Columns that stand for an API field of another name.
+_FIELD_OF_COLUMN = {"envs_encrypted": "envs", "repo_credentials_encrypted": "repo"}
 
 
 @dataclass(frozen=True)
@@ -50,16 +55,21 @@ class AppPolicy:
     reserved_names: frozenset[str] = field(default=DEFAULT_RESERVED)
 
 
-def check_repo_url(policy: AppPolicy, who: Principal, repo: str) -> None:
-    """The one repository rule (`domain.repos`); local paths only for admins."""
+async def check_repo_url(policy: AppPolicy, guard: RepoGuard, who: Principal, repo: str) -> None:
+    """The one repository rule (`domain.repos`); local paths only for admins; for everyone
+    else, no host that is or resolves to an internal address (`builds.repo_guard`)."""
     problem = repo_url_problem(
         repo, allow_local=who.is_admin, allowed_schemes=policy.allowed_repo_schemes
     )
-    if problem is None:
-        return
-    if problem.local:
-        raise Forbidden(problem.why, code=problem.code)
-    raise InvalidInput(f"the repository URL is not valid: {problem.why}", code=problem.code)
+    if problem is not None:
+        if problem.local:
+            raise Forbidden(problem.why, code=problem.code)
+        raise InvalidInput(f"the repository URL is not valid: {problem.why}", code=problem.code)
+    if not who.is_admin:
+        try:
+            await guard.check(repo)
+        except BuildFailed as exc:  # only user faults: a slow resolver lets the clone decide
+            raise InvalidInput(exc.reason, code=exc.code) from None
 
 
 class AppService:
@@ -75,6 +85,7 @@ class AppService:
         bus: ChangeBus,
         hosts: HostNames,
         quotas: QuotaStore,
+        repo_guard: RepoGuard,
     ) -> None:
         self.apps = apps
         self.builds = builds
@@ -86,6 +97,7 @@ class AppService:
         self.bus = bus
         self.hosts = hosts
         self.quotas = quotas
+        self.repo_guard = repo_guard
 
     # --- reading ------------------------------------------------------------------------------
     async def get(self, who: Principal, app_id: str) -> Application:
@@ -153,15 +165,21 @@ class AppService:
         return await self.apps.names_exist(name)
 
     async def check_repo(self, who: Principal, repo: str) -> RepoInfo:
-        check_repo_url(self.policy, who, repo)
+        await check_repo_url(self.policy, self.repo_guard, who, repo)
+        clean, credentials = split_credentials(repo)
         try:
-            return await self.git.inspect(repo, allow_local=is_local_repo(repo))
+            return await self.git.inspect(
+                clean,
+                allow_local=is_local_repo(repo),
+                check_host=not who.is_admin,
+                credentials=credentials,
+            )
         except RepoError as exc:
             raise InvalidInput(exc.detail, code=exc.code) from None
 
     # --- create and update --------------------------------------------------------------------
     async def create(self, who: Principal, body: AppCreate) -> Application:
-        check_repo_url(self.policy, who, body.repo)
+        await check_repo_url(self.policy, self.repo_guard, who, body.repo)
         self._check_name(body.name)
         self._check_env_count(body.envs)
         app = Application(
@@ -170,7 +188,7 @@ class AppService:
             name_scope="",
             kind=body.kind,
             owner_id=who.user_id,
-            repo=body.repo,
+            **repo_columns(self.cipher, body.repo),  # credentials split off, encrypted
             branch=body.branch,
             commit=body.commit,
             root_directory=body.root_directory,
@@ -197,7 +215,7 @@ class AppService:
     async def update(self, who: Principal, app: Application, body: AppUpdate) -> Application:
         columns, changed, new_envs = self._changes(app, body)
         if "repo" in changed:
-            check_repo_url(self.policy, who, columns["repo"])
+            await check_repo_url(self.policy, self.repo_guard, who, body.repo or app.repo)
         if "name" in changed:
             self._check_name(columns["name"])
         action = action_for(changed)
@@ -248,6 +266,10 @@ class AppService:
                 self._check_env_count(new_envs)
                 columns["envs_encrypted"] = encode_envs(self.cipher, new_envs)
                 continue
+            if key == "repo":
+                repo = repo_columns(self.cipher, value, app.repo, app.repo_credentials_encrypted)
+                columns.update({k: v for k, v in repo.items() if getattr(app, k) != v})
+                continue
             if key == "resources":
                 value = {k: v for k, v in (value or {}).items() if v is not None}
             if key == "commit":
@@ -256,7 +278,7 @@ class AppService:
                 continue
             if getattr(app, key) != value:
                 columns[key] = value
-        changed = {("envs" if k == "envs_encrypted" else k) for k in columns}
+        changed = {_FIELD_OF_COLUMN.get(k, k) for k in columns}
         return columns, changed, new_envs
 
     def _build_envs_changed(self, app: Application, new: list[EnvVar]) -> bool:
@@ -272,11 +294,16 @@ class AppService:
             raise IllegalTransition(S.DELETING, S.ROLLING_OUT)
         return await self.scheduler.enqueue(app_id)
 
-    async def rollout(self, app: Application) -> int:
+    async def rollout(self, who: Principal, app: Application) -> int:
         """Rebuild the branch head, but only when it differs from what is built."""
         if app.commit is None and app.built_commit:
             try:
-                info = await self.git.inspect(app.repo, allow_local=is_local_repo(app.repo))
+                info = await self.git.inspect(
+                    app.repo,
+                    allow_local=is_local_repo(app.repo),
+                    check_host=not who.is_admin,
+                    credentials=decode_credentials(self.cipher, app.repo_credentials_encrypted),
+                )
             except RepoError as exc:
                 raise InvalidInput(exc.detail, code=exc.code) from None
             head = info.heads.get(app.branch or info.default_branch or "") if info.heads else None

@@ -25,6 +25,7 @@ from ipaas.builds.base import (
     ImageBuilder,
 )
 from ipaas.config import BuildSettings
+from ipaas.domain.repo_access import decode_credentials
 from ipaas.domain.repos import is_local_repo
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.domain.statuses import BuildStatus
@@ -32,6 +33,7 @@ from ipaas.queue.base import BuildJob, BuildQueue
 from ipaas.store.apps import AppStore, NotFound
 from ipaas.store.builds import BuildStore
 from ipaas.store.models import Application, Build, Release
+from ipaas.store.users import UserStore
 
 log = structlog.get_logger()
 S = State
@@ -67,6 +69,7 @@ class BuildWorker:
         self,
         apps: AppStore,
         builds: BuildStore,
+        users: UserStore,
         queue: BuildQueue,
         builder: ImageBuilder,
         cipher: Cipher,
@@ -77,6 +80,7 @@ class BuildWorker:
     ) -> None:
         self.apps = apps
         self.builds = builds
+        self.users = users
         self.queue = queue
         self.builder = builder
         self.cipher = cipher
@@ -143,7 +147,9 @@ class BuildWorker:
         cancel = asyncio.Event()
         keeper = asyncio.create_task(self._keep_lease(job, cancel))
         try:
-            result = await self.builder.build(self._request(app, build), writer, cancel)
+            owner = await self.users.get(app.owner_id)
+            request = self._request(app, build, owner is not None and owner.role == "admin")
+            result = await self.builder.build(request, writer, cancel)
         except BuildCancelled:
             await writer("--- build cancelled")
             await self._cancelled(job, app)
@@ -157,7 +163,7 @@ class BuildWorker:
             await writer.flush()
         await self._succeeded(job, build, app, result)
 
-    def _request(self, app: Application, build: Build) -> BuildRequest:
+    def _request(self, app: Application, build: Build, by_admin: bool) -> BuildRequest:
         b = app.build or {}
         options = BuildOptions(
             builder=b.get("builder", "auto"),
@@ -178,6 +184,8 @@ class BuildWorker:
             options=options,
             build_args=env_dict(self.cipher, app.envs_encrypted, build_only=True),
             allow_local=is_local_repo(app.repo),
+            check_host=not by_admin,
+            credentials=decode_credentials(self.cipher, app.repo_credentials_encrypted),
         )
 
     async def _keep_lease(self, job: BuildJob, cancel: asyncio.Event) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from ipaas.domain.repo_access import RepoCredentials
+
 # Called with each line of build output, in order, as it appears.
 LogSink = Callable[[str], Awaitable[None]]
 
@@ -33,6 +35,9 @@ class BuildRequest:
     options: BuildOptions = field(default_factory=BuildOptions)
     build_args: dict[str, str] = field(default_factory=dict)
     allow_local: bool = False  # file:// and plain paths (admins only)
+    # False only for admins' apps: everyone else's repository host is checked and pinned.
+    check_host: bool = True
+    credentials: RepoCredentials | None = field(default=None, repr=False)
     no_cache: bool = False  # rebuild every layer (benchmarks, "clear build cache")
 
 

@@ -47,6 +47,7 @@ from ipaas.builds.ignore import IgnoreRules
 from ipaas.builds.images import stage_ca_certs
 from ipaas.builds.logcap import MAX_LINE_CHARS, CappedLog
 from ipaas.builds.plan import Plan, context_files, detect_plan
+from ipaas.builds.repo_guard import RepoGuard
 from ipaas.config import Settings
 from ipaas.domain.labels import LABEL_APP, LABEL_APP_NAME, LABEL_PLATFORM, LABEL_RELEASE
 from ipaas.runtime.docker import BUILD_NETWORK, ensure_bridge_network
@@ -226,6 +227,8 @@ class DockerImageBuilder:
                 max_bytes=self._settings.build.max_repo_mb * 1_000_000,
                 allow_local=request.allow_local,
                 allowed_schemes=self._settings.allowed_repo_schemes,
+                guard=RepoGuard.from_settings(self._settings) if request.check_host else None,
+                credentials=request.credentials,
             ),
             cancel,
         )

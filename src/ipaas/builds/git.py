@@ -11,11 +11,18 @@ import asyncio
 import contextlib
 import os
 import re
+import shlex
 import signal
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from ipaas.builds.base import BuildFailed
+from ipaas.builds.repo_guard import Pin, RepoGuard
+from ipaas.domain.repo_access import RepoCredentials, split_credentials
+from ipaas.domain.repo_access import redact_url as redact_url
 from ipaas.domain.repos import DEFAULT_SCHEMES, repo_url_problem
 
 _COMMIT_RE = re.compile(r"^[0-9a-fA-F]{7,40}$")
@@ -45,11 +52,6 @@ _ERRORS: tuple[tuple[str, str, bool], ...] = (
 
 class GitError(BuildFailed):
     pass
-
-
-def redact_url(url: str) -> str:
-    """The URL without any user:password@ part, for logs and error messages."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1***@", url)
 
 
 def validate_url(
@@ -97,35 +99,110 @@ def validate_commit(commit: str) -> str:
     return commit.lower()
 
 
-def _git_env() -> dict[str, str]:
-    """A minimal environment: never prompt, never use the caller's credentials helpers."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+_ASKPASS = """#!/bin/sh
+# Answers git's prompts from its environment, so credentials never reach an argument vector
+# or a file; with none given, it fails and git gives up instead of waiting.
+case "$1" in
+  Username*) [ -n "${IPAAS_GIT_USERNAME+x}" ] && printf '%s\\n' "$IPAAS_GIT_USERNAME" ;;
+  *) [ -n "${IPAAS_GIT_PASSWORD+x}" ] && printf '%s\\n' "$IPAAS_GIT_PASSWORD" ;;
+esac
+"""
+
+
+def _private_home(home: Path) -> Path:
+    """Fill an empty HOME for git and ssh: their known_hosts and the askpass script."""
+    ssh_dir = home / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    askpass = home / "askpass"
+    askpass.write_text(_ASKPASS)
+    askpass.chmod(0o700)
+    return askpass
+
+
+def _ssh_command(home: Path, pin: Pin | None) -> str:
+    """ssh with no configuration, key, agent or known host of the server's account (ssh reads
+    those from the passwd home, not $HOME, so each is switched off by an option)."""
+    options = [
+        "-F", "/dev/null",
+        "-o", "BatchMode=yes",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityFile=none",
+        "-o", "IdentityAgent=none",
+        "-o", "ControlPath=none",
+        "-o", "ProxyCommand=none",
+        "-o", "PermitLocalCommand=no",
+        "-o", "ForwardAgent=no",
+        # A fresh HOME each run: accept-new trusts a host's first key for this run only, and
+        # the operator's /etc/ssh/ssh_known_hosts still pins the keys of hosts listed there.
+        "-o", "StrictHostKeyChecking=accept-new",
+        "-o", f"UserKnownHostsFile={home / '.ssh' / 'known_hosts'}",
+    ]  # fmt: skip
+    if pin is not None and pin.ip is not None:
+        # Connect to the address that was checked; keys stay filed under the name.
+        options += ["-o", f"HostName={pin.ip}", "-o", f"HostKeyAlias={pin.endpoint.host}"]
+        options += ["-o", "CheckHostIP=no"]
+    return " ".join(shlex.quote(part) for part in ["ssh", *options])
+
+
+def _git_env(home: Path, pin: Pin | None, credentials: RepoCredentials | None) -> dict[str, str]:
+    """A minimal environment with nothing of the server's identity: an empty private HOME, no
+    system or global git configuration, no credential helper, no ssh agent, never a prompt."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TMPDIR")}
+    askpass = _private_home(home)
     env.update(
         {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": "/dev/null",
             "GIT_TERMINAL_PROMPT": "0",
-            "GIT_ASKPASS": "/bin/true",
-            "SSH_ASKPASS": "/bin/true",
-            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+            "GIT_ASKPASS": str(askpass),
+            "SSH_ASKPASS": "/bin/false",
+            "SSH_ASKPASS_REQUIRE": "never",
+            "GIT_SSH_COMMAND": _ssh_command(home, pin),
+            "GIT_SSH_VARIANT": "ssh",
             "GIT_PROTOCOL_FROM_USER": "0",
             "LC_ALL": "C",  # stderr is matched against English messages
         }
     )
+    if credentials is not None:
+        env["IPAAS_GIT_USERNAME"] = credentials.username
+        env["IPAAS_GIT_PASSWORD"] = credentials.password
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     return env
 
 
-def _config_args(allow_local: bool) -> list[str]:
-    file_allow = "always" if allow_local else "never"
-    return [
-        "-c",
-        f"protocol.file.allow={file_allow}",
-        "-c",
-        "protocol.ext.allow=never",
-        "-c",
+def _config_args(
+    allow_local: bool, allowed_schemes: Iterable[str] = DEFAULT_SCHEMES, pin: Pin | None = None
+) -> list[str]:
+    """Command-line configuration (never written to the checkout's .git/config)."""
+    protocols = {s.lower() for s in allowed_schemes if s.lower() != "file"}
+    if allow_local:
+        protocols.add("file")
+    settings = [
+        "protocol.allow=never",  # every transport not named below, ext:: and fd:: included
+        *(f"protocol.{name}.allow=always" for name in sorted(protocols)),
+        "credential.helper=",  # an empty value clears any helper from any configuration
+        "http.followRedirects=false",  # a redirect would leave the pinned address
         "advice.detachedHead=false",
-        "-c",
         "core.hooksPath=/dev/null",
     ]
+    if pin is not None and pin.ip is not None and pin.endpoint.scheme in ("https", "http"):
+        endpoint = pin.endpoint
+        ip = f"[{pin.ip}]" if ":" in pin.ip else pin.ip
+        settings.append(f"http.curloptResolve={endpoint.host}:{endpoint.port}:{ip}")
+    return [arg for setting in settings for arg in ("-c", setting)]
+
+
+def pinned_source(url: str, pin: Pin | None) -> str:
+    """The URL to give git: git:// URLs name the checked address itself (git has no option to
+    pin a git:// host); https is pinned by http.curloptResolve and ssh by its HostName."""
+    if pin is None or pin.ip is None or pin.endpoint.scheme != "git":
+        return url
+    parts = urlsplit(url)
+    ip = f"[{pin.ip}]" if ":" in pin.ip else pin.ip
+    netloc = f"{ip}:{parts.port}" if parts.port else ip
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
@@ -134,39 +211,54 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
 
 
 async def run_git(
-    args: Sequence[str], *, cwd: Path | None, timeout_s: float, allow_local: bool
+    args: Sequence[str],
+    *,
+    cwd: Path | None,
+    timeout_s: float,
+    allow_local: bool,
+    allowed_schemes: Iterable[str] = DEFAULT_SCHEMES,
+    pin: Pin | None = None,
+    credentials: RepoCredentials | None = None,
 ) -> tuple[int, str]:
     """Run git with the safe environment; return (exit code, stdout+stderr).
 
     On timeout or cancellation the whole process group is killed; timeout raises
     a platform-fault BuildFailed (the network is the usual cause).
     """
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        *_config_args(allow_local),
-        *args,
-        cwd=cwd,
-        env=_git_env(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # its own process group, so killpg reaches ssh too
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=max(timeout_s, 0.1))
-    except TimeoutError:
-        _kill_group(proc)
-        await proc.wait()
-        raise GitError(
-            f"git {args[0]} timed out after {timeout_s:.0f} s",
-            user_fault=False,
-            code="fetch_failed",
-        ) from None
-    except asyncio.CancelledError:
-        _kill_group(proc)
-        await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(errors="replace")
+    with tempfile.TemporaryDirectory(prefix="ipaas-git-home-") as home:
+        proc = await asyncio.create_subprocess_exec(
+            "git",
+            *_config_args(allow_local, allowed_schemes, pin),
+            *args,
+            cwd=cwd,
+            env=_git_env(Path(home), pin, credentials),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so killpg reaches ssh too
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=max(timeout_s, 0.1))
+        except TimeoutError:
+            _kill_group(proc)
+            await proc.wait()
+            raise GitError(
+                f"git {args[0]} timed out after {timeout_s:.0f} s",
+                user_fault=False,
+                code="fetch_failed",
+            ) from None
+        except asyncio.CancelledError:
+            _kill_group(proc)
+            await proc.wait()
+            raise
+    return proc.returncode or 0, _scrub(out.decode(errors="replace"), credentials)
+
+
+def _scrub(output: str, credentials: RepoCredentials | None) -> str:
+    """git's output without the password, should a server or git ever echo it."""
+    if credentials is not None and len(credentials.password) >= 4:
+        output = output.replace(credentials.password, "***")
+    return output
 
 
 def classify(output: str, url: str, what: str) -> GitError:
@@ -192,6 +284,54 @@ def tree_size(root: Path, limit: int) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class Remote:
+    """How git may reach one repository: what it may use, the pinned address, credentials."""
+
+    url: str  # what the user gave, without credentials (for messages)
+    source: str  # what git is given (a git:// URL names the pinned address)
+    allow_local: bool = False
+    allowed_schemes: tuple[str, ...] = DEFAULT_SCHEMES
+    pin: Pin | None = None
+    credentials: RepoCredentials | None = None
+
+    async def git(self, args: Sequence[str], cwd: Path | None, timeout_s: float) -> tuple[int, str]:
+        return await run_git(
+            args,
+            cwd=cwd,
+            timeout_s=timeout_s,
+            allow_local=self.allow_local,
+            allowed_schemes=self.allowed_schemes,
+            pin=self.pin,
+            credentials=self.credentials,
+        )
+
+
+async def open_remote(
+    url: str,
+    *,
+    allow_local: bool,
+    allowed_schemes: Iterable[str],
+    guard: RepoGuard | None,
+    credentials: RepoCredentials | None,
+) -> Remote:
+    """Validate the URL, split off credentials written in it, and (with a guard, for users who
+    are not admins) resolve, check and pin its host before git connects to anything."""
+    url, inline = split_credentials(url)
+    url = validate_url(url, allow_local=allow_local, allowed_schemes=allowed_schemes)
+    pin = await guard.pin(url) if guard is not None else None
+    # A plain path makes git copy the whole repository (--depth is ignored); file:// does not.
+    source = f"file://{url}" if url.startswith("/") else pinned_source(url, pin)
+    return Remote(
+        url=url,
+        source=source,
+        allow_local=allow_local,
+        allowed_schemes=tuple(allowed_schemes),
+        pin=pin,
+        credentials=credentials or inline,
+    )
+
+
 async def fetch(
     url: str,
     branch: str | None,
@@ -202,10 +342,11 @@ async def fetch(
     max_bytes: int,
     allow_local: bool = False,
     allowed_schemes: Iterable[str] = DEFAULT_SCHEMES,
+    guard: RepoGuard | None = None,
+    credentials: RepoCredentials | None = None,
 ) -> str:
     """Shallow-clone branch (None: the default branch) of url into dest, check out commit if
     given, and return the exact SHA of what is checked out."""
-    url = validate_url(url, allow_local=allow_local, allowed_schemes=allowed_schemes)
     if branch is not None:
         validate_branch(branch)
     if commit is not None:
@@ -216,17 +357,23 @@ async def fetch(
     def left() -> float:
         return deadline - loop.time()
 
-    # A plain path makes git copy the whole repository (--depth is ignored); file:// does not.
-    source = f"file://{url}" if url.startswith("/") else url
+    remote = await asyncio.wait_for(
+        open_remote(
+            url,
+            allow_local=allow_local,
+            allowed_schemes=allowed_schemes,
+            guard=guard,
+            credentials=credentials,
+        ),
+        timeout=max(left(), 0.1),
+    )
     branch_args = ["--branch", branch] if branch else []
     clone = ["clone", "--depth", "1", "--single-branch", "--no-tags", *branch_args]
-    code, out = await run_git(
-        [*clone, "--", source, str(dest)], cwd=None, timeout_s=left(), allow_local=allow_local
-    )
+    code, out = await remote.git([*clone, "--", remote.source, str(dest)], None, left())
     if code != 0:
-        raise classify(out, url, "clone of")
+        raise classify(out, remote.url, "clone of")
     if commit is not None:
-        await _checkout_commit(url, commit, dest, left, allow_local)
+        await _checkout_commit(remote, commit, dest, left)
     size = tree_size(dest, max_bytes)
     if size > max_bytes:
         raise GitError(
@@ -234,20 +381,16 @@ async def fetch(
             user_fault=True,
             code="repo_too_large",
         )
-    return await _head(dest, left(), allow_local)
+    return await _head(remote, dest, left())
 
 
-async def _is_shallow(dest: Path, timeout_s: float) -> bool:
-    code, out = await run_git(
-        ["rev-parse", "--is-shallow-repository"], cwd=dest, timeout_s=timeout_s, allow_local=False
-    )
+async def _is_shallow(remote: Remote, dest: Path, timeout_s: float) -> bool:
+    code, out = await remote.git(["rev-parse", "--is-shallow-repository"], dest, timeout_s)
     return code == 0 and out.strip() == "true"
 
 
-async def _head(dest: Path, timeout_s: float, allow_local: bool) -> str:
-    code, out = await run_git(
-        ["rev-parse", "HEAD"], cwd=dest, timeout_s=timeout_s, allow_local=allow_local
-    )
+async def _head(remote: Remote, dest: Path, timeout_s: float) -> str:
+    code, out = await remote.git(["rev-parse", "HEAD"], dest, timeout_s)
     if code != 0:
         raise GitError(
             f"git rev-parse failed: {out.strip()}", user_fault=False, code="fetch_failed"
@@ -256,36 +399,23 @@ async def _head(dest: Path, timeout_s: float, allow_local: bool) -> str:
 
 
 async def _checkout_commit(
-    url: str, commit: str, dest: Path, left: Callable[[], float], allow_local: bool
+    remote: Remote, commit: str, dest: Path, left: Callable[[], float]
 ) -> None:
     """Fetch just that commit when the server allows it; otherwise deepen the clone."""
-    if (await _head(dest, left(), allow_local)).startswith(commit):
+    if (await _head(remote, dest, left())).startswith(commit):
         return
     if len(commit) == 40:
-        code, _ = await run_git(
-            ["fetch", "--depth", "1", "--no-tags", "origin", "--", commit],
-            cwd=dest,
-            timeout_s=left(),
-            allow_local=allow_local,
-        )
+        fetch_one = ["fetch", "--depth", "1", "--no-tags", "origin", "--", commit]
+        code, _ = await remote.git(fetch_one, dest, left())
     else:
         code = 1  # abbreviated SHAs cannot be fetched by name
     if code != 0:
         # Servers that refuse unadvertised wants: fetch the branch's history instead.
-        code, out = await run_git(
-            ["fetch", "--unshallow" if await _is_shallow(dest, left()) else "-q", "origin"],
-            cwd=dest,
-            timeout_s=left(),
-            allow_local=allow_local,
-        )
+        deepen = "--unshallow" if await _is_shallow(remote, dest, left()) else "-q"
+        code, out = await remote.git(["fetch", deepen, "origin"], dest, left())
         if code != 0:
-            raise classify(out, url, "fetch of")
-    code, out = await run_git(
-        ["checkout", "--detach", commit, "--"],
-        cwd=dest,
-        timeout_s=left(),
-        allow_local=allow_local,
-    )
+            raise classify(out, remote.url, "fetch of")
+    code, out = await remote.git(["checkout", "--detach", commit, "--"], dest, left())
     if code != 0:
         raise GitError(
             f"commit {commit} not found on the branch: {out.strip()[-300:]}",
@@ -300,17 +430,26 @@ async def ls_remote(
     timeout_s: float,
     allow_local: bool = False,
     allowed_schemes: Iterable[str] = DEFAULT_SCHEMES,
+    guard: RepoGuard | None = None,
+    credentials: RepoCredentials | None = None,
 ) -> tuple[str | None, dict[str, str]]:
     """(default branch or None, branch name -> head commit) of a remote repository."""
-    url = validate_url(url, allow_local=allow_local, allowed_schemes=allowed_schemes)
-    code, out = await run_git(
-        ["ls-remote", "--symref", "--", url, "HEAD", "refs/heads/*"],
-        cwd=None,
-        timeout_s=timeout_s,
-        allow_local=allow_local,
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    remote = await asyncio.wait_for(
+        open_remote(
+            url,
+            allow_local=allow_local,
+            allowed_schemes=allowed_schemes,
+            guard=guard,
+            credentials=credentials,
+        ),
+        timeout=max(timeout_s, 0.1),
     )
+    args = ["ls-remote", "--symref", "--", remote.source, "HEAD", "refs/heads/*"]
+    code, out = await remote.git(args, None, deadline - loop.time())
     if code != 0:
-        raise classify(out, url, "ls-remote of")
+        raise classify(out, remote.url, "ls-remote of")
     return parse_ls_remote(out)
 
 

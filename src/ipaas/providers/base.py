@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ipaas.domain.repo_access import RepoCredentials
+
 
 @dataclass(frozen=True)
 class RepoInfo:
@@ -25,5 +27,11 @@ class RepoError(Exception):
 
 class GitProvider(Protocol):
     async def inspect(
-        self, url: str, token: str | None = None, *, allow_local: bool = False
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        allow_local: bool = False,
+        check_host: bool = True,  # False for admins only: no address check of the host
+        credentials: RepoCredentials | None = None,
     ) -> RepoInfo: ...

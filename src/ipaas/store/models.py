@@ -120,7 +120,9 @@ class Application(Base):
     name_scope: Mapped[str] = mapped_column(String(32), default="")
     kind: Mapped[str] = mapped_column(String(16), default="web")
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    repo: Mapped[str] = mapped_column(String(2048))
+    repo: Mapped[str] = mapped_column(String(2048))  # never with credentials in it
+    # The user:token split off an https repo URL (Fernet, a JSON document); None: no credentials.
+    repo_credentials_encrypted: Mapped[str | None] = mapped_column(Text)
     branch: Mapped[str | None] = mapped_column(String(255))
     commit: Mapped[str | None] = mapped_column(String(40))
     built_commit: Mapped[str | None] = mapped_column(String(40))
