@@ -50,10 +50,10 @@ async def seed(database_url: str, data_dir: Path) -> tuple[str, str, str]:
     from ipaas.auth.passwords import hash_password
     from ipaas.config import Settings
     from ipaas.domain.states import State
-    from ipaas.platform import build_core
+    from ipaas.platform import admin_process
     from ipaas.store.models import Application, new_id
 
-    p = build_core(Settings(data_dir=data_dir, database_url=database_url))
+    p = admin_process(Settings(data_dir=data_dir, database_url=database_url))
     user = await p.users.create("bench", hash_password("the right password"), "user")
     app_id = new_id()
     await p.apps.create(
@@ -67,7 +67,7 @@ async def seed(database_url: str, data_dir: Path) -> tuple[str, str, str]:
         )
     )
     token = p.access_tokens.issue(user.id, "user")
-    await p.close()
+    await p.engine.dispose()
     return user.username, token, app_id
 
 

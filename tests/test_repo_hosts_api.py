@@ -7,14 +7,16 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import httpx
 import pytest
 
-from ipaas.apps.worker import BuildWorker
 from ipaas.builds import repo_guard
+from ipaas.builds.repo_guard import RepoGuard
 from ipaas.domain.repo_access import RepoCredentials, decode_credentials
-from ipaas.platform import Platform
+from ipaas.platform import ControlPlane
 from tests.builds.conftest import GitHttp, serve_git_http
 from tests.conftest import UserMaker, auth
 
@@ -68,6 +70,17 @@ def no_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
     monkeypatch.setattr(repo_guard, "system_resolve", resolve)
     return answers
+
+
+def operator_sets(monkeypatch: pytest.MonkeyPatch, core: ControlPlane, **changes: Any) -> None:
+    """What an operator's settings change: the settings, and the policy and guard built from
+    them when the control plane was wired (undone after the test)."""
+    for key, value in changes.items():
+        monkeypatch.setattr(core.settings, key, value)
+    service = core.app_service
+    monkeypatch.setattr(service, "repo_guard", RepoGuard.from_settings(core.settings))
+    schemes = tuple(core.settings.allowed_repo_schemes)
+    monkeypatch.setattr(service, "policy", replace(service.policy, allowed_repo_schemes=schemes))
 
 
 @pytest.mark.parametrize("repo", INTERNAL)
@@ -127,9 +140,12 @@ async def test_admins_are_not_checked(client: httpx.AsyncClient, make_user: User
 
 
 async def test_operator_allowed_networks_let_users_in(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
+    core: ControlPlane,
+    make_user: UserMaker,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(core.settings, "repo_allowed_networks", ["10.20.0.0/16"])
+    operator_sets(monkeypatch, core, repo_allowed_networks=["10.20.0.0/16"])
     user = await make_user()
     ok = {"name": unique_name(), "repo": "https://10.20.3.4/acme/app.git"}
     assert (await client.post(APPS, json=ok, headers=auth(user))).status_code == 201
@@ -142,7 +158,7 @@ async def test_operator_allowed_networks_let_users_in(
 
 
 async def test_credentials_in_the_url_are_stored_encrypted_and_never_shown(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
     url = f"https://alice:{TOKEN}@public.example.com/acme/private.git"
@@ -157,20 +173,20 @@ async def test_credentials_in_the_url_are_stored_encrypted_and_never_shown(
     ]
     assert all(TOKEN not in text and "alice" not in text for text in shown)
     assert json.loads(shown[1])["repo"] == "https://public.example.com/acme/private.git"
-    row = await core.apps.get(app_id)
+    row = await core.stores.apps.get(app_id)
     assert row.repo == "https://public.example.com/acme/private.git"
     assert row.repo_credentials_encrypted and TOKEN not in row.repo_credentials_encrypted
-    stored = decode_credentials(core.cipher, row.repo_credentials_encrypted)
+    stored = decode_credentials(core.stores.cipher, row.repo_credentials_encrypted)
     assert stored == RepoCredentials("alice", TOKEN)
     # The builder is handed them apart from the URL.
-    build = await core.builds.new_build(app_id)
-    request = BuildWorker(core)._request(row, build, by_admin=False)
+    build = await core.stores.builds.new_build(app_id)
+    request = core.worker._request(row, build, by_admin=False)
     assert request.repo_url == row.repo and request.credentials == stored
     assert request.check_host and TOKEN not in repr(request)
 
 
 async def test_credentials_follow_the_url_on_update(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
     url = f"https://alice:{TOKEN}@public.example.com/acme/private.git"
@@ -180,30 +196,30 @@ async def test_credentials_follow_the_url_on_update(
     same = {"repo": "https://public.example.com/acme/private.git"}
     r = await client.patch(f"{APPS}/{app_id}", json=same, headers=auth(user))
     assert r.status_code == 200, r.text
-    row = await core.apps.get(app_id)
-    assert decode_credentials(core.cipher, row.repo_credentials_encrypted) is not None
+    row = await core.stores.apps.get(app_id)
+    assert decode_credentials(core.stores.cipher, row.repo_credentials_encrypted) is not None
     # New credentials replace them, and are not shown either.
     new = {"repo": "https://bob:other-Token-77@public.example.com/acme/private.git"}
     r = await client.patch(f"{APPS}/{app_id}", json=new, headers=auth(user))
     assert r.status_code == 200 and "other-Token-77" not in r.text
-    row = await core.apps.get(app_id)
-    stored = decode_credentials(core.cipher, row.repo_credentials_encrypted)
+    row = await core.stores.apps.get(app_id)
+    stored = decode_credentials(core.stores.cipher, row.repo_credentials_encrypted)
     assert stored == RepoCredentials("bob", "other-Token-77")
     # Another repository without credentials: the old ones are dropped, not sent elsewhere.
     moved = {"repo": "https://public.example.com/acme/other.git"}
     r = await client.patch(f"{APPS}/{app_id}", json=moved, headers=auth(user))
     assert r.status_code == 200
-    assert (await core.apps.get(app_id)).repo_credentials_encrypted is None
+    assert (await core.stores.apps.get(app_id)).repo_credentials_encrypted is None
 
 
 async def test_validate_uses_credentials_without_echoing_them(
     client: httpx.AsyncClient,
-    core: Platform,
+    core: ControlPlane,
     make_user: UserMaker,
     git_http: GitHttp,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(core.settings, "allowed_repo_schemes", ["https", "http"])
+    operator_sets(monkeypatch, core, allowed_repo_schemes=["https", "http"])
     admin = await make_user("admin")  # the test server is on loopback: only admins reach it
     git_http.add("validate.git", files={"index.html": "x"})
     body = {"repo": git_http.url("validate.git", userinfo=f"alice:{GIT_HTTP_TOKEN}@")}
@@ -220,7 +236,7 @@ async def test_validate_uses_credentials_without_echoing_them(
 
 
 async def test_a_row_from_before_the_split_is_shown_redacted_and_cleaned_on_update(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
 ) -> None:
     user = await make_user()
     r = await client.post(
@@ -230,28 +246,31 @@ async def test_a_row_from_before_the_split_is_shown_redacted_and_cleaned_on_upda
     )
     app_id = r.json()["id"]
     legacy = f"https://alice:{TOKEN}@public.example.com/a.git"
-    await core.apps.set_fields(app_id, repo=legacy, repo_credentials_encrypted=None)
+    await core.stores.apps.set_fields(app_id, repo=legacy, repo_credentials_encrypted=None)
     r = await client.get(f"{APPS}/{app_id}", headers=auth(user))
     assert TOKEN not in r.text and r.json()["repo"] == "https://***@public.example.com/a.git"
     # Sending back what GET showed moves the credentials out of the URL, keeping them.
     patch = {"repo": r.json()["repo"]}
     r = await client.patch(f"{APPS}/{app_id}", json=patch, headers=auth(user))
     assert r.status_code == 200, r.text
-    row = await core.apps.get(app_id)
+    row = await core.stores.apps.get(app_id)
     assert row.repo == "https://public.example.com/a.git"
-    stored = decode_credentials(core.cipher, row.repo_credentials_encrypted)
+    stored = decode_credentials(core.stores.cipher, row.repo_credentials_encrypted)
     assert stored == RepoCredentials("alice", TOKEN)
 
 
 async def test_a_resolver_that_does_not_answer_does_not_fail_the_request(
-    client: httpx.AsyncClient, core: Platform, make_user: UserMaker, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
+    core: ControlPlane,
+    make_user: UserMaker,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def hang(host: str, port: int) -> list[str]:
         await asyncio.sleep(30)
         return []
 
     monkeypatch.setattr(repo_guard, "system_resolve", hang)
-    monkeypatch.setattr(core.settings, "repo_resolve_timeout_s", 0.2)
+    operator_sets(monkeypatch, core, repo_resolve_timeout_s=0.2)
     user = await make_user()
     body = {"name": unique_name(), "repo": "https://slow.example.com/acme/app.git"}
     # Accepted: nothing was reached, and the clone resolves and checks again (and pins).
