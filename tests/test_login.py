@@ -162,3 +162,32 @@ async def test_a_login_flood_does_not_stall_other_requests(
     assert longest_gap < 0.25, f"event loop blocked for {longest_gap * 1000:.0f} ms"
     assert latencies and max(latencies) < 0.25, f"status took {max(latencies) * 1000:.0f} ms"
     assert flood_s > 0.1  # the hashes really ran (on the pool's threads)
+
+
+async def test_a_refused_login_is_held_then_answered_with_what_is_left_to_wait(
+    fresh_client: ClientMaker, make_user: UserMaker
+) -> None:
+    client = await fresh_client("192.0.2.44", login_refusal_delay_s=0.5)
+    user = await make_user()
+    for _ in range(5):
+        await login(client, user["username"], "wrong")
+    started = time.perf_counter()
+    r = await login(client, user["username"], "wrong")
+    held = time.perf_counter() - started
+    # One answer per half second per connection for a hammering client, and no CPU spent.
+    assert r.status_code == 429 and held >= 0.45
+    assert int(r.headers["Retry-After"]) == 30  # 29.5 s left, rounded up
+
+
+async def test_past_the_hashing_queue_logins_get_503_busy_at_once(
+    fresh_client: ClientMaker, make_user: UserMaker
+) -> None:
+    client = await fresh_client(
+        "192.0.2.45", hash_workers=1, hash_max_waiting=0, login_address_max_failures=100
+    )
+    names = [f"nobody-{uuid.uuid4().hex[:8]}" for _ in range(6)]
+    results = await asyncio.gather(*(login(client, name, "x") for name in names))
+    codes = sorted(r.status_code for r in results)
+    assert codes[0] == 401 and codes[-1] == 503, codes
+    busy = next(r for r in results if r.status_code == 503)
+    assert busy.json()["code"] == "busy" and busy.headers["Retry-After"] == "1"

@@ -63,6 +63,11 @@ def test_per_app_ceiling() -> None:
     assert decide(Amounts(), app, LIMITS, app, ceiling).too_large == ("cpus",)
     app = Amounts(apps=1, memory_mb=1024, cpus=1.0)
     assert decide(Amounts(), app, LIMITS, app, ceiling).ok
+    # An app over a ceiling lowered since: other changes, and shrinking, still go through.
+    big = Amounts(apps=1, memory_mb=4096, cpus=1.0)
+    assert decide(big, Amounts(volumes=1), LIMITS, big, ceiling).ok
+    assert decide(big, Amounts(memory_mb=-1024), LIMITS, big - Amounts(memory_mb=1024), ceiling).ok
+    assert decide(big, Amounts(memory_mb=1), LIMITS, big, ceiling).too_large == ("memory_mb",)
 
 
 def test_an_unset_limit_counts_as_the_runtime_default() -> None:

@@ -140,6 +140,7 @@ class AuthSettings(BaseModel):
     login_window_s: float = 300.0
     login_lockout_s: float = 30.0
     login_lockout_max_s: float = 900.0
+    login_refusal_delay_s: float = 1.0  # a refused login is answered after this long
 
 
 class QuotaSettings(BaseModel):

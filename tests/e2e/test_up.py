@@ -22,6 +22,7 @@ def test_up_prints_url_and_first_admin(database_url: str, tmp_path: Path) -> Non
     env = {
         **os.environ,
         "IPAAS_DATA_DIR": str(tmp_path / "data"),
+        "IPAAS_SECRETS_FILE": str(tmp_path / "data" / "secrets.json"),  # not the run's shared one
         "IPAAS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}",
         "IPAAS_PORT": str(port),
         "IPAAS_ROUTER__KIND": "transparent",

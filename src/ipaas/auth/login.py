@@ -3,6 +3,7 @@ in the bounded pool, the same work whether or not the user exists."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,10 +39,20 @@ class LoginPolicies:
 
 
 class PasswordLogin:
-    def __init__(self, users: UserLookup, pool: PasswordPool, throttle: LoginThrottle) -> None:
+    def __init__(
+        self,
+        users: UserLookup,
+        pool: PasswordPool,
+        throttle: LoginThrottle,
+        refusal_delay_s: float = 1.0,
+    ) -> None:
         self._users = users
         self.pool = pool  # also hashes new passwords (user creation)
         self._throttle = throttle
+        # A refusal is held this long (a sleeping coroutine, no CPU): a client hammering a
+        # locked account gets one answer a second per connection instead of thousands, which
+        # would otherwise crowd every other request out of the event loop.
+        self._refusal_delay_s = refusal_delay_s
 
     async def authenticate(self, username: str, password: str, address: str) -> User:
         """The enabled user with that password, or LoginRefused / BadCredentials / PoolBusy."""
@@ -49,7 +60,9 @@ class PasswordLogin:
         keys = (user_key, f"ip:{address}")
         wait = self._throttle.admit(keys)
         if wait is not None:
-            raise LoginRefused(wait)
+            held = min(wait, self._refusal_delay_s)
+            await asyncio.sleep(held)
+            raise LoginRefused(max(wait - held, 0.0))
         try:
             user = await self._users.by_username(username)
             ok = await self.pool.verify(user.password_hash if user else None, password)
@@ -75,4 +88,5 @@ def password_login(settings: AuthSettings, users: UserLookup) -> PasswordLogin:
         per_address=ThrottlePolicy(settings.login_address_max_failures, window, **delays),
     )
     pool = PasswordPool(settings.hash_workers, settings.hash_max_waiting)
-    return PasswordLogin(users, pool, LoginThrottle(policies.as_dict()))
+    throttle = LoginThrottle(policies.as_dict())
+    return PasswordLogin(users, pool, throttle, settings.login_refusal_delay_s)

@@ -95,7 +95,8 @@ def decide(
 ) -> Decision:
     """May `change` be added to `used`? Only growing kinds are checked, so a user over a limit
     an admin lowered can still shrink. `app` (the app's new footprint) is checked against the
-    per-app ceiling."""
+    per-app ceiling, again only for kinds that grow (an app made before a lower ceiling keeps
+    working and can still be changed otherwise)."""
     exceeded = tuple(
         kind
         for kind in KINDS
@@ -105,6 +106,8 @@ def decide(
     too_large: tuple[str, ...] = ()
     if app is not None and per_app is not None:
         too_large = tuple(
-            kind for kind in ("memory_mb", "cpus") if getattr(app, kind) > getattr(per_app, kind)
+            kind
+            for kind in ("memory_mb", "cpus")
+            if getattr(change, kind) > 0 and getattr(app, kind) > getattr(per_app, kind)
         )
     return Decision(exceeded, too_large, remaining(used, limits))
