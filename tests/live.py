@@ -42,10 +42,15 @@ class Live:
 
 
 def start_live(
-    plane: ControlPlane, *, manage_lifecycle: bool = True, timeout_s: float = 60
+    plane: ControlPlane,
+    *,
+    manage_lifecycle: bool = True,
+    timeout_s: float = 60,
+    port: int | None = None,
 ) -> Live:
-    """Serve the platform's API (and, with manage_lifecycle, run its workers and warden)."""
-    port = free_port()
+    """Serve the platform's API (and, with manage_lifecycle, run its workers and warden), on
+    `port` (the one its settings name, where Caddy asks about private apps) or a free one."""
+    port = port or free_port()
     app = create_app(plane, manage_lifecycle=manage_lifecycle)
     server = uvicorn.Server(
         uvicorn.Config(

@@ -141,6 +141,8 @@ class AuthSettings(BaseModel):
     login_lockout_s: float = 30.0
     login_lockout_max_s: float = 900.0
     login_refusal_delay_s: float = 1.0  # a refused login is answered after this long
+    # How long a sign-in to a private app's URL lasts (a cookie for that app's host only).
+    app_pass_ttl_s: int = 12 * 3600
 
 
 class QuotaSettings(BaseModel):

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 from ipaas.apps.background import Background
 from ipaas.apps.bus import ChangeBus
 from ipaas.apps.deployer import Deployer
+from ipaas.apps.gate import AppGate
 from ipaas.apps.scheduler import BuildScheduler
 from ipaas.apps.service import AppPolicy, AppService
 from ipaas.apps.worker import BuildWorker
 from ipaas.auth.keys import Cipher, load_or_create_keys, private_dir
-from ipaas.auth.tokens import AccessTokens
+from ipaas.auth.tokens import AccessTokens, AppPasses
 from ipaas.builds.base import ImageBuilder
 from ipaas.builds.repo_guard import RepoGuard
 from ipaas.config import Settings
@@ -56,6 +57,7 @@ class Stores:
     builds: BuildStore
     cipher: Cipher
     access_tokens: AccessTokens
+    app_passes: AppPasses
     bus: ChangeBus
     quotas: QuotaStore
 
@@ -100,6 +102,7 @@ class ControlPlane:
     adapters: Adapters
     deployer: Deployer
     app_service: AppService
+    app_gate: AppGate
     log_service: LogService
     warden: Warden
     worker: BuildWorker
@@ -121,6 +124,7 @@ def open_stores(settings: Settings) -> Stores:
         builds=BuildStore(sessions),
         cipher=Cipher(keys.fernet_key),
         access_tokens=AccessTokens(keys.jwt_key, settings.auth.access_token_ttl_s),
+        app_passes=AppPasses(keys.jwt_key, settings.auth.app_pass_ttl_s),
         bus=bus,
         quotas=QuotaStore(sessions, settings),
     )
@@ -146,10 +150,20 @@ def _router(settings: Settings) -> Router:
     if settings.router.kind == "caddy":
         from ipaas.router.caddy import CaddyRouter
 
-        return CaddyRouter(settings.router, settings.base_domain, settings.data_dir)
+        return CaddyRouter(
+            settings.router, settings.base_domain, settings.data_dir, gate_dial=_api_dial(settings)
+        )
     from ipaas.router.transparent import TransparentRouter
 
     return TransparentRouter()
+
+
+def _api_dial(settings: Settings) -> str:
+    """Where Caddy (on this machine) reaches the API to check requests to private apps."""
+    host = settings.host
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    return f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
 
 
 def _queue(settings: Settings, builds: BuildStore) -> BuildQueue:
@@ -243,8 +257,9 @@ def control_plane(
         RepoGuard.from_settings(settings),
     )  # fmt: skip
     logs = LogService(adapters.runtime, stores.builds, settings.runtime.log_max_age_s)
+    gate = AppGate(stores.apps, stores.app_passes, HostNames(settings.base_domain))
     return ControlPlane(
-        settings, stores, adapters, deployer, service, logs, warden, worker, lifecycle
+        settings, stores, adapters, deployer, service, gate, logs, warden, worker, lifecycle
     )
 
 

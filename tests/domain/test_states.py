@@ -56,7 +56,7 @@ def test_deleting_is_final() -> None:
 
 def test_update_actions_take_the_largest_need() -> None:
     assert action_for([]) == Action.NONE
-    assert action_for(["visibility"]) == Action.NONE
+    assert action_for(["visibility"]) == Action.REROUTE  # the route asks first, or stops asking
     assert action_for(["name", "visibility"]) == Action.REROUTE
     assert action_for(["name", "envs"]) == Action.RESTART
     assert action_for(["port", "branch"]) == Action.REBUILD

@@ -27,6 +27,7 @@ from tests.live import Live, free_port, start_live
 from tests.services import need
 
 __all__ = ["base_images", "build_network", "commit_all", "make_repo"]
+ADMIN_PASSWORD = "correct horse battery"
 TERMINAL = {"running", "failed", "crashed", "stopped"}
 
 
@@ -34,6 +35,7 @@ def e2e_settings(data_dir: Path, database_url: str) -> Settings:
     return make_settings(
         data_dir,
         database_url,
+        port=free_port(),  # the API: Caddy asks it about requests to private apps
         router={"admin_address": f"127.0.0.1:{free_port()}", "http_port": free_port()},
         runtime={
             "health_timeout_s": 30,
@@ -58,6 +60,8 @@ class E2E:
     settings: Settings
     headers: dict[str, str]
     repos: Path
+    admin_name: str = ""
+    admin_password: str = ADMIN_PASSWORD
 
     @property
     def api(self) -> str:
@@ -94,6 +98,12 @@ class E2E:
                     return status
         raise AssertionError(f"{app_id} never reached {wanted}: {self.get(app_id, '/events')}")
 
+    def make_user(self, password: str = ADMIN_PASSWORD) -> tuple[str, str]:
+        """A user (not an admin): (id, name)."""
+        name = f"u{uuid.uuid4().hex[:8]}"
+        user = self.live.run(self.live.plane.stores.users.create(name, hash_password(password)))
+        return user.id, name
+
     def via_router(self, name: str, path: str = "/") -> httpx.Response:
         host = f"{name}.{self.settings.base_domain}"
         url = f"http://127.0.0.1:{self.settings.router.http_port}{path}"
@@ -108,14 +118,20 @@ def e2e(
     upgrade(database_url)
     settings = e2e_settings(tmp_path_factory.mktemp("e2e"), database_url)
     plane = api_process(settings)
-    live = start_live(plane)
+    live = start_live(plane, port=settings.port)
     admin = live.run(
-        plane.stores.users.create(f"a{uuid.uuid4().hex[:8]}", hash_password("x"), "admin")
+        plane.stores.users.create(
+            f"a{uuid.uuid4().hex[:8]}", hash_password(ADMIN_PASSWORD), "admin"
+        )
     )
     token = plane.stores.access_tokens.issue(admin.id, "admin")
     try:
         yield E2E(
-            live, settings, {"Authorization": f"Bearer {token}"}, tmp_path_factory.mktemp("repos")
+            live,
+            settings,
+            {"Authorization": f"Bearer {token}"},
+            tmp_path_factory.mktemp("repos"),
+            admin_name=admin.username,
         )
     finally:
         app_ids = [a.id for a in live.run(plane.stores.apps.list(admin.id, limit=500))[0]]

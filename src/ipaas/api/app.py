@@ -16,6 +16,7 @@ from ipaas.api import (
     errors,
     routes_apps,
     routes_auth,
+    routes_gate,
     routes_logs,
     routes_quotas,
     routes_validate,
@@ -125,6 +126,7 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.access_tokens = plane.stores.access_tokens
     app.state.token_cache = TokenCache(plane.settings.auth.token_cache_ttl_s)
     app.state.quotas = plane.stores.quotas
+    app.state.app_gate = plane.app_gate
     app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
     api = APIRouter(prefix="/api/v1")
@@ -133,6 +135,7 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     api.include_router(routes_validate.router)
     api.include_router(routes_logs.router)
     app.include_router(api)
+    app.include_router(routes_gate.router)
     routes_quotas.install(app)
     _meta_routes(app)
     app.add_middleware(BodyLimit, max_bytes=plane.settings.max_body_bytes)

@@ -8,6 +8,7 @@ import time
 from fastapi import Depends, Request
 
 from ipaas.api.errors import Problem
+from ipaas.apps.gate import AppGate
 from ipaas.apps.service import AppService, Principal
 from ipaas.auth.tokens import API_TOKEN_PREFIX, AccessTokens, InvalidAccessToken, hash_token
 from ipaas.config import Settings
@@ -35,6 +36,11 @@ def user_store(request: Request) -> UserStore:
 def access_tokens(request: Request) -> AccessTokens:
     tokens: AccessTokens = request.app.state.access_tokens
     return tokens
+
+
+def app_gate(request: Request) -> AppGate:
+    gate: AppGate = request.app.state.app_gate
+    return gate
 
 
 def quota_store(request: Request) -> QuotaStore:

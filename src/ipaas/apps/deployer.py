@@ -17,6 +17,7 @@ from ipaas.apps.background import Background
 from ipaas.apps.envs import env_dict
 from ipaas.auth.keys import Cipher
 from ipaas.config import RuntimeSettings
+from ipaas.domain.access import Visibility
 from ipaas.domain.hosts import HostNames
 from ipaas.domain.rollout import plan_retirement, release_to_deploy, start_retry_delay_s
 from ipaas.domain.states import IllegalTransition, State
@@ -93,12 +94,18 @@ class Deployer:
         self.background.spawn(self.deploy(app_id), f"deploy-{app_id}")
 
     async def reroute(self, app_id: str, old_name: str) -> None:
-        """The app was renamed: its route moves to the new host name."""
+        """The app was renamed, or made private or public: its route follows."""
         app = await self.apps.get(app_id)
         if app.state in (S.RUNNING, S.CRASHED) and app.address:
-            url = await self.router.set_route(Route(self.hosts.host(app.name), app.address))
-            await self.router.remove_route(self.hosts.host(old_name))
-            await self.apps.set_fields(app_id, url=url)
+            async with self.routes_lock:
+                url = await self.router.set_route(self._route(app, app.address))
+                if old_name != app.name:
+                    await self.router.remove_route(self.hosts.host(old_name))
+                await self.apps.set_fields(app_id, url=url)
+
+    def _route(self, app: Application, address: str) -> Route:
+        private = app.visibility == Visibility.PRIVATE
+        return Route(self.hosts.host(app.name), address, private=private)
 
     async def delete(self, app_id: str, volumes: bool) -> None:
         await self.apps.transition(app_id, S.DELETING, "deleted by the user")
@@ -156,7 +163,7 @@ class Deployer:
         address = upstream_of(info, app.port or DEFAULT_PORT)
         try:
             async with self.routes_lock:
-                url = await self.router.set_route(Route(self.hosts.host(app.name), address))
+                url = await self.router.set_route(self._route(app, address))
                 await self.apps.transition(
                     app.id,
                     S.RUNNING,
@@ -265,5 +272,5 @@ class Deployer:
         """Routes exactly for the apps that have a serving address, read under the lock."""
         async with self.routes_lock:
             apps = await self.apps.all_in_states([S.RUNNING, S.CRASHED, S.ROLLING_OUT])
-            routes = [Route(self.hosts.host(a.name), a.address) for a in apps if a.address]
+            routes = [self._route(a, a.address) for a in apps if a.address]
             await self.router.sync(routes)

@@ -73,3 +73,47 @@ class AccessTokens:
         if claims.get("typ") != "a" or not isinstance(claims.get("sub"), str):
             raise InvalidAccessToken("invalid_token")
         return AccessClaims(claims["sub"], str(claims.get("role", "user")), float(claims["exp"]))
+
+
+@dataclass(frozen=True)
+class AppPass:
+    user_id: str
+    role: str
+    app_id: str
+
+
+class AppPasses:
+    """Passes to one private app's URL: signed, bound to that app (the audience), and useless
+    for the API (another type) — a pass a tenant's app could see opens nothing else."""
+
+    def __init__(self, key: str, ttl_s: int) -> None:
+        self._key = key
+        self.ttl_s = ttl_s
+
+    def issue(self, user_id: str, role: str, app_id: str) -> str:
+        now = int(time.time())
+        claims = {
+            "sub": user_id,
+            "role": role,
+            "aud": f"app:{app_id}",
+            "iat": now,
+            "exp": now + self.ttl_s,
+            "typ": "p",
+        }
+        return jwt.encode(claims, self._key, algorithm="HS256")
+
+    def verify(self, token: str, app_id: str) -> AppPass | None:
+        """The pass's holder, or None when it is not a valid pass to this app."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=["HS256"],
+                audience=f"app:{app_id}",
+                options={"require": ["exp", "aud", "sub"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        if claims.get("typ") != "p" or not isinstance(claims.get("sub"), str):
+            return None
+        return AppPass(claims["sub"], str(claims.get("role", "user")), app_id)

@@ -10,13 +10,13 @@ class Action(IntEnum):
     """Ordered: a larger action includes the smaller ones."""
 
     NONE = 0
-    REROUTE = 1  # host name changed: only the route moves
+    REROUTE = 1  # host name or visibility changed: only the route changes
     RESTART = 2  # same image, new container settings
     REBUILD = 3  # new source or build settings
 
 
 FIELD_ACTIONS: dict[str, Action] = {
-    "visibility": Action.NONE,
+    "visibility": Action.REROUTE,  # a private route asks the control plane first
     "name": Action.REROUTE,
     "port": Action.RESTART,
     "envs": Action.RESTART,

@@ -10,6 +10,8 @@ from typing import Protocol
 class Route:
     host: str  # "<name>.<base_domain>"
     upstream: str  # "127.0.0.1:49153": where the app answers
+    # Private: every request first asks the control plane whether its sender may pass.
+    private: bool = False
 
 
 class Router(Protocol):

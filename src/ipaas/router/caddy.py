@@ -19,6 +19,7 @@ import httpx
 import structlog
 
 from ipaas.config import RouterSettings
+from ipaas.domain.access import GATE_CHECK, GATE_PREFIX, PASS_COOKIE
 from ipaas.net import tcp_open
 from ipaas.router.base import Route
 
@@ -64,30 +65,78 @@ def clean_host(host: str) -> str:
     return host
 
 
-def route_json(host: str, dial: str) -> dict[str, Any]:
-    """One host -> one upstream, with nothing in between but the proxy itself."""
+# A private app's host serves GATE_PREFIX from the control plane itself (its sign-in page)
+# and checks every other request at GATE_CHECK first (Caddy's forward_auth, spelled out).
+
+
+def _proxy_json(dial: str) -> dict[str, Any]:
+    return {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": dial}],
+        # No `flush_interval: -1`: Caddy already flushes at once for text/event-stream
+        # and for responses without a length (streams), and forcing it on every
+        # response costs ~40 us per request (bench/router.py).
+        "transport": {
+            "protocol": "http",
+            # Reuse upstream connections: a new TCP connection per request costs more
+            # than the proxying itself.
+            "keep_alive": {
+                "enabled": True,
+                "max_idle_conns_per_host": 1024,
+                "idle_timeout": "120s",
+            },
+        },
+    }
+
+
+def _gate_check_json(gate_dial: str) -> dict[str, Any]:
+    """Ask the control plane (a GET of GATE_CHECK with the original host, URI and cookies).
+    A 2xx lets the request on to the app, with the platform's pass cookie taken out so the
+    app never sees it; any other answer (a redirect to sign in, 401, 403) goes to the client."""
+    strip_pass = {
+        "handler": "headers",
+        "request": {
+            "replace": {
+                "Cookie": [{"search_regexp": r"\b" + PASS_COOKIE + r"=[^;]*;?\s*", "replace": ""}]
+            }
+        },
+    }
+    return {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": gate_dial}],
+        "rewrite": {"method": "GET", "uri": GATE_CHECK},
+        "headers": {
+            "request": {
+                "set": {
+                    "X-Forwarded-Method": ["{http.request.method}"],
+                    "X-Forwarded-Uri": ["{http.request.uri}"],
+                }
+            }
+        },
+        "handle_response": [{"match": {"status_code": [2]}, "routes": [{"handle": [strip_pass]}]}],
+    }
+
+
+def route_json(host: str, dial: str, gate_dial: str | None = None) -> dict[str, Any]:
+    """One host -> one upstream. A private app's host (`gate_dial` given) first serves the
+    sign-in pages from the control plane and checks every other request there."""
+    if gate_dial is None:
+        return {
+            "@id": route_id(host),
+            "match": [{"host": [host]}],
+            "handle": [_proxy_json(dial)],
+            "terminal": True,
+        }
+    gate_pages = {
+        "match": [{"path": [GATE_PREFIX + "*"]}],
+        "handle": [_proxy_json(gate_dial)],
+        "terminal": True,
+    }
+    checked = {"handle": [_gate_check_json(gate_dial), _proxy_json(dial)]}
     return {
         "@id": route_id(host),
         "match": [{"host": [host]}],
-        "handle": [
-            {
-                "handler": "reverse_proxy",
-                "upstreams": [{"dial": dial}],
-                # No `flush_interval: -1`: Caddy already flushes at once for text/event-stream
-                # and for responses without a length (streams), and forcing it on every
-                # response costs ~40 us per request (bench/router.py).
-                "transport": {
-                    "protocol": "http",
-                    # Reuse upstream connections: a new TCP connection per request costs more
-                    # than the proxying itself.
-                    "keep_alive": {
-                        "enabled": True,
-                        "max_idle_conns_per_host": 1024,
-                        "idle_timeout": "120s",
-                    },
-                },
-            }
-        ],
+        "handle": [{"handler": "subroute", "routes": [gate_pages, checked]}],
         "terminal": True,
     }
 
@@ -105,7 +154,11 @@ def _route_from_json(raw: dict[str, Any]) -> Route | None:
     """The inverse of route_json, to adopt the routes of a Caddy that was already running."""
     try:
         host = raw["match"][0]["host"][0]
-        dial = raw["handle"][0]["upstreams"][0]["dial"]
+        handler = raw["handle"][0]
+        private = handler["handler"] == "subroute"
+        if private:  # the app's proxy is the last handler of the checked route
+            handler = handler["routes"][-1]["handle"][-1]
+        dial = handler["upstreams"][0]["dial"]
     except (KeyError, IndexError, TypeError):
         return None
     match = _FILE_DIAL_RE.match(dial)
@@ -114,7 +167,7 @@ def _route_from_json(raw: dict[str, Any]) -> Route | None:
             dial = Path(match.group(1)).read_text().strip()
         except OSError:
             return None
-    return Route(host=host, upstream=dial)
+    return Route(host=host, upstream=dial, private=private)
 
 
 class CaddyRouter:
@@ -142,8 +195,11 @@ class CaddyRouter:
         stop_on_close: bool = True,
         supervise_interval_s: float = 1.0,
         upstream_files: bool = True,
+        gate_dial: str = "127.0.0.1:8000",
     ) -> None:
         self.settings = settings
+        # Where Caddy reaches the control plane to check requests to private apps.
+        self.gate_dial = gate_dial
         self.base_domain = base_domain
         self.data_dir = Path(data_dir)
         self.listen_host = listen_host
@@ -204,9 +260,11 @@ class CaddyRouter:
         os.replace(tmp, self.config_path)  # atomic: a crash never leaves half a file
 
     def _route_json(self, host: str) -> dict[str, Any]:
-        if not self.upstream_files:
-            return route_json(host, self._routes[host].upstream)
-        return route_json(host, "{file.%s}" % (self.upstreams_dir / host))
+        route = self._routes[host]
+        dial = route.upstream
+        if self.upstream_files:
+            dial = "{file.%s}" % (self.upstreams_dir / host)
+        return route_json(host, dial, self.gate_dial if route.private else None)
 
     def _write_upstream(self, route: Route) -> None:
         self.upstreams_dir.mkdir(parents=True, exist_ok=True)
@@ -424,7 +482,7 @@ class CaddyRouter:
     # -- routes -------------------------------------------------------------------------------
 
     async def set_route(self, route: Route) -> str:
-        route = Route(host=clean_host(route.host), upstream=route.upstream)
+        route = Route(clean_host(route.host), route.upstream, route.private)
         async with self._lock:
             self._routes[route.host] = route
             self._write_upstream(route)  # an existing route now proxies to the new upstream
@@ -467,7 +525,7 @@ class CaddyRouter:
         async with self._lock:
             self._routes = {}
             for r in routes:
-                route = Route(clean_host(r.host), r.upstream)
+                route = Route(clean_host(r.host), r.upstream, r.private)
                 self._routes[route.host] = route
                 self._write_upstream(route)
             self._persist()

@@ -195,6 +195,11 @@ class AppStore:
             total = (await s.execute(count)).scalar_one()
         return rows, total
 
+    async def by_name(self, name: str, scope: str = "") -> Application | None:
+        stmt = select(Application).where(Application.name == name, Application.name_scope == scope)
+        async with self.sessions() as s:
+            return (await s.execute(stmt.limit(1))).scalar_one_or_none()
+
     async def names_exist(self, name: str, scope: str = "") -> bool:
         stmt = select(Application.id).where(
             Application.name == name, Application.name_scope == scope
