@@ -160,3 +160,33 @@ def test_the_build_worker_does_not_print_the_queue_password(tmp_path: Path) -> N
     output = first + rest
     assert "is taking jobs from amqp://guest:***@127.0.0.1:5672/" in first, output
     assert ":guest@" not in output
+
+
+def test_securing_the_database_file_keeps_the_locks_of_open_connections(tmp_path: Path) -> None:
+    """Closing any descriptor of a SQLite file drops the process's locks on it: checking the
+    file's mode while this process holds a transaction must not let another writer in (that
+    corrupted the test suite's shared database once)."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from ipaas.store.db import secure_sqlite_file
+
+    path = tmp_path / "ipaas.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    secure_sqlite_file(url)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    secure_sqlite_file(url)  # what every new engine on this file does
+    other_writer = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0);"
+        "c.execute('INSERT INTO t VALUES (2)'); c.commit()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", other_writer, str(path)], capture_output=True, text=True
+    )
+    holder.execute("COMMIT")
+    holder.close()
+    assert result.returncode != 0 and "locked" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,8 +30,12 @@ def secure_sqlite_file(url: str) -> None:
         return
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    if not path.exists():
+        # Only a file nobody uses yet is opened here: closing any descriptor of a SQLite file
+        # drops every POSIX lock this process holds on it, and other connections of this
+        # process (or their writers elsewhere) would then corrupt the database.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     if path.stat().st_mode & 0o077:
         path.chmod(0o600)
 
