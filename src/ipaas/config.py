@@ -68,6 +68,8 @@ class BuildSettings(BaseModel):
         ]
     )
     cpus: float = 1.0  # CPU quota of each build step; 0: no cap
+    # Processes (and threads) one build may run at once, through a parent cgroup; 0: no cap.
+    pids_limit: int = 512
     max_read_kb: int = 1024  # largest repository file the platform reads (Procfile, package.json)
     max_context_mb: int = 200  # largest build context sent to the engine
     max_log_kb: int = 2048  # build output kept per build: the start and the end, a marker between

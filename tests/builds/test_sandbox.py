@@ -310,3 +310,42 @@ async def test_build_steps_run_under_the_cpu_quota(
     builder = DockerImageBuilder(settings_with(base_images, cpus=0.5))
     await builder.build(apps.request(repo), log)
     assert any(line.split()[:1] == ["50000"] for line in log.lines), log.text()
+
+
+async def test_a_fork_bomb_step_stops_at_the_process_cap(
+    base_images: Settings, apps: Apps, tmp_path: Path, log: LogLines
+) -> None:
+    # Each child sleeps, so the step keeps every process it made: 300 are asked for, 64 allowed.
+    forks = (
+        "import os, time\n"
+        "for i in range(300):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(60)\n"
+        "        os._exit(0)\n"
+        "print('made them all')\n"
+    )
+    dockerfile = "FROM python:3.11-slim\nCOPY fork.py /fork.py\nRUN python3 /fork.py\n"
+    repo = make_repo(tmp_path / "repo", files={"Dockerfile": dockerfile, "fork.py": forks})
+    builder = DockerImageBuilder(settings_with(base_images, pids_limit=64))
+    started = time.monotonic()
+    with pytest.raises(BuildFailed) as info:
+        await builder.build(apps.request(repo), log)
+    assert info.value.user_fault and info.value.code == "build_too_many_processes"
+    assert "64" in info.value.reason and "build.pids_limit" in info.value.reason
+    assert "made them all" not in log.text()
+    assert time.monotonic() - started < 60  # stopped at the cap, not by the build timeout
+
+
+def test_the_process_cap_cgroup_is_made_and_removed(tmp_path: Path) -> None:
+    from ipaas.builds.cgroups import BuildCgroup
+
+    (tmp_path / "pids").mkdir()
+    (tmp_path / "pids" / "tasks").write_text("")
+    cgroup = BuildCgroup("ipaas-build-t", 64, root=tmp_path)
+    assert cgroup.create() == "ipaas-build-t"
+    assert (tmp_path / "pids" / "ipaas-build-t" / "pids.max").read_text() == "64"
+    (tmp_path / "pids" / "ipaas-build-t" / "pids.max").unlink()  # a real cgroup dir is empty
+    cgroup.remove()
+    assert not (tmp_path / "pids" / "ipaas-build-t").exists()
+    assert BuildCgroup("x", 64, root=tmp_path / "nowhere").create() is None
+    assert BuildCgroup("x", 0, root=tmp_path).create() is None

@@ -21,6 +21,7 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from ipaas.builds.base import (
     LogSink,
 )
 from ipaas.builds.baseimage import ImagePolicy, check_dockerfile, image_repository
+from ipaas.builds.cgroups import BuildCgroup
 from ipaas.builds.context import write_context
 from ipaas.builds.dockerfile import DOCKERFILE_NAME, render
 from ipaas.builds.dockerfile_policy import check_user_dockerfile
@@ -68,6 +70,10 @@ _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 T = TypeVar("T")
 _CPU_PERIOD = 100_000  # microseconds; the quota is cpus times this
+
+
+# What a shell or runtime prints when fork() hits the pids cap (EAGAIN).
+_FORK_FAILED = "resource temporarily unavailable"
 
 
 @dataclass
@@ -179,6 +185,11 @@ class DockerImageBuilder:
         await asyncio.to_thread(self._check_base_images, plan)
         await asyncio.to_thread(self._prepare_network)
         tag = f"{image_repository(request.app_name, request.app_id)}:r{request.release}"
+        pids_max = self._settings.build.pids_limit
+        cgroup = BuildCgroup(f"ipaas-build-{uuid.uuid4().hex[:16]}", pids_max)
+        parent = await asyncio.to_thread(cgroup.create)
+        if parent is None and pids_max > 0:
+            await log("==> note: this host cannot cap a build's processes (build.pids_limit)")
         labels = {
             LABEL_PLATFORM: "1",
             LABEL_APP: request.app_id,
@@ -199,11 +210,15 @@ class DockerImageBuilder:
                 # RUN steps on the firewalled build network, not docker0: no host services.
                 network_mode=BUILD_NETWORK,
             ),
-            self._cpu_params(),
+            {**self._cpu_params(), **({"cgroupparent": parent} if parent else {})},
             install_step,
+            pids_max if parent else 0,
         )
         await log(f"==> building image {tag}")
-        await job.run(log, cancel, self._settings.build.timeout_s)
+        try:
+            await job.run(log, cancel, self._settings.build.timeout_s)
+        finally:
+            await asyncio.to_thread(cgroup.remove)
         await self._log_install_cache(job.install_cached, log)
         image_id = await asyncio.to_thread(self._image_id, tag)
         duration = time.monotonic() - started
@@ -310,7 +325,7 @@ class DockerImageBuilder:
 
     def _cpu_params(self) -> dict[str, int]:
         """CPU quota of each build step's container (the /build API has cpuperiod/cpuquota;
-        it has no pids limit, see docs/SECURITY.md)."""
+        its pids cap comes from the parent cgroup, builds/cgroups.py)."""
         cpus = self._settings.build.cpus
         if cpus <= 0:
             return {}
@@ -386,6 +401,7 @@ class _BuildJob:
         kwargs: dict[str, Any],
         extra_params: dict[str, Any],
         install_step: int | None,
+        pids_max: int = 0,
     ) -> None:
         self._client_factory = client_factory
         self._context_tar = context_tar
@@ -399,6 +415,7 @@ class _BuildJob:
         self._after_install = 0  # lines still to look at for the install step's cache verdict
         self.install_cached: bool | None = None
         self._memory_mb = kwargs["container_limits"]["memory"] // 2**20
+        self._pids_max = pids_max
 
     def _note(self, line: str) -> None:
         self._lines.append(line)
@@ -484,6 +501,12 @@ class _BuildJob:
                 f"{self._memory_mb} MB, the build.memory_mb setting)"
             )
         tail = "\n".join(self._lines)
+        if self._pids_max and any(_FORK_FAILED in line.lower() for line in self._lines):
+            code = "build_too_many_processes"
+            headline += (
+                f" (a step could not start more processes: builds may run {self._pids_max},"
+                " the build.pids_limit setting)"
+            )
         return BuildFailed(
             f"{headline}\n--- last build output ---\n{tail}", user_fault=True, code=code
         )
