@@ -157,10 +157,11 @@ async def test_a_login_flood_does_not_stall_other_requests(
     await tick
     assert {r.status_code for r in results} <= {401, 429}
     assert sum(r.status_code == 401 for r in results) >= 16 + 5
-    # Hashes on the loop hold it for one argon2 run (~50 ms) after another: 700 ms and more
-    # here. Off the loop, the gaps are scheduling noise (under 150 ms on a loaded 2-core box).
-    assert longest_gap < 0.25, f"event loop blocked for {longest_gap * 1000:.0f} ms"
-    assert latencies and max(latencies) < 0.25, f"status took {max(latencies) * 1000:.0f} ms"
+    # Hashes on the loop hold it for one argon2 run after another: 700 ms and more here. Off
+    # the loop, the gaps are scheduling noise: mostly under 150 ms, 254 ms once in CI on a
+    # 2-core box also running PostgreSQL; the bound keeps clear of both.
+    assert longest_gap < 0.45, f"event loop blocked for {longest_gap * 1000:.0f} ms"
+    assert latencies and max(latencies) < 0.45, f"status took {max(latencies) * 1000:.0f} ms"
     assert flood_s > 0.1  # the hashes really ran (on the pool's threads)
 
 
