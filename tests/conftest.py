@@ -3,6 +3,7 @@ gets a fresh database (a new SQLite file, or a new PostgreSQL database dropped a
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -15,10 +16,12 @@ import pytest
 
 from ipaas.api.app import create_app
 from ipaas.auth.passwords import hash_password
+from ipaas.auth.tokens import hash_token, new_refresh_token
 from ipaas.config import Settings
 from ipaas.platform import ControlPlane
 from ipaas.runtime.firewall import HostFirewall
 from ipaas.store.migrate import upgrade
+from ipaas.store.models import new_id
 from tests.fakes import fake_plane
 from tests.host_listener import HostListener
 from tests.services import need
@@ -103,24 +106,32 @@ async def client(core: ControlPlane) -> AsyncIterator[httpx.AsyncClient]:
 UserMaker = Callable[..., Awaitable[dict[str, str]]]
 
 
+@functools.cache
+def hashed(password: str) -> str:
+    """One Argon2 hash per password for the whole run (each costs ~50 ms; salts differ per
+    call, and nothing here depends on two users' hashes differing)."""
+    return hash_password(password)
+
+
 @pytest.fixture(scope="session")
-def make_user(core: ControlPlane, client: httpx.AsyncClient) -> UserMaker:
-    """Create a user and log in; returns {"id", "username", "password", "Authorization"}."""
+def make_user(core: ControlPlane) -> UserMaker:
+    """Create a user with a signed-in session, as a login would leave it (the login itself is
+    tested in test_auth/test_login; here it would cost an Argon2 check per user); returns
+    {"id", "username", "password", "Authorization", "refresh_token"}."""
 
     async def make(role: str = "user", password: str = "correct horse battery") -> dict[str, str]:
+        stores = core.stores
         username = f"u{uuid.uuid4().hex[:10]}"
-        user = await core.stores.users.create(username, hash_password(password), role)
-        r = await client.post(
-            "/api/v1/auth/login", json={"username": username, "password": password}
-        )
-        assert r.status_code == 200, r.text
-        tokens = r.json()
+        user = await stores.users.create(username, hashed(password), role)
+        refresh = new_refresh_token()
+        ttl_s = core.settings.auth.refresh_token_ttl_s
+        await stores.users.add_refresh_token(user.id, new_id(), hash_token(refresh), ttl_s)
         return {
             "id": user.id,
             "username": username,
             "password": password,
-            "Authorization": f"Bearer {tokens['access_token']}",
-            "refresh_token": tokens["refresh_token"],
+            "Authorization": f"Bearer {stores.access_tokens.issue(user.id, role)}",
+            "refresh_token": refresh,
         }
 
     return make

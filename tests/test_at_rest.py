@@ -102,6 +102,7 @@ async def test_a_lost_secrets_file_beside_encrypted_data_stops_the_start(tmp_pat
     assert not (data_dir / "secrets.json").exists()  # nothing regenerated
 
 
+@pytest.mark.slow  # starts a process of its own: `make test`, not `make fast`
 def test_ipaas_up_refuses_to_start_without_its_key(tmp_path: Path) -> None:
     import asyncio
 
@@ -141,6 +142,7 @@ def test_passwords_are_redacted_from_urls_and_settings() -> None:
     assert "amqp://ipaas:***@mq:5672/" in shown
 
 
+@pytest.mark.slow  # starts a process of its own: `make test`, not `make fast`
 def test_the_build_worker_does_not_print_the_queue_password(tmp_path: Path) -> None:
     need("rabbitmq")
     data_dir = tmp_path / "worker"

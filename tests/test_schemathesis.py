@@ -23,6 +23,9 @@ from tests.conftest import make_settings
 from tests.fakes import fake_plane
 from tests.support import free_port
 
+# Fuzzes every operation against a live server (~20 s): in `make test`, not in `make fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def live_api(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from ipaas.domain.states import State
 from tests.cli.conftest import Cli, unique_name
 
@@ -75,6 +77,7 @@ def test_create_that_fails_exits_1_with_the_reason(user_cli: Cli) -> None:
     assert "test: failed" in result.stderr
 
 
+@pytest.mark.slow  # waits out a timeout: `make test`, not `make fast`
 def test_waiting_gives_up_at_the_timeout(user_cli: Cli) -> None:
     result = user_cli("apps", "create", unique_name(), "--repo", REPO, "--timeout", "1")
     assert result.exit_code == 1
