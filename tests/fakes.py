@@ -20,7 +20,13 @@ from ipaas.platform import Adapters, ControlPlane, control_plane, open_stores
 from ipaas.providers.git import GitCliProvider
 from ipaas.queue.jobtable import JobTableQueue
 from ipaas.router.base import Route
-from ipaas.runtime.base import ContainerInfo, ContainerSpec, ContainerStats, RuntimeEvent
+from ipaas.runtime.base import (
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStats,
+    RuntimeEvent,
+    StartFailed,
+)
 
 
 class FakeRuntime:
@@ -31,11 +37,15 @@ class FakeRuntime:
         self.specs: dict[str, ContainerSpec] = {}
         self._ips = itertools.count(2)
         self._events: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
+        # Releases whose containers never become healthy (as a broken new version would).
+        self.unhealthy_releases: set[tuple[str, int]] = set()
 
     async def prepare(self) -> None:
         return None
 
     async def start(self, spec: ContainerSpec) -> ContainerInfo:
+        if (spec.app_id, spec.release) in self.unhealthy_releases:
+            raise StartFailed(f"release {spec.release} never answered its health check")
         cid = uuid.uuid4().hex
         info = ContainerInfo(
             id=cid,

@@ -21,6 +21,7 @@ from ipaas.domain.access import Visibility
 from ipaas.domain.hosts import HostNames
 from ipaas.domain.rollout import plan_retirement, release_to_deploy, start_retry_delay_s
 from ipaas.domain.states import IllegalTransition, State
+from ipaas.domain.statuses import LIVE_CONTAINERS
 from ipaas.router.base import Route, Router
 from ipaas.runtime.base import (
     ContainerInfo,
@@ -149,8 +150,33 @@ class Deployer:
             await self._fail(app.id, "there is no release to run")
             return
         reason = await self.bring_up(app, release, (S.STARTING, S.ROLLING_OUT))
-        if reason:
+        if not reason:
+            return
+        if not await self.keep_serving(app, f"release {release.number} did not come up", reason):
             await self._fail(app.id, reason)
+
+    async def _serving(self, app: Application) -> bool:
+        """Does the release the app ran before the rollout still answer?"""
+        if not app.container_id or not app.address or app.current_release is None:
+            return False
+        info = await self.runtime.inspect(app.container_id)
+        return info is not None and info.state in LIVE_CONTAINERS
+
+    async def keep_serving(self, app: Application, what: str, reason: str) -> bool:
+        """A rollout that failed (its build, or its release's start): when the release from
+        before still answers, it goes on serving on its route and the app is `running` again,
+        saying what failed and why. False when there is nothing to fall back on."""
+        if app.state != S.ROLLING_OUT or not await self._serving(app):
+            return False
+        note = f"{what}: {reason}; release {app.current_release} still serves"
+        try:
+            await self.apps.transition(
+                app.id, S.RUNNING, note, expected=S.ROLLING_OUT, target_release=None
+            )
+        except (IllegalTransition, NotFound):
+            return False
+        log.warning("rollout failed, the running release kept", app_id=app.id, what=what)
+        return True
 
     async def bring_up(
         self, app: Application, release: Release, expected: tuple[State, ...]

@@ -210,14 +210,22 @@ class BuildWorker:
     async def _failed(self, job: BuildJob, app: Application, reason: str, code: str) -> None:
         await self.builds.finish(job.id, BuildStatus.FAILED, error=reason, error_code=code)
         await self.queue.fail(job, reason)
-        with contextlib.suppress(IllegalTransition, NotFound):
-            await self.apps.transition(app.id, S.FAILED, f"build failed: {reason}")
+        await self._settle(app.id, "build failed", reason)
 
     async def _cancelled(self, job: BuildJob, app: Application) -> None:
         await self.builds.finish(job.id, BuildStatus.CANCELLED, error="cancelled")
         await self.queue.complete(job)
+        await self._settle(app.id, "build cancelled", "")
+
+    async def _settle(self, app_id: str, what: str, reason: str) -> None:
+        """The build will not become a release: a rollout falls back on the release that
+        still serves; anything else ends failed with the reason."""
         with contextlib.suppress(IllegalTransition, NotFound):
-            await self.apps.transition(app.id, S.FAILED, "build cancelled")
+            app = await self.apps.get(app_id)
+            if not await self.deployer.keep_serving(app, what, reason or "by request"):
+                await self.apps.transition(
+                    app_id, S.FAILED, f"{what}: {reason}" if reason else what
+                )
 
     async def _succeeded(
         self, job: BuildJob, build: Build, app: Application, result: BuildResult
