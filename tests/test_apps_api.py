@@ -381,3 +381,51 @@ async def test_env_count_is_capped_by_max_envs(
     assert r.status_code == 422 and r.json()["code"] == "too_many_envs"
     kept = (await client.get(f"{APPS}/{app_id}", headers=auth(user))).json()["envs"]
     assert len(kept) == limit
+
+
+HUGE = str(2**70)
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("GET", f"/releases/{HUGE}", None),
+        ("GET", f"/builds/{HUGE}", None),
+        ("GET", f"/builds/{HUGE}/log", None),
+        ("POST", f"/builds/{HUGE}/cancel", None),
+        ("GET", f"/events?after={HUGE}", None),
+        ("POST", "/rollback", {"release": 2**70}),
+        ("GET", "/releases/0", None),
+    ],
+)
+async def test_numbers_beyond_what_the_store_holds_are_4xx(
+    client: httpx.AsyncClient,
+    make_user: UserMaker,
+    method: str,
+    suffix: str,
+    body: dict[str, Any] | None,
+) -> None:
+    user = await make_user()
+    app_id = await create(client, user)
+    r = await client.request(method, f"{APPS}/{app_id}{suffix}", json=body, headers=auth(user))
+    assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {"from": "1500-01-01T00:00:00Z"},
+        {"to": "0001-01-01T00:00:00Z", "from": "0001-01-01T00:00:00Z"},
+        {"from": "9999-12-31T23:59:59Z"},
+        {"from": "now-99999999999d"},
+    ],
+)
+async def test_times_beyond_what_the_store_holds_mean_its_edge(
+    client: httpx.AsyncClient, make_user: UserMaker, window: dict[str, str]
+) -> None:
+    user = await make_user()
+    app_id = await create(client, user)
+    await client.post(f"{APPS}/{app_id}/builds/1/cancel", headers=auth(user))
+    for suffix in ("/logs", "/builds/1/log"):
+        r = await client.get(f"{APPS}/{app_id}{suffix}", params=window, headers=auth(user))
+        assert r.status_code == 200 and r.json()["lines"] == [], r.text

@@ -12,11 +12,13 @@ from pydantic import BaseModel
 
 from ipaas.api.deps import app_service, current_user, owned_app
 from ipaas.api.schemas import (
+    MAX_ROW_ID,
     AppCreate,
     AppCreated,
     AppOut,
     AppPage,
     AppUpdate,
+    BuildNumber,
     BuildOut,
     DeleteOptions,
     EnvOut,
@@ -152,7 +154,7 @@ async def update_app(
 
 @router.get("/{app_id}/events", response_model=list[EventOut])
 async def app_events(
-    after: int = Query(0, ge=0),
+    after: int = Query(0, ge=0, le=MAX_ROW_ID),
     limit: int = Query(100, ge=1, le=1000),
     app: Application = Depends(owned_app),
     svc: AppService = Depends(app_service),
@@ -231,7 +233,9 @@ async def list_releases(
 
 @router.get("/{app_id}/releases/{number}", response_model=ReleaseOut)
 async def get_release(
-    number: int, app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
+    number: BuildNumber,
+    app: Application = Depends(owned_app),
+    svc: AppService = Depends(app_service),
 ) -> ReleaseOut:
     return _release_out(await svc.release(app, number), app)
 
@@ -258,14 +262,18 @@ async def list_builds(
 
 @router.get("/{app_id}/builds/{number}", response_model=BuildOut)
 async def get_build(
-    number: int, app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
+    number: BuildNumber,
+    app: Application = Depends(owned_app),
+    svc: AppService = Depends(app_service),
 ) -> BuildOut:
     return BuildOut.model_validate(await svc.build(app, number), from_attributes=True)
 
 
 @router.post("/{app_id}/builds/{number}/cancel", status_code=202, response_model=BuildOut)
 async def cancel_build(
-    number: int, app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
+    number: BuildNumber,
+    app: Application = Depends(owned_app),
+    svc: AppService = Depends(app_service),
 ) -> BuildOut:
     build = await svc.cancel_build(app, number)
     return BuildOut.model_validate(build, from_attributes=True)

@@ -18,9 +18,16 @@ from pydantic import BaseModel
 
 from ipaas.api.deps import app_service, log_service, owned_app
 from ipaas.api.errors import Problem
+from ipaas.api.schemas import BuildNumber
 from ipaas.apps.service import AppService
 from ipaas.domain.logpages import Cursor
-from ipaas.domain.timeparse import BadTime, format_ns, parse_rfc3339_ns, parse_time_param
+from ipaas.domain.timeparse import (
+    BadTime,
+    clamp_ns,
+    format_ns,
+    parse_rfc3339_ns,
+    parse_time_param,
+)
 from ipaas.logs import service as logs
 from ipaas.logs.service import LogService
 from ipaas.store.models import Application
@@ -72,7 +79,7 @@ def make_cursor(
     header = request.headers.get("x-last-log-nano")
     if header:
         try:
-            seen = parse_rfc3339_ns(header)
+            seen = clamp_ns(parse_rfc3339_ns(header))
         except BadTime:
             raise Problem(400, "bad_last_log_nano", "X-Last-Log-Nano must be RFC 3339") from None
         base = Cursor(max(base.after_ns, seen), base.to_ns, base.stream)
@@ -121,7 +128,7 @@ async def app_logs(
 
 @router.get("/{app_id}/builds/{number}/log", response_model=LogPageOut)
 async def build_log(
-    number: int,
+    number: BuildNumber,
     request: Request,
     from_: str | None = Query(None, alias="from", max_length=64),
     to: str | None = Query(None, max_length=64),

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, Field
 
 from ipaas.domain.names import DNS_LABEL
 from ipaas.domain.specs import (
     MAX_ENVS_HARD,
+    MAX_NUMBER,
     REDACTED,
     AppCreate,
     AppUpdate,
@@ -21,9 +23,15 @@ from ipaas.domain.specs import (
     Volume,
 )
 
+# A build's or release's number in a path: bounded before it reaches the store (a number
+# beyond the column's range answered 500).
+BuildNumber = Annotated[int, Path(ge=1, le=MAX_NUMBER)]
+MAX_ROW_ID = 2**63 - 1
+
 __all__ = [
     "DNS_LABEL",
     "MAX_ENVS_HARD",
+    "MAX_NUMBER",
     "REDACTED",
     "AppCreate",
     "AppUpdate",
@@ -197,7 +205,7 @@ class BuildOut(BaseModel):
 
 
 class RollbackRequest(Strict):
-    release: int = Field(ge=1)
+    release: int = Field(ge=1, le=MAX_NUMBER)
 
 
 class DeleteOptions(Strict):

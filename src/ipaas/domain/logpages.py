@@ -15,6 +15,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ipaas.domain.timeparse import MAX_NS
+
 
 @dataclass(frozen=True, order=True)
 class LogLine:
@@ -53,6 +55,8 @@ class Cursor:
         except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
             raise ValueError("malformed cursor") from None
         if not isinstance(after, int) or not (to is None or isinstance(to, int)):
+            raise ValueError("malformed cursor")
+        if not (-1 <= after <= MAX_NS and (to is None or 0 <= to <= MAX_NS)):
             raise ValueError("malformed cursor")
         if stream not in (None, "stdout", "stderr"):
             raise ValueError("malformed cursor")

@@ -15,6 +15,8 @@ SECRET_KEY_WORDS = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE|C
 REDACTED = "********"
 # The schema's ceiling on env vars per app; the `max_envs` setting (default 100) is the limit.
 MAX_ENVS_HARD = 1000
+# Build and release numbers, event ids: what a 32-bit column holds, far beyond any real count.
+MAX_NUMBER = 2**31 - 1
 
 Name = Annotated[str, Field(min_length=2, max_length=63, pattern=DNS_LABEL)]
 Command = Annotated[str, Field(min_length=1, max_length=4096)]

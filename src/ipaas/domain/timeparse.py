@@ -20,6 +20,8 @@ _UNIT_NS = {
     "d": 86_400_000_000_000,
 }
 NS = 1_000_000_000
+# What a timestamp can be: the stores keep 64-bit integers (1970 to 2262 in nanoseconds).
+MAX_NS = 2**63 - 1
 
 
 class BadTime(ValueError):
@@ -41,14 +43,19 @@ def parse_rfc3339_ns(value: str) -> int:
 
 
 def parse_time_param(value: str, now_ns: int | None = None) -> int:
-    """RFC 3339, `now`, or `now-<n><unit>` (ns, ms, s, m, h, d)."""
+    """RFC 3339, `now`, or `now-<n><unit>` (ns, ms, s, m, h, d); times before 1970 or after
+    2262 mean the edge of what can be stored (no log line lies beyond it)."""
     value = value.strip()
     m = _RELATIVE.match(value)
     if m:
         now = time.time_ns() if now_ns is None else now_ns
         amount, unit = m.groups()
-        return now - (int(amount) * _UNIT_NS[unit] if amount else 0)
-    return parse_rfc3339_ns(value)
+        return clamp_ns(now - (int(amount) * _UNIT_NS[unit] if amount else 0))
+    return clamp_ns(parse_rfc3339_ns(value))
+
+
+def clamp_ns(ns: int) -> int:
+    return min(max(ns, 0), MAX_NS)
 
 
 def format_ns(ns: int) -> str:
