@@ -122,6 +122,8 @@ class RouterSettings(BaseModel):
 
 class WardenSettings(BaseModel):
     reconcile_interval_s: float = 30.0
+    # How often half-done deploys and deletes are picked up (a cheap query).
+    recover_interval_s: float = 2.0
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
     crash_limit: int = 5

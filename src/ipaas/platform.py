@@ -2,8 +2,8 @@
 
 One function per process says what that process owns:
 - `api_process`: `ipaas up` — the API, the deployer, the warden, and (by default) a builder;
-- `builder_process`: `ipaas worker build` — only a builder, its queue and the deployer it hands
-  releases to;
+- `builder_process`: `ipaas worker build` — only a builder and its queue; the control plane
+  starts and routes what it builds;
 - `admin_process`: one-off commands — the stores alone.
 Tests call `control_plane` with the adapters they choose (in-memory fakes for the fast tier).
 Concrete adapters are imported where they are chosen: a process loads only what it runs.
@@ -20,6 +20,7 @@ from ipaas.apps.background import Background
 from ipaas.apps.bus import ChangeBus
 from ipaas.apps.deployer import Deployer
 from ipaas.apps.gate import AppGate
+from ipaas.apps.handoff import Handoff, ToControlPlane
 from ipaas.apps.scheduler import BuildScheduler
 from ipaas.apps.service import AppPolicy, AppService
 from ipaas.apps.worker import BuildWorker
@@ -200,16 +201,21 @@ def _deployer(settings: Settings, stores: Stores, adapters: Adapters, bg: Backgr
 
 
 def _worker(
-    settings: Settings, stores: Stores, adapters: Adapters, deployer: Deployer, bg: Background
+    settings: Settings,
+    stores: Stores,
+    builder: ImageBuilder,
+    queue: BuildQueue,
+    handoff: Handoff,
+    bg: Background,
 ) -> BuildWorker:
     return BuildWorker(
         apps=stores.apps,
         builds=stores.builds,
         users=stores.users,
-        queue=adapters.queue,
-        builder=adapters.builder,
+        queue=queue,
+        builder=builder,
         cipher=stores.cipher,
-        deployer=deployer,
+        handoff=handoff,
         settings=settings.build,
         background=bg,
         worker_id=_worker_id(),
@@ -236,7 +242,7 @@ def control_plane(
     bg = Background()
     deployer = _deployer(settings, stores, adapters, bg)
     scheduler = BuildScheduler(stores.builds, adapters.queue)
-    worker = _worker(settings, stores, adapters, deployer, bg)
+    worker = _worker(settings, stores, adapters.builder, adapters.queue, deployer, bg)
     warden = Warden(
         apps=stores.apps,
         builds=stores.builds,
@@ -295,12 +301,19 @@ class BuilderProcess:
 
 
 def builder_process(settings: Settings) -> BuilderProcess:
+    """Only a builder and its queue: it records each release in the store, and the control
+    plane (its warden) starts and routes it. No runtime, no router here."""
+    from ipaas.builds.docker_builder import DockerImageBuilder
+
     stores = open_stores(settings)
-    adapters = default_adapters(settings, stores)
+    queue = _queue(settings, stores.builds)
     bg = Background()
-    deployer = _deployer(settings, stores, adapters, bg)
-    worker = _worker(settings, stores, adapters, deployer, bg)
-    lifecycle = _base_lifecycle(stores, adapters, bg)
+    handoff = ToControlPlane(stores.apps)
+    worker = _worker(settings, stores, DockerImageBuilder(settings), queue, handoff, bg)
+    lifecycle = Lifecycle()
+    lifecycle.add(_nothing, stores.engine.dispose)
+    lifecycle.add(_nothing, queue.close)
+    lifecycle.add(_nothing, bg.close)
     lifecycle.add(worker.start, worker.stop)
     return BuilderProcess(worker, lifecycle)
 

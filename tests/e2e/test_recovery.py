@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -273,9 +274,18 @@ def test_builds_travel_through_rabbitmq_to_a_separate_builder(
     }
     api = ControlPlane(data_dir, database_url, **env)
     api.start()
+    # Told to use Caddy, a builder still starts none: it only builds, and the control plane
+    # (here the API process, whose warden picks the release up) starts and routes the app.
+    caddy_admin = f"127.0.0.1:{free_port()}"
+    worker_env = {
+        **api.env,
+        "IPAAS_ROUTER__KIND": "caddy",
+        "IPAAS_ROUTER__ADMIN_ADDRESS": caddy_admin,
+        "IPAAS_ROUTER__HTTP_PORT": str(free_port()),
+    }
     worker = subprocess.Popen(
         [sys.executable, "-m", "ipaas.cli.main", "worker", "build", "--queue", queue],
-        env=api.env,
+        env=worker_env,
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -283,6 +293,13 @@ def test_builds_travel_through_rabbitmq_to_a_separate_builder(
         app_id = api.create_app(headers, f"rmq-{uuid.uuid4().hex[:6]}", repo)
         done = wait_for(api.base, headers, app_id, {"running", "failed"}, 180)
         assert done["state"] == "running", done
+        children = subprocess.run(
+            ["pgrep", "-a", "-P", str(worker.pid)], capture_output=True, text=True
+        ).stdout
+        assert "caddy" not in children, children
+        host, port = caddy_admin.split(":")
+        with pytest.raises(OSError):
+            socket.create_connection((host, int(port)), timeout=1).close()
     finally:
         worker.terminate()
         worker.wait(20)

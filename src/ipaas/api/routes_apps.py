@@ -164,6 +164,8 @@ async def app_events(
 
 
 async def _accepted(svc: AppService, app_id: str, state: str | None = None) -> Response:
+    """202 with the state the request put the app in (what happens next is for the status
+    to tell: a deploy that fails at once must not hide that the start was accepted)."""
     state = state or await svc.current_state(app_id)
     return Response(
         json.dumps({"id": app_id, "state": state}), status_code=202, media_type="application/json"
@@ -175,7 +177,7 @@ async def restart_app(
     app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> Response:
     await svc.restart(app)
-    return await _accepted(svc, app.id)
+    return await _accepted(svc, app.id, State.ROLLING_OUT.value)
 
 
 @router.post("/{app_id}/stop", status_code=202, response_model=AppCreated)
@@ -191,7 +193,7 @@ async def start_app(
     app: Application = Depends(owned_app), svc: AppService = Depends(app_service)
 ) -> Response:
     await svc.start(app)
-    return await _accepted(svc, app.id)
+    return await _accepted(svc, app.id, State.STARTING.value)
 
 
 @router.post("/{app_id}/rollout", status_code=202, response_model=AppCreated)
@@ -211,7 +213,7 @@ async def rollback_app(
     svc: AppService = Depends(app_service),
 ) -> Response:
     await svc.rollback(app, body.release)
-    return await _accepted(svc, app.id)
+    return await _accepted(svc, app.id, State.ROLLING_OUT.value)
 
 
 @router.delete("/{app_id}", status_code=204)

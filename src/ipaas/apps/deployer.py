@@ -287,8 +287,12 @@ class Deployer:
 
     # --- the whole picture --------------------------------------------------------------------
     async def recover(self) -> None:
-        """After a restart: finish deploys and deletes that a killed process left half-done."""
+        """Finish deploys and deletes nobody is working on: left half-done by a killed process,
+        or a release a separate builder recorded (the warden calls this every few seconds)."""
         for app in await self.apps.all_in_states([S.STARTING, S.ROLLING_OUT, S.DELETING]):
+            lock = self._locks.get(app.id)
+            if lock is not None and lock.locked():
+                continue  # in hand in this process already
             if app.state == S.DELETING:
                 self.background.spawn(self.finish_delete(app.id), f"delete-{app.id}")
             elif await self.builds.active_for(app.id) is None:

@@ -13,8 +13,8 @@ import time
 import structlog
 
 from ipaas.apps.background import Background
-from ipaas.apps.deployer import Deployer
 from ipaas.apps.envs import env_dict
+from ipaas.apps.handoff import Handoff
 from ipaas.auth.keys import Cipher
 from ipaas.builds.base import (
     BuildCancelled,
@@ -63,7 +63,7 @@ class BuildLogWriter:
 
 
 class BuildWorker:
-    """Takes jobs from the queue while started; builds and hands each release to the deployer."""
+    """Takes jobs from the queue while started; builds and hands each release over."""
 
     def __init__(
         self,
@@ -73,7 +73,7 @@ class BuildWorker:
         queue: BuildQueue,
         builder: ImageBuilder,
         cipher: Cipher,
-        deployer: Deployer,
+        handoff: Handoff,
         settings: BuildSettings,
         background: Background,
         worker_id: str,
@@ -84,7 +84,7 @@ class BuildWorker:
         self.queue = queue
         self.builder = builder
         self.cipher = cipher
-        self.deployer = deployer
+        self.handoff = handoff
         self.settings = settings
         self.background = background
         self.worker_id = worker_id
@@ -222,7 +222,7 @@ class BuildWorker:
         still serves; anything else ends failed with the reason."""
         with contextlib.suppress(IllegalTransition, NotFound):
             app = await self.apps.get(app_id)
-            if not await self.deployer.keep_serving(app, what, reason or "by request"):
+            if not await self.handoff.keep_serving(app, what, reason or "by request"):
                 await self.apps.transition(
                     app_id, S.FAILED, f"{what}: {reason}" if reason else what
                 )
@@ -255,4 +255,4 @@ class BuildWorker:
                 await self.apps.set_fields(app.id, target_release=build.number)
             else:
                 return
-            await self.deployer.deploy(app.id)
+            await self.handoff.deploy(app.id)

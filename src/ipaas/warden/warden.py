@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -147,27 +148,30 @@ class Warden:
 
     # --- reconciliation -----------------------------------------------------------------------
     async def _reconcile_loop(self) -> None:
-        # Here, not in the builder: the process that owns the runtime finishes what a killed
-        # one left half-done, also when builds run on separate workers.
-        try:
-            await self.deployer.recover()
-        except Exception as exc:  # noqa: BLE001
-            log.warning("recovery failed", error=repr(exc))
+        """Every `recover_interval_s`: finish what is half-done — deploys whose release is
+        built (by this process, a separate builder, or one killed mid-way) and deletes. Every
+        `reconcile_interval_s`: the full comparison with the engine."""
         requeued = False
+        last_reconcile = float("-inf")
         while True:
+            await self._guarded("recovery", self.deployer.recover)
             if not requeued:  # a broker may be down at start: again each round until done
-                try:
-                    await self.scheduler.requeue_all()
-                    requeued = True
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("handing queued builds to the queue failed", error=repr(exc))
-            try:
-                await self.reconcile()
-            except RuntimeUnavailable:
-                pass
-            except Exception as exc:  # noqa: BLE001
-                log.warning("reconcile failed", error=repr(exc))
-            await asyncio.sleep(self.settings.reconcile_interval_s)
+                requeued = await self._guarded("requeue", self.scheduler.requeue_all)
+            if time.monotonic() - last_reconcile >= self.settings.reconcile_interval_s:
+                last_reconcile = time.monotonic()
+                await self._guarded("reconcile", self.reconcile)
+            await asyncio.sleep(self.settings.recover_interval_s)
+
+    async def _guarded(self, what: str, step: Callable[[], Awaitable[None]]) -> bool:
+        """One step of the loop; a failure is logged and the loop goes on."""
+        try:
+            await step()
+            return True
+        except RuntimeUnavailable:
+            return False
+        except Exception as exc:  # noqa: BLE001 - the warden must outlive any one failure
+            log.warning(f"{what} failed", error=repr(exc))
+            return False
 
     async def reconcile(self) -> None:
         """Apps that should run get a container; stray containers go; routes match the store."""
