@@ -25,6 +25,7 @@ from ipaas.runtime.base import (
     ContainerSpec,
     ContainerStats,
     RuntimeEvent,
+    RuntimeUnavailable,
     StartFailed,
 )
 
@@ -39,11 +40,20 @@ class FakeRuntime:
         self._events: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
         # Releases whose containers never become healthy (as a broken new version would).
         self.unhealthy_releases: set[tuple[str, int]] = set()
+        self.down = False  # the engine does not answer (stopped, restarting)
+        self.start_errors: list[Exception] = []  # raised by the next starts, in order
 
     async def prepare(self) -> None:
         return None
 
+    def _answer(self) -> None:
+        if self.down:
+            raise RuntimeUnavailable("the fake engine is down")
+
     async def start(self, spec: ContainerSpec) -> ContainerInfo:
+        self._answer()
+        if self.start_errors:
+            raise self.start_errors.pop(0)
         if (spec.app_id, spec.release) in self.unhealthy_releases:
             raise StartFailed(f"release {spec.release} never answered its health check")
         cid = uuid.uuid4().hex
@@ -83,9 +93,11 @@ class FakeRuntime:
     async def list_containers(
         self, app_id: str | None = None, detail: bool = True
     ) -> list[ContainerInfo]:
+        self._answer()
         return [c for c in self.containers.values() if app_id in (None, c.app_id)]
 
     async def inspect(self, container_id: str) -> ContainerInfo | None:
+        self._answer()
         return self.containers.get(container_id)
 
     async def stats(self, container_id: str) -> ContainerStats | None:

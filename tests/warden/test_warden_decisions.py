@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
+from ipaas.apps.scheduler import BuildScheduler
+from ipaas.config import WardenSettings
+from ipaas.domain.reconcile import GAVE_UP
 from ipaas.domain.states import State
 from ipaas.platform import ControlPlane
+from ipaas.runtime.base import RuntimeUnavailable
 from ipaas.store.models import Application, Release, new_id
+from ipaas.warden.warden import Warden
 from tests.conftest import UserMaker
 from tests.fakes import FakeRuntime
 from tests.support import unique_name, wait_until_async
@@ -62,3 +69,92 @@ async def test_routes_follow_the_store_after_a_sync(
     await core.deployer.sync_routes()
     host = core.app_service.hosts.host(app.name)
     assert router.routes[host].upstream == app.address
+
+
+def quick_warden(core: ControlPlane, crash_limit: int = 5) -> Warden:
+    """A warden of its own over the plane's parts, with short backoffs."""
+    settings = WardenSettings(backoff_base_s=0.02, backoff_cap_s=0.1, crash_limit=crash_limit)
+    return Warden(
+        apps=core.stores.apps,
+        builds=core.stores.builds,
+        runtime=core.adapters.runtime,
+        deployer=core.deployer,
+        scheduler=BuildScheduler(core.stores.builds, core.adapters.queue),
+        settings=settings,
+        log_max_age_s=0,
+    )
+
+
+async def state_of(core: ControlPlane, app_id: str, state: State) -> Application | None:
+    row = await core.stores.apps.get(app_id)
+    return row if row.state == state else None
+
+
+async def test_a_restart_attempt_that_raises_is_tried_again(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    app = await running_app(core, (await make_user())["id"])
+    runtime = core.adapters.runtime
+    assert isinstance(runtime, FakeRuntime)
+    warden = quick_warden(core)
+    runtime.start_errors = [KeyError("NetworkSettings")]  # an engine answer of an odd shape
+    runtime.crash(app.container_id or "")
+    try:
+        await warden.reconcile()
+        back = await wait_until_async(lambda: state_of(core, app.id, State.RUNNING), 10, "restart")
+    finally:
+        await warden.stop()
+    assert back.container_id != app.container_id
+    assert runtime.start_errors == []  # the attempt that raised did happen
+
+
+async def test_an_engine_outage_is_not_counted_against_the_app(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    app = await running_app(core, (await make_user())["id"])
+    runtime = core.adapters.runtime
+    assert isinstance(runtime, FakeRuntime)
+    warden = quick_warden(core, crash_limit=1)  # one counted crash would be a give-up
+    runtime.down = True
+    with pytest.raises(RuntimeUnavailable):
+        await warden.reconcile()
+    runtime.crash(app.container_id or "")  # the engine's restart took the container down
+    runtime.down = False
+    try:
+        await warden.reconcile()
+        crashed = await core.stores.apps.get(app.id)
+        assert crashed.state in (State.CRASHED, State.RUNNING)
+        back = await wait_until_async(lambda: state_of(core, app.id, State.RUNNING), 10, "restart")
+    finally:
+        await warden.stop()
+    assert back.container_id != app.container_id
+    events = await core.stores.apps.events(app.id, limit=100)
+    reasons = [e.reason or "" for e in events if e.to_state == State.CRASHED]
+    assert reasons and "container engine went away" in reasons[-1]
+
+
+async def test_restarts_that_keep_failing_end_in_a_give_up_the_user_can_read(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    app = await running_app(core, (await make_user())["id"])
+    runtime = core.adapters.runtime
+    assert isinstance(runtime, FakeRuntime)
+    warden = quick_warden(core, crash_limit=3)
+    runtime.unhealthy_releases.add((app.id, 1))
+    runtime.crash(app.container_id or "")
+    try:
+        await warden.reconcile()
+
+        async def gave_up() -> Application | None:
+            row = await core.stores.apps.get(app.id)
+            return row if (row.state_reason or "").startswith(GAVE_UP) else None
+
+        final = await wait_until_async(gave_up, 10, "the give-up")
+        await warden.reconcile()  # a give-up is final: nothing is scheduled again
+        assert app.id not in warden._restarts
+    finally:
+        runtime.unhealthy_releases.discard((app.id, 1))
+        await warden.stop()
+    assert final.state == State.CRASHED and "never answered its health check" in (
+        final.state_reason or ""
+    )

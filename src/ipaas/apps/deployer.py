@@ -139,6 +139,8 @@ class Deployer:
                 return
             try:
                 await self._deploy_locked(app)
+            except RuntimeUnavailable as exc:
+                await self._fail(app_id, f"the container engine is unavailable: {exc}")
             except Exception as exc:  # noqa: BLE001 - whatever broke, the app must not stay starting
                 log.exception("deploy crashed", app_id=app_id)
                 await self._fail(app_id, f"the platform failed while starting the release: {exc!r}")
@@ -232,6 +234,8 @@ class Deployer:
         )
 
     async def _start_with_retries(self, spec: ContainerSpec) -> tuple[ContainerInfo | None, str]:
+        """Start the container, retrying; a start that fails is the release's fault (its
+        reason comes back), an engine that does not answer is the platform's (raised)."""
         reason = "the container did not start"
         attempts = self.settings.start_attempts
         for attempt in range(1, attempts + 1):
@@ -239,8 +243,9 @@ class Deployer:
                 return await self.runtime.start(spec), ""
             except StartFailed as exc:
                 reason = f"start failed {attempt} times: {exc.reason}"
-            except RuntimeUnavailable as exc:
-                reason = f"the container engine is unavailable: {exc}"
+            except RuntimeUnavailable:
+                if attempt == attempts:
+                    raise
                 await asyncio.sleep(start_retry_delay_s(attempt))
         return None, reason
 

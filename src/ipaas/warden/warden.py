@@ -24,6 +24,8 @@ from ipaas.warden.policy import CrashPolicy
 
 log = structlog.get_logger()
 S = State
+# After the engine went away, deaths seen for this long are blamed on it, not on the apps.
+ENGINE_GRACE_S = 60.0
 
 
 class Warden:
@@ -49,6 +51,7 @@ class Warden:
             w.backoff_base_s, w.backoff_cap_s, w.crash_limit, w.crash_window_s
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._engine_lost_at: float | None = None
         self._restarts: dict[str, asyncio.Task[None]] = {}
         # One crash is seen by its "die" event and may be by a reconcile too: count it once.
         self._crash_lock = asyncio.Lock()
@@ -72,7 +75,7 @@ class Warden:
                     if event.action == "die":  # an "oom" comes first, while it still runs
                         await self._on_death(event)
             except RuntimeUnavailable:
-                pass
+                self.engine_lost()
             except Exception as exc:  # noqa: BLE001 - the warden must outlive any one event
                 log.warning("warden event loop error", error=repr(exc))
             await asyncio.sleep(2)  # the engine went away: reconnect
@@ -99,17 +102,38 @@ class Warden:
 
     async def _record_crash(self, app: Application, container_id: str | None) -> None:
         reason = await self._crash_reason(container_id)
+        if self._engine_recently_lost():
+            # The engine went away and took the container with it: the platform's fault. No
+            # crash is counted against the app, which is restarted as soon as possible.
+            reason = f"the container engine went away; restarting. Last state: {reason}"
+            await self._mark_crashed(app.id, reason)
+            self._schedule_restart(app.id, self.policy.delay(1))
+            return
         count = self.policy.record(app.id, time.monotonic())
         if self.policy.gives_up(count):
-            reason = (
-                f"{GAVE_UP} crashed {count} times within {self.policy.window_s:.0f} s; "
-                f"restart it yourself once fixed. Last crash: {reason}"
-            )
-        with contextlib.suppress(IllegalTransition, NotFound):
-            await self.apps.transition(app.id, S.CRASHED, reason, expected=S.RUNNING)
+            reason = self._give_up_reason(count, reason)
+        await self._mark_crashed(app.id, reason)
         log.info("app crashed", app_id=app.id, count=count, reason=reason[:200])
         if not self.policy.gives_up(count):
             self._schedule_restart(app.id, self.policy.delay(count))
+
+    async def _mark_crashed(self, app_id: str, reason: str) -> None:
+        with contextlib.suppress(IllegalTransition, NotFound):
+            await self.apps.transition(app_id, S.CRASHED, reason, expected=S.RUNNING)
+
+    def _give_up_reason(self, count: int, last: str) -> str:
+        return (
+            f"{GAVE_UP} crashed {count} times within {self.policy.window_s:.0f} s; "
+            f"restart it yourself once fixed. Last crash: {last}"
+        )
+
+    def engine_lost(self) -> None:
+        """The engine did not answer: crashes seen in the next while are the platform's."""
+        self._engine_lost_at = time.monotonic()
+
+    def _engine_recently_lost(self) -> bool:
+        lost = self._engine_lost_at
+        return lost is not None and time.monotonic() - lost < ENGINE_GRACE_S
 
     async def _crash_reason(self, container_id: str | None) -> str:
         info = await self.runtime.inspect(container_id) if container_id else None
@@ -121,30 +145,51 @@ class Warden:
 
     def _schedule_restart(self, app_id: str, delay_s: float) -> None:
         old = self._restarts.pop(app_id, None)
-        if old is not None:
+        if old is not None and old is not asyncio.current_task():
             old.cancel()
         self._restarts[app_id] = asyncio.create_task(self._restart_later(app_id, delay_s))
 
     async def _restart_later(self, app_id: str, delay_s: float) -> None:
+        """One restart attempt after `delay_s`; whatever happens, either the app runs, the user
+        acted, the warden gave up (and says so), or another attempt is scheduled."""
         await asyncio.sleep(delay_s)
+        again: float | None
+        try:
+            again = await self._restart(app_id)
+        except RuntimeUnavailable:
+            self.engine_lost()
+            again = self.policy.delay(1)  # the engine's fault: try again, count nothing
+        except Exception as exc:  # noqa: BLE001 - an attempt that raised is retried, never dropped
+            log.warning("restart attempt failed", app_id=app_id, error=repr(exc))
+            again = self.policy.delay(max(self.policy.count(app_id, time.monotonic()), 1))
+        if self._restarts.get(app_id) is asyncio.current_task():
+            del self._restarts[app_id]
+        if again is not None:
+            self._schedule_restart(app_id, again)
+
+    async def _restart(self, app_id: str) -> float | None:
+        """Bring the app's current release back. Returns the wait before another attempt, or
+        None when there is nothing more to do."""
         try:
             app = await self.apps.get(app_id)
         except NotFound:
-            return
+            return None
         if app.state != S.CRASHED or app.current_release is None:
-            return  # the user acted meanwhile
+            return None  # the user acted meanwhile
         release = await self.builds.release(app_id, app.current_release)
         if release is None:
-            return
+            return None
         reason = await self.deployer.bring_up(app, release, (S.CRASHED,))
-        if reason:
-            # Could not even start: count it as another crash.
-            fresh = await self.apps.get(app_id)
-            await self.apps.set_fields(app_id, state_reason=reason)
-            count = self.policy.record(app_id, time.monotonic())
-            if not self.policy.gives_up(count) and fresh.state == S.CRASHED:
-                self._schedule_restart(app_id, self.policy.delay(count))
-        self._restarts.pop(app_id, None)
+        if not reason:
+            log.info("app restarted", app_id=app_id, release=release.number)
+            return None
+        # Could not even start: another crash.
+        count = self.policy.record(app_id, time.monotonic())
+        if self.policy.gives_up(count):
+            await self.apps.set_fields(app_id, state_reason=self._give_up_reason(count, reason))
+            return None
+        await self.apps.set_fields(app_id, state_reason=f"restart failed: {reason}")
+        return self.policy.delay(count)
 
     # --- reconciliation -----------------------------------------------------------------------
     async def _reconcile_loop(self) -> None:
@@ -175,7 +220,11 @@ class Warden:
 
     async def reconcile(self) -> None:
         """Apps that should run get a container; stray containers go; routes match the store."""
-        containers = await self.runtime.list_containers()
+        try:
+            containers = await self.runtime.list_containers()
+        except RuntimeUnavailable:
+            self.engine_lost()
+            raise
         known = {a.id: a for a in await self.apps.all_in_states(list(S))}
         now = datetime.now(UTC)
         actions = reconcile_actions(known, containers, self._restarts, now, self.log_max_age_s)
