@@ -91,10 +91,19 @@ async def test_exit_at_once_fails_with_logs(runtime: DockerRuntime, make_spec: S
         await runtime.start(spec)
     assert "code 3" in failed.value.reason
     assert "fatal: cannot read config" in failed.value.reason
-    assert await runtime.list_containers(spec.app_id) == []
+    await assert_kept_stopped_with_logs(runtime, spec.app_id, "fatal: cannot read config")
 
 
-async def test_slow_start_times_out_and_leaves_nothing(
+async def assert_kept_stopped_with_logs(runtime: DockerRuntime, app_id: str, text: str) -> None:
+    """A failed start stays readable: its container is stopped (no port, no memory) and its
+    output is served like any other's."""
+    [kept] = await runtime.list_containers(app_id)
+    assert kept.state == "exited"
+    chunk = await runtime.read_logs(kept, 0, None, 1000)
+    assert any(text in line.line for line in chunk.lines), chunk
+
+
+async def test_slow_start_times_out_and_is_kept_stopped_with_its_logs(
     runtime: DockerRuntime, make_spec: SpecFactory
 ) -> None:
     spec = make_spec(env={"APP_MODE": "slow"}, health_timeout_s=1.5)
@@ -102,7 +111,7 @@ async def test_slow_start_times_out_and_leaves_nothing(
         await runtime.start(spec)
     assert "not healthy after 1.5 s" in failed.value.reason
     assert "warming up" in failed.value.reason
-    assert await runtime.list_containers(spec.app_id) == []
+    await assert_kept_stopped_with_logs(runtime, spec.app_id, "warming up")
 
 
 async def test_cancelled_start_leaves_nothing(

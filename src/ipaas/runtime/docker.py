@@ -366,8 +366,13 @@ class DockerRuntime:
             raise StartFailed(reason) from exc
         try:
             return await self._wait_healthy(container, spec)
+        except StartFailed:
+            # Crashed or never healthy: stopped but kept, so its output stays readable in the
+            # app's logs (retired containers go with log retention, like any other).
+            await asyncio.shield(self._run(self._stop_sync, container.id, 2))
+            raise
         except BaseException:
-            # Failed, timed out or cancelled: leave nothing behind.
+            # Cancelled (or the engine failed us): leave nothing behind.
             await asyncio.shield(self._run(self._remove_sync, container.id))
             raise
 
