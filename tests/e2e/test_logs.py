@@ -406,3 +406,17 @@ def test_page_and_cursor_with_equal_timestamps() -> None:
     for bad in ("", "e30", "bm90IGpzb24", "eyJhIjogIngiLCAidCI6IG51bGwsICJzIjogbnVsbH0"):
         with pytest.raises(ValueError):
             Cursor.decode(bad)
+
+
+def test_the_output_of_a_start_that_failed_stays_readable(e2e: E2E) -> None:
+    dockerfile = (
+        "FROM python:3.11-slim\n"
+        'CMD ["python3", "-c", "print(\'booting: marker-c0ffee\', flush=True); raise SystemExit(4)"]\n'
+    )
+    app_id = e2e.create(e2e.repo(files={"Dockerfile": dockerfile}))
+    status = e2e.wait(app_id)
+    assert status["state"] == "failed" and "marker-c0ffee" in status["reason"]
+    lines = logs(e2e, app_id, limit=1000, **{"from": "now-1h"}).json()["lines"]
+    seen = [x for x in lines if "marker-c0ffee" in x["line"]]
+    # Every start attempt's container kept its output (and no port or memory).
+    assert len(seen) == e2e.settings.runtime.start_attempts, lines
