@@ -36,6 +36,8 @@ class BuildSettings(BaseModel):
     embedded_worker: bool = True
     max_repo_mb: int = 500
     max_attempts: int = 3
+    # A build no builder takes (or whose builder went silent) fails after this: `no_builder`.
+    no_builder_s: float = 600.0
     retry_base_s: float = 2.0
     lease_s: float = 60.0
     # Language -> base image. Official slim images by default; `ipaas images bootstrap` builds

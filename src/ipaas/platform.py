@@ -251,6 +251,7 @@ def control_plane(
         scheduler=scheduler,
         settings=settings.warden,
         log_max_age_s=settings.runtime.log_max_age_s,
+        no_builder_s=settings.build.no_builder_s,
     )
     lifecycle = _base_lifecycle(stores, adapters, bg)
     if run_builder:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ipaas.apps.scheduler import BuildScheduler
@@ -158,3 +160,42 @@ async def test_restarts_that_keep_failing_end_in_a_give_up_the_user_can_read(
     assert final.state == State.CRASHED and "never answered its health check" in (
         final.state_reason or ""
     )
+
+
+async def test_a_build_no_builder_takes_fails_after_its_deadline(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    user = await make_user()
+    app = Application(
+        id=new_id(),
+        name=unique_name("nb"),
+        owner_id=user["id"],
+        repo="https://x.invalid/r.git",
+        state=State.PENDING.value,
+        envs_encrypted="",
+    )
+    await core.stores.apps.create(app)
+    number = await core.app_service.scheduler.enqueue(app.id)
+    warden = quick_warden(core)
+    warden.no_builder_s = 0.05
+    await asyncio.sleep(0.1)
+    await warden.sweep_deadlines()
+    failed = await core.stores.apps.get(app.id)
+    assert failed.state == State.FAILED
+    assert f"build {number} failed: no builder took the build" in (failed.state_reason or "")
+    build = await core.stores.builds.get(app.id, number)
+    assert build is not None and build.status == "failed" and build.error_code == "no_builder"
+
+
+async def test_a_rollout_nobody_builds_leaves_the_old_release_serving(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    app = await running_app(core, (await make_user())["id"])
+    await core.app_service.rebuild(app.id, "rollout")
+    warden = quick_warden(core)
+    warden.no_builder_s = 0.05
+    await asyncio.sleep(0.1)
+    await warden.sweep_deadlines()
+    after = await core.stores.apps.get(app.id)
+    assert after.state == State.RUNNING and after.container_id == app.container_id
+    assert "no builder took the build" in (after.state_reason or "")

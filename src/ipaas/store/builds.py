@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ipaas.domain.statuses import ACTIVE_BUILDS, BuildStatus
+from ipaas.domain.statuses import ACTIVE_BUILDS, LEASED_BUILDS, BuildStatus
 from ipaas.store.models import Build, BuildLogLine, Release, new_id, utcnow
 
 ACTIVE = ACTIVE_BUILDS
@@ -206,6 +206,40 @@ class BuildStore:
                 )
             )
             await s.commit()
+
+    async def overdue(self, cutoff: datetime) -> Sequence[Build]:
+        """Builds that may have waited too long for a builder: queued before `cutoff`, or
+        leased by a builder whose lease ran out before it."""
+        stmt = select(Build).where(
+            or_(
+                and_(Build.status == BuildStatus.QUEUED, Build.not_before < cutoff),
+                and_(Build.status.in_(LEASED_BUILDS), Build.lease_until < cutoff),
+            )
+        )
+        async with self.sessions() as s:
+            return (await s.execute(stmt)).scalars().all()
+
+    async def fail_if_still(self, build: Build, error: str, error_code: str) -> bool:
+        """Fail the build unless it moved on meanwhile (a builder took or finished it)."""
+        same_lease = (
+            Build.lease_until.is_(None)
+            if build.lease_until is None
+            else Build.lease_until == build.lease_until
+        )
+        async with self.sessions() as s:
+            done = await s.execute(
+                update(Build)
+                .where(Build.id == build.id, Build.status == build.status, same_lease)
+                .values(
+                    status=BuildStatus.FAILED,
+                    error=error,
+                    error_code=error_code,
+                    finished_at=utcnow(),
+                    lease_until=None,
+                )
+            )
+            await s.commit()
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
     async def request_cancel(self, app_id: str, number: int | None = None) -> Build | None:
         """Queued → cancelled at once; running → cancelling (its builder stops it)."""

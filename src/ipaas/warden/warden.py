@@ -7,19 +7,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from ipaas.apps.deployer import Deployer
 from ipaas.apps.scheduler import BuildScheduler
 from ipaas.config import WardenSettings
+from ipaas.domain.deadlines import overdue_build
 from ipaas.domain.reconcile import GAVE_UP, Action, Do, reconcile_actions
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.runtime.base import Runtime, RuntimeEvent, RuntimeUnavailable
 from ipaas.store.apps import AppStore, NotFound
 from ipaas.store.builds import BuildStore
-from ipaas.store.models import Application
+from ipaas.store.models import Application, utcnow
 from ipaas.warden.policy import CrashPolicy
 
 log = structlog.get_logger()
@@ -38,6 +39,7 @@ class Warden:
         scheduler: BuildScheduler,
         settings: WardenSettings,
         log_max_age_s: float,
+        no_builder_s: float = 600.0,
     ) -> None:
         self.apps = apps
         self.builds = builds
@@ -46,6 +48,7 @@ class Warden:
         self.scheduler = scheduler
         self.settings = settings
         self.log_max_age_s = log_max_age_s
+        self.no_builder_s = no_builder_s
         w = settings
         self.policy = CrashPolicy(
             w.backoff_base_s, w.backoff_cap_s, w.crash_limit, w.crash_window_s
@@ -200,12 +203,33 @@ class Warden:
         last_reconcile = float("-inf")
         while True:
             await self._guarded("recovery", self.deployer.recover)
+            await self._guarded("deadlines", self.sweep_deadlines)
             if not requeued:  # a broker may be down at start: again each round until done
                 requeued = await self._guarded("requeue", self.scheduler.requeue_all)
             if time.monotonic() - last_reconcile >= self.settings.reconcile_interval_s:
                 last_reconcile = time.monotonic()
                 await self._guarded("reconcile", self.reconcile)
             await asyncio.sleep(self.settings.recover_interval_s)
+
+    async def sweep_deadlines(self) -> None:
+        """Builds that waited too long for a builder fail, and so does what waited on them."""
+        now = utcnow()
+        for build in await self.builds.overdue(now - timedelta(seconds=self.no_builder_s)):
+            late = overdue_build(
+                build.status, build.not_before, build.lease_until, now, self.no_builder_s
+            )
+            if late is None or not await self.builds.fail_if_still(build, late.reason, late.code):
+                continue
+            log.warning("build past its deadline", build=build.id, code=late.code)
+            await self._settle_build_failure(build.app_id, f"build {build.number}", late.reason)
+
+    async def _settle_build_failure(self, app_id: str, what: str, reason: str) -> None:
+        with contextlib.suppress(IllegalTransition, NotFound):
+            app = await self.apps.get(app_id)
+            if app.state not in (S.PENDING, S.BUILDING, S.ROLLING_OUT):
+                return
+            if not await self.deployer.keep_serving(app, f"{what} failed", reason):
+                await self.apps.transition(app_id, S.FAILED, f"{what} failed: {reason}")
 
     async def _guarded(self, what: str, step: Callable[[], Awaitable[None]]) -> bool:
         """One step of the loop; a failure is logged and the loop goes on."""
