@@ -67,6 +67,7 @@ class FakeRuntime:
             host_port=None,
             ip_address=f"10.254.0.{next(self._ips) % 250 + 2}",
             started_at=datetime.now(UTC),
+            store_id=spec.store_id,
         )
         self.containers[cid] = info
         self.specs[cid] = spec

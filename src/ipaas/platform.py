@@ -38,6 +38,7 @@ from ipaas.runtime.base import Runtime
 from ipaas.store.apps import AppStore
 from ipaas.store.builds import BuildStore
 from ipaas.store.db import holds_encrypted_data, make_engine, make_sessionmaker
+from ipaas.store.identity import StoreIdentity
 from ipaas.store.quotas import QuotaStore
 from ipaas.store.users import UserStore
 from ipaas.warden.warden import Warden
@@ -61,6 +62,7 @@ class Stores:
     app_passes: AppPasses
     bus: ChangeBus
     quotas: QuotaStore
+    identity: StoreIdentity
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ def open_stores(settings: Settings) -> Stores:
         app_passes=AppPasses(keys.jwt_key, settings.auth.app_pass_ttl_s),
         bus=bus,
         quotas=QuotaStore(sessions, settings),
+        identity=StoreIdentity(sessions),
     )
 
 
@@ -197,6 +200,7 @@ def _deployer(settings: Settings, stores: Stores, adapters: Adapters, bg: Backgr
         settings=settings.runtime,
         hosts=HostNames(settings.base_domain),
         background=bg,
+        identity=stores.identity,
     )
 
 
@@ -252,6 +256,7 @@ def control_plane(
         settings=settings.warden,
         log_max_age_s=settings.runtime.log_max_age_s,
         no_builder_s=settings.build.no_builder_s,
+        identity=stores.identity,
     )
     lifecycle = _base_lifecycle(stores, adapters, bg)
     if run_builder:

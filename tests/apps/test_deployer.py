@@ -58,6 +58,7 @@ async def test_a_deploy_that_breaks_unexpectedly_ends_failed_with_the_reason(
         settings=core.settings.runtime,
         hosts=HostNames(core.settings.base_domain),
         background=Background(),
+        identity=core.stores.identity,
     )
     await deployer.deploy(app.id)
     after = await core.stores.apps.get(app.id)

@@ -28,11 +28,12 @@ class Box:
     state: str
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    store_id: str = "ours"
 
 
 def decide(apps: list[App], boxes: list[Box], restarting: set[str] | None = None) -> list[Action]:
     known = {a.id: a for a in apps}
-    return reconcile_actions(known, boxes, restarting or set(), NOW, log_max_age_s=3600)
+    return reconcile_actions(known, boxes, restarting or set(), NOW, 3600, store_id="ours")
 
 
 @pytest.mark.parametrize("state", ["running", "restarting", "created"])
@@ -75,6 +76,17 @@ def test_containers_of_no_known_app_are_strays() -> None:
     assert actions == [Action(Do.REMOVE_STRAY, "ghost", "c9")]
 
 
+@pytest.mark.parametrize("store_id", ["another-store", ""])
+def test_containers_of_another_store_or_of_none_are_never_strays(store_id: str) -> None:
+    """An empty or foreign store (a wrong database URL) must not remove what others run."""
+    assert decide([], [Box("c9", "ghost", "running", store_id=store_id)]) == []
+
+
+def test_a_store_without_an_id_removes_nothing() -> None:
+    boxes = [Box("c9", "ghost", "running", store_id="")]
+    assert reconcile_actions({}, boxes, set(), NOW, 0, store_id="") == []
+
+
 def test_retired_containers_past_log_retention_go_and_the_current_one_stays() -> None:
     old = NOW - timedelta(hours=2)
     young = NOW - timedelta(minutes=5)
@@ -91,7 +103,7 @@ def test_retired_containers_past_log_retention_go_and_the_current_one_stays() ->
 def test_retention_off_keeps_everything() -> None:
     boxes = [Box("aged", "a", "exited", finished_at=NOW - timedelta(days=30))]
     known = {"a": App("a", State.STOPPED, None)}
-    assert reconcile_actions(known, boxes, set(), NOW, log_max_age_s=0) == []
+    assert reconcile_actions(known, boxes, set(), NOW, 0, store_id="ours") == []
 
 
 def test_containers_come_first_then_apps() -> None:

@@ -258,3 +258,12 @@ async def test_network_names_that_prefix_each_other(
         for c in (long_info, short_info)
     }
     assert nets == {long_info.id: f"ipaas-u-{short}9", short_info.id: f"ipaas-u-{short}"}
+
+
+async def test_containers_carry_the_id_of_the_store_that_wants_them(
+    runtime: DockerRuntime, make_spec: SpecFactory
+) -> None:
+    info = await runtime.start(make_spec(store_id="store-" + "a" * 26))
+    assert info.store_id == "store-" + "a" * 26
+    [listed] = await runtime.list_containers(info.app_id, detail=False)
+    assert listed.store_id == info.store_id  # the cheap listing the warden reads has it too

@@ -11,7 +11,7 @@ from ipaas.config import WardenSettings
 from ipaas.domain.reconcile import GAVE_UP
 from ipaas.domain.states import State
 from ipaas.platform import ControlPlane
-from ipaas.runtime.base import RuntimeUnavailable
+from ipaas.runtime.base import ContainerSpec, RuntimeUnavailable
 from ipaas.store.models import Application, Release, new_id
 from ipaas.warden.warden import Warden
 from tests.conftest import UserMaker
@@ -84,6 +84,7 @@ def quick_warden(core: ControlPlane, crash_limit: int = 5) -> Warden:
         scheduler=BuildScheduler(core.stores.builds, core.adapters.queue),
         settings=settings,
         log_max_age_s=0,
+        identity=core.stores.identity,
     )
 
 
@@ -199,3 +200,28 @@ async def test_a_rollout_nobody_builds_leaves_the_old_release_serving(
     after = await core.stores.apps.get(app.id)
     assert after.state == State.RUNNING and after.container_id == app.container_id
     assert "no builder took the build" in (after.state_reason or "")
+
+
+async def test_only_this_stores_containers_can_be_strays(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    app = await running_app(core, (await make_user())["id"])
+    runtime = core.adapters.runtime
+    assert isinstance(runtime, FakeRuntime)
+    ours = runtime.containers[app.container_id or ""]
+    assert ours.store_id == await core.stores.identity.id()
+    # Containers of apps this store does not know: one it started, one another store started,
+    # and one of no store at all (an older version, or another stack on the same engine).
+    mine = await runtime.start(
+        ContainerSpec("gone-app", "gone", "o", 1, "i", 80, store_id=ours.store_id)
+    )
+    theirs = await runtime.start(
+        ContainerSpec("their-app", "t", "o", 1, "i", 80, store_id="x" * 32)
+    )
+    nobodys = await runtime.start(ContainerSpec("old-app", "o", "o", 1, "i", 80))
+    await quick_warden(core).reconcile()
+    assert mine.id not in runtime.containers
+    assert theirs.id in runtime.containers and nobodys.id in runtime.containers
+    assert app.container_id in runtime.containers
+    await runtime.remove(theirs.id)
+    await runtime.remove(nobodys.id)

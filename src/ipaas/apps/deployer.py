@@ -34,6 +34,7 @@ from ipaas.runtime.base import (
 )
 from ipaas.store.apps import AppStore, NotFound
 from ipaas.store.builds import BuildStore
+from ipaas.store.identity import StoreIdentity
 from ipaas.store.models import Application, Release
 
 log = structlog.get_logger()
@@ -61,6 +62,7 @@ class Deployer:
         settings: RuntimeSettings,
         hosts: HostNames,
         background: Background,
+        identity: StoreIdentity,
     ) -> None:
         self.apps = apps
         self.builds = builds
@@ -70,6 +72,7 @@ class Deployer:
         self.settings = settings
         self.hosts = hosts
         self.background = background
+        self.identity = identity
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Held while a route changes together with the app's state, so a full sync of the
         # routes never sees one without the other.
@@ -185,7 +188,8 @@ class Deployer:
     ) -> str | None:
         """Start the release beside whatever runs, route to it, mark the app running, retire
         the old containers. Returns None on success, else why it did not come up."""
-        info, reason = await self._start_with_retries(self.container_spec(app, release))
+        spec = self.container_spec(app, release, await self.identity.id())
+        info, reason = await self._start_with_retries(spec)
         if info is None:
             return reason
         address = upstream_of(info, app.port or DEFAULT_PORT)
@@ -210,7 +214,7 @@ class Deployer:
         await self._retire(app.id, keep=info.id, drain_s=0.5)
         return None
 
-    def container_spec(self, app: Application, release: Release) -> ContainerSpec:
+    def container_spec(self, app: Application, release: Release, store_id: str) -> ContainerSpec:
         rt = self.settings
         port = app.port or DEFAULT_PORT
         env = env_dict(self.cipher, app.envs_encrypted)
@@ -231,6 +235,7 @@ class Deployer:
             volumes=tuple(VolumeMount(v["name"], v["mount_path"]) for v in app.volumes),
             log_max_size=rt.log_max_size,
             log_max_files=rt.log_max_files,
+            store_id=store_id,
         )
 
     async def _start_with_retries(self, spec: ContainerSpec) -> tuple[ContainerInfo | None, str]:

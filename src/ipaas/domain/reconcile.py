@@ -36,9 +36,16 @@ def reconcile_actions(
     restarting: Collection[str],
     now: datetime,
     log_max_age_s: float,
+    store_id: str,
 ) -> list[Action]:
-    """Containers first (strays, expired), then one action per app that needs one."""
-    actions = [Action(Do.REMOVE_STRAY, c.app_id, c.id) for c in containers if c.app_id not in apps]
+    """Containers first (strays, expired), then one action per app that needs one. A stray
+    is a container this store started (it carries the store's id) for an app it no longer
+    has: a container of another store, or of none, is never removed."""
+    actions = [
+        Action(Do.REMOVE_STRAY, c.app_id, c.id)
+        for c in containers
+        if c.app_id not in apps and store_id and c.store_id == store_id
+    ]
     actions += _expired(apps, containers, now, log_max_age_s)
     for app in apps.values():
         action = _app_action(app, containers, restarting)

@@ -13,10 +13,18 @@ from ipaas.domain.labels import (
     LABEL_OWNER,
     LABEL_PLATFORM,
     LABEL_RELEASE,
+    LABEL_STORE,
 )
 from ipaas.domain.logpages import SourceChunk
 
-__all__ = ["LABEL_APP", "LABEL_APP_NAME", "LABEL_OWNER", "LABEL_PLATFORM", "LABEL_RELEASE"]
+__all__ = [
+    "LABEL_APP",
+    "LABEL_APP_NAME",
+    "LABEL_OWNER",
+    "LABEL_PLATFORM",
+    "LABEL_RELEASE",
+    "LABEL_STORE",
+]
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class ContainerSpec:
     volumes: tuple[VolumeMount, ...] = ()
     log_max_size: str = "10m"
     log_max_files: int = 3
+    store_id: str = ""  # the store that wants this container (labels it as that store's)
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class ContainerInfo:
     exit_code: int | None = None
     oom_killed: bool = False
     restart_count: int = 0
+    store_id: str = ""  # "" for containers of no known store (older versions, other stacks)
 
 
 @dataclass(frozen=True)

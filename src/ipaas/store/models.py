@@ -148,6 +148,14 @@ class Application(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PlatformMeta(Base):
+    """Facts about the store itself (its identity: which containers are its own)."""
+
+    __tablename__ = "platform_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
 class Event(Base):
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -20,6 +20,7 @@ from ipaas.domain.states import IllegalTransition, State
 from ipaas.runtime.base import Runtime, RuntimeEvent, RuntimeUnavailable
 from ipaas.store.apps import AppStore, NotFound
 from ipaas.store.builds import BuildStore
+from ipaas.store.identity import StoreIdentity
 from ipaas.store.models import Application, utcnow
 from ipaas.warden.policy import CrashPolicy
 
@@ -39,6 +40,7 @@ class Warden:
         scheduler: BuildScheduler,
         settings: WardenSettings,
         log_max_age_s: float,
+        identity: StoreIdentity,
         no_builder_s: float = 600.0,
     ) -> None:
         self.apps = apps
@@ -49,6 +51,7 @@ class Warden:
         self.settings = settings
         self.log_max_age_s = log_max_age_s
         self.no_builder_s = no_builder_s
+        self.identity = identity
         w = settings
         self.policy = CrashPolicy(
             w.backoff_base_s, w.backoff_cap_s, w.crash_limit, w.crash_window_s
@@ -251,7 +254,10 @@ class Warden:
             raise
         known = {a.id: a for a in await self.apps.all_in_states(list(S))}
         now = datetime.now(UTC)
-        actions = reconcile_actions(known, containers, self._restarts, now, self.log_max_age_s)
+        store_id = await self.identity.id()
+        actions = reconcile_actions(
+            known, containers, self._restarts, now, self.log_max_age_s, store_id
+        )
         for action in actions:
             await self._carry_out(action, known)
         await self.deployer.sync_routes()
