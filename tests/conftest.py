@@ -162,3 +162,17 @@ def host_listener() -> Iterator[HostListener]:
     listener.check()
     yield listener
     listener.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run fails if it left processes or test containers behind (they are removed too, so
+    the next run starts clean)."""
+    from tests.hygiene import containers_left, reap
+
+    if hasattr(session.config, "workerinput"):
+        return
+    basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    leftovers = reap(basetemp) + containers_left()
+    if leftovers:
+        print("\nthis run left behind:\n  " + "\n  ".join(leftovers))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -26,8 +27,17 @@ from ipaas.store.migrate import upgrade
 from ipaas.store.models import Application, new_id
 from tests.builds.conftest import make_repo
 from tests.e2e.apps import DOCKERFILE, SERVER
+from tests.hygiene import reap
 from tests.live import free_port
 from tests.services import need
+
+
+@pytest.fixture(autouse=True)
+def reap_orphans(tmp_path: Path) -> Iterator[None]:
+    """These tests SIGKILL `ipaas up`: its Caddy child lives on (as after a real crash, where
+    the next start adopts it). Stopped here once the test is over."""
+    yield
+    reap(tmp_path)
 
 
 def slow_dockerfile() -> str:

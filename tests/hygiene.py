@@ -1,0 +1,54 @@
+"""What a test run must not leave behind: processes started from its temporary folders (a
+Caddy orphaned by a SIGKILLed control plane), and containers of its test platforms."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+from ipaas.domain.labels import LABEL_PLATFORM
+
+TEST_INSTANCE_PREFIX = "test-"
+
+
+def processes_under(folder: Path) -> list[tuple[int, str]]:
+    """Processes (not this one) whose command line names a path inside `folder`."""
+    needle = str(folder).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline:
+            found.append((int(entry.name), cmdline.replace(b"\0", b" ").decode(errors="replace")))
+    return found
+
+
+def reap(folder: Path) -> list[str]:
+    """Stop what was left running from `folder`; returns what that was."""
+    left = processes_under(folder)
+    for pid, _ in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return [cmd[:200] for _, cmd in left]
+
+
+def containers_left() -> list[str]:
+    """Containers of test platforms (instance `test-…`) still on the engine."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        containers = client.containers.list(all=True, filters={"label": LABEL_PLATFORM})
+    except Exception:  # noqa: BLE001 - no engine: nothing can be left on it
+        return []
+    return [
+        f"{c.name} ({c.labels.get(LABEL_PLATFORM)})"
+        for c in containers
+        if c.labels.get(LABEL_PLATFORM, "").startswith(TEST_INSTANCE_PREFIX)
+    ]
