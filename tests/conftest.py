@@ -46,8 +46,7 @@ async def _pg(sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+async def _fresh_database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     if BACKEND == "postgres":
         need("postgres")
         name = f"ipaas_t_{uuid.uuid4().hex[:10]}"
@@ -58,6 +57,21 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
             await _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     else:
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'ipaas.db'}"
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """The run's store, shared by the tests that need no platform of their own."""
+    async for url in _fresh_database(tmp_path_factory):
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def module_database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A store of the module's own, for a whole platform with a warden: the warden acts on
+    every app in its store, so it must not see other modules' apps (running on fakes)."""
+    async for url in _fresh_database(tmp_path_factory):
+        yield url
 
 
 @pytest.fixture(scope="session", autouse=True)

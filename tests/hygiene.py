@@ -39,7 +39,13 @@ def reap(folder: Path) -> list[str]:
 
 
 def containers_left() -> list[str]:
-    """Containers of test platforms (instance `test-…`) still on the engine."""
+    """Containers of test platforms (instance `test-…`) still on the engine: removed, and
+    named."""
+    return remove_containers_of(None)
+
+
+def remove_containers_of(instances: set[str] | None) -> list[str]:
+    """Remove the containers of these platform instances (None: every test instance)."""
     try:
         import docker
 
@@ -47,8 +53,16 @@ def containers_left() -> list[str]:
         containers = client.containers.list(all=True, filters={"label": LABEL_PLATFORM})
     except Exception:  # noqa: BLE001 - no engine: nothing can be left on it
         return []
-    return [
-        f"{c.name} ({c.labels.get(LABEL_PLATFORM)})"
-        for c in containers
-        if c.labels.get(LABEL_PLATFORM, "").startswith(TEST_INSTANCE_PREFIX)
-    ]
+    removed = []
+    for c in containers:
+        instance = c.labels.get(LABEL_PLATFORM, "")
+        wanted = (
+            instance in instances
+            if instances is not None
+            else instance.startswith(TEST_INSTANCE_PREFIX)
+        )
+        if wanted and instance != "default":
+            with contextlib.suppress(Exception):
+                c.remove(force=True, v=True)
+            removed.append(f"{c.name} ({instance})")
+    return removed

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,13 @@ import pytest
 
 from ipaas.auth.passwords import hash_password
 from ipaas.config import Settings
+from ipaas.domain.states import State
 from ipaas.platform import api_process
 from ipaas.runtime.base import LABEL_APP
 from ipaas.runtime.docker import network_name
 from ipaas.store.migrate import upgrade
 from tests.builds.conftest import base_images, build_network, commit_all, make_repo
-from tests.conftest import make_settings
+from tests.conftest import _fresh_database, make_settings
 from tests.live import Live, free_port, start_live
 from tests.services import need
 
@@ -110,13 +111,22 @@ class E2E:
         return httpx.get(url, headers={"Host": host}, timeout=10)
 
 
+@pytest.fixture
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """Here, a store of each test's own: these tests run whole platforms (`ipaas up`), whose
+    wardens act on every app in their store (other tests' apps run on fakes, or on platforms
+    already gone)."""
+    async for url in _fresh_database(tmp_path_factory):
+        yield url
+
+
 @pytest.fixture(scope="module")
 def e2e(
-    database_url: str, base_images: Settings, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str, base_images: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[E2E]:
     need("docker")
-    upgrade(database_url)
-    settings = e2e_settings(tmp_path_factory.mktemp("e2e"), database_url)
+    upgrade(module_database_url)
+    settings = e2e_settings(tmp_path_factory.mktemp("e2e"), module_database_url)
     plane = api_process(settings)
     live = start_live(plane, port=settings.port)
     admin = live.run(
@@ -134,7 +144,7 @@ def e2e(
             admin_name=admin.username,
         )
     finally:
-        app_ids = [a.id for a in live.run(plane.stores.apps.list(admin.id, limit=500))[0]]
+        app_ids = [a.id for a in live.run(plane.stores.apps.all_in_states(list(State)))]
         live.stop()
         remove_leftovers(app_ids, admin.id)
 

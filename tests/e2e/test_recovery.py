@@ -27,17 +27,21 @@ from ipaas.store.migrate import upgrade
 from ipaas.store.models import Application, new_id
 from tests.builds.conftest import make_repo
 from tests.e2e.apps import DOCKERFILE, SERVER
-from tests.hygiene import reap
+from tests.hygiene import reap, remove_containers_of
 from tests.live import free_port
 from tests.services import need
+
+INSTANCES: set[str] = set()  # the platform instances the test started
 
 
 @pytest.fixture(autouse=True)
 def reap_orphans(tmp_path: Path) -> Iterator[None]:
     """These tests SIGKILL `ipaas up`: its Caddy child lives on (as after a real crash, where
-    the next start adopts it). Stopped here once the test is over."""
+    the next start adopts it), and its apps' containers too. Both go once the test is over."""
     yield
     reap(tmp_path)
+    remove_containers_of(INSTANCES)
+    INSTANCES.clear()
 
 
 def slow_dockerfile() -> str:
@@ -59,6 +63,7 @@ class ControlPlane:
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.base = f"http://127.0.0.1:{self.port}"
+        INSTANCES.add(self.env.get("IPAAS_RUNTIME__INSTANCE", "default"))
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "ipaas.cli.main", "up", "--no-bootstrap"]

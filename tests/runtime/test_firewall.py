@@ -182,3 +182,14 @@ def test_bridge_names_fit_linux_and_differ() -> None:
     names = {bridge_name(network_name(uuid.uuid4().hex)) for _ in range(200)}
     assert len(names) == 200
     assert all(len(n) <= 15 and n.startswith("ipaas") for n in names)
+
+
+async def test_rules_removed_while_running_are_back_before_the_next_start(
+    runtime: DockerRuntime, make_spec: SpecFactory
+) -> None:
+    await runtime.start(make_spec())
+    firewall = HostFirewall()
+    firewall.remove()  # an engine restart, `iptables -F`, another process
+    assert not firewall.installed()
+    await runtime.start(make_spec())
+    assert firewall.installed()

@@ -295,12 +295,15 @@ class DockerImageBuilder:
         )
 
     def _prepare_network(self) -> None:
-        """The host firewall and the build network, once per process (both idempotent)."""
-        if self._network_ready:
-            return
+        """The host firewall before every build (re-applied whenever its rules are gone), and
+        the build network once per process (both idempotent)."""
         try:
-            if self._settings.runtime.firewall:
+            if self._settings.runtime.firewall and not (
+                self._network_ready and self._firewall.installed()
+            ):
                 self._firewall.apply()
+            if self._network_ready:
+                return
             client = self._client_factory()
             try:
                 # No container-to-container traffic: concurrent builds of different users

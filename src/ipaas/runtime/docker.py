@@ -246,10 +246,13 @@ class DockerRuntime:
     # -- networks and volumes --------------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Install the host firewall once per process (runtime/firewall.py); called at start, so
-        a host where it cannot be applied fails there, and before any network is made.
+        """Install the host firewall (runtime/firewall.py): at start, so a host where it cannot
+        be applied fails there, and again before every container start whenever its rules are
+        gone (an engine restart, `iptables -F`, another process removing them).
         Raises FirewallError."""
-        if self._firewall_ready or not self.settings.firewall:
+        if not self.settings.firewall:
+            return
+        if self._firewall_ready and await asyncio.to_thread(self.firewall.installed):
             return
         await asyncio.to_thread(self.firewall.apply)
         self._firewall_ready = True
