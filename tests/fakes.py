@@ -20,6 +20,7 @@ from ipaas.platform import Adapters, ControlPlane, control_plane, open_stores
 from ipaas.providers.git import GitCliProvider
 from ipaas.queue.jobtable import JobTableQueue
 from ipaas.router.base import Route
+from ipaas.router.transparent import TransparentRouter
 from ipaas.runtime.base import (
     ContainerInfo,
     ContainerSpec,
@@ -134,27 +135,12 @@ class FakeRuntime:
         return not any(spec.owner_id == owner_id for spec in live)
 
 
-class FakeRouter:
-    """A route table in memory; the URL is the host's, as Caddy gives it."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Route] = {}
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
+class FakeRouter(TransparentRouter):
+    """The in-memory route table, answering with the host's URL as Caddy does."""
 
     async def set_route(self, route: Route) -> str:
-        self.routes[route.host] = route
+        await super().set_route(route)
         return self.url_for(route.host)
-
-    async def remove_route(self, host: str) -> None:
-        self.routes.pop(host, None)
-
-    async def sync(self, routes: list[Route]) -> None:
-        self.routes = {route.host: route for route in routes}
 
     def url_for(self, host: str) -> str:
         return f"http://{host}/"

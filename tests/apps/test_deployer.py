@@ -3,7 +3,6 @@ in a way nobody planned for stands in for a platform bug)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from ipaas.apps.background import Background
@@ -12,8 +11,8 @@ from ipaas.builds.base import BuildFailed
 from ipaas.domain.hosts import HostNames
 from ipaas.domain.states import State
 from ipaas.platform import ControlPlane
-from ipaas.store.models import Application, Release, new_id
 from tests.conftest import UserMaker
+from tests.factories import running_app, starting_app
 from tests.fakes import FakeBuilder, FakeRouter, FakeRuntime
 
 
@@ -27,28 +26,7 @@ class BrokenRuntime:
 async def test_a_deploy_that_breaks_unexpectedly_ends_failed_with_the_reason(
     core: ControlPlane, make_user: UserMaker
 ) -> None:
-    user = await make_user()
-    app = Application(
-        id=new_id(),
-        name=f"ops-{uuid.uuid4().hex[:8]}",
-        owner_id=user["id"],
-        repo="https://x.invalid/r.git",
-        state=State.PENDING.value,
-        envs_encrypted="",
-    )
-    await core.stores.apps.create(app)
-    await core.stores.builds.add_release(
-        Release(
-            app_id=app.id,
-            number=1,
-            build_id=new_id(),
-            commit="a" * 40,
-            image_id="sha256:x",
-            image_tag="x:r1",
-        )
-    )
-    await core.stores.apps.transition(app.id, State.BUILDING, "test")
-    await core.stores.apps.transition(app.id, State.STARTING, "test", target_release=1)
+    app = await starting_app(core, (await make_user())["id"])
     deployer = Deployer(
         apps=core.stores.apps,
         builds=core.stores.builds,
@@ -67,40 +45,10 @@ async def test_a_deploy_that_breaks_unexpectedly_ends_failed_with_the_reason(
     assert "NetworkSettings" in (after.state_reason or "")
 
 
-async def running_on_release_1(core: ControlPlane, owner_id: str) -> Application:
-    stores = core.stores
-    app = Application(
-        id=new_id(),
-        name=f"roll-{uuid.uuid4().hex[:8]}",
-        owner_id=owner_id,
-        repo="https://x.invalid/r.git",
-        state=State.PENDING.value,
-        envs_encrypted="",
-    )
-    await stores.apps.create(app)
-    for number in (1, 2):
-        await stores.builds.add_release(
-            Release(
-                app_id=app.id,
-                number=number,
-                build_id=new_id(),
-                commit=str(number) * 40,
-                image_id=f"sha256:{number}",
-                image_tag=f"x:r{number}",
-            )
-        )
-    await stores.apps.transition(app.id, State.BUILDING, "test")
-    await stores.apps.transition(app.id, State.STARTING, "test", target_release=1)
-    await core.deployer.deploy(app.id)
-    running = await stores.apps.get(app.id)
-    assert running.state == State.RUNNING and running.current_release == 1
-    return running
-
-
 async def test_a_release_that_does_not_come_up_leaves_the_old_one_serving(
     core: ControlPlane, make_user: UserMaker
 ) -> None:
-    app = await running_on_release_1(core, (await make_user())["id"])
+    app = await running_app(core, (await make_user())["id"], releases=2)
     runtime, router = core.adapters.runtime, core.adapters.router
     assert isinstance(runtime, FakeRuntime) and isinstance(router, FakeRouter)
     runtime.unhealthy_releases.add((app.id, 2))
@@ -121,7 +69,7 @@ async def test_a_release_that_does_not_come_up_leaves_the_old_one_serving(
 async def test_a_rollout_whose_build_fails_leaves_the_old_release_serving(
     core: ControlPlane, make_user: UserMaker
 ) -> None:
-    app = await running_on_release_1(core, (await make_user())["id"])
+    app = await running_app(core, (await make_user())["id"], releases=2)
     builder = core.adapters.builder
     assert isinstance(builder, FakeBuilder)
     await core.app_service.rebuild(app.id, "rollout")

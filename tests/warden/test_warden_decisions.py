@@ -12,32 +12,12 @@ from ipaas.domain.reconcile import GAVE_UP
 from ipaas.domain.states import State
 from ipaas.platform import ControlPlane
 from ipaas.runtime.base import ContainerSpec, RuntimeUnavailable
-from ipaas.store.models import Application, Release, new_id
+from ipaas.store.models import Application
 from ipaas.warden.warden import Warden
 from tests.conftest import UserMaker
+from tests.factories import running_app, stored_app
 from tests.fakes import FakeRuntime
-from tests.support import unique_name, wait_until_async
-
-
-async def running_app(core: ControlPlane, owner_id: str) -> Application:
-    stores = core.stores
-    app = Application(
-        id=new_id(),
-        name=unique_name("wd"),
-        owner_id=owner_id,
-        repo="https://x.invalid/r.git",
-        state=State.PENDING.value,
-        envs_encrypted="",
-    )
-    await stores.apps.create(app)
-    release = Release(
-        app_id=app.id, number=1, build_id=new_id(), commit="a" * 40, image_id="i", image_tag="t"
-    )
-    await stores.builds.add_release(release)
-    await stores.apps.transition(app.id, State.BUILDING, "test")
-    await stores.apps.transition(app.id, State.STARTING, "test", target_release=1)
-    await core.deployer.deploy(app.id)
-    return await stores.apps.get(app.id)
+from tests.support import wait_until_async
 
 
 async def test_a_crash_found_by_reconcile_is_restarted_on_a_new_container(
@@ -166,16 +146,7 @@ async def test_restarts_that_keep_failing_end_in_a_give_up_the_user_can_read(
 async def test_a_build_no_builder_takes_fails_after_its_deadline(
     core: ControlPlane, make_user: UserMaker
 ) -> None:
-    user = await make_user()
-    app = Application(
-        id=new_id(),
-        name=unique_name("nb"),
-        owner_id=user["id"],
-        repo="https://x.invalid/r.git",
-        state=State.PENDING.value,
-        envs_encrypted="",
-    )
-    await core.stores.apps.create(app)
+    app = await stored_app(core.stores, (await make_user())["id"])
     number = await core.app_service.scheduler.enqueue(app.id)
     warden = quick_warden(core)
     warden.no_builder_s = 0.05
