@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -266,6 +265,8 @@ class _YamlSource(PydanticBaseSettingsSource):
         path = os.environ.get("IPAAS_CONFIG")
         if not path:
             return {}
+        import yaml  # only with a configuration file: the platform process is lighter without
+
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: the configuration must be a mapping")
