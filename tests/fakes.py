@@ -166,7 +166,7 @@ class FakeBuilder:
         return BuildResult(
             image_id=f"sha256:{uuid.uuid4().hex}",
             image_tag=f"fake/{request.app_id}:r{request.release}",
-            commit="f" * 40,
+            commit=f"{request.release:040x}",
             plan={"language": "fake"},
             duration_s=0.0,
         )

@@ -6,11 +6,22 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import uuid
 from pathlib import Path
 
 from ipaas.domain.labels import LABEL_PLATFORM
 
 TEST_INSTANCE_PREFIX = "test-"
+# The platform instances this run started: only their containers are this run's to check (a
+# run beside another one, or beside `ipaas up`, must not touch theirs).
+STARTED: set[str] = set()
+
+
+def new_instance() -> str:
+    """A platform instance id for a test platform, remembered for the end-of-run check."""
+    instance = f"{TEST_INSTANCE_PREFIX}{uuid.uuid4().hex[:8]}"
+    STARTED.add(instance)
+    return instance
 
 
 def processes_under(folder: Path) -> list[tuple[int, str]]:
@@ -39,13 +50,12 @@ def reap(folder: Path) -> list[str]:
 
 
 def containers_left() -> list[str]:
-    """Containers of test platforms (instance `test-…`) still on the engine: removed, and
-    named."""
-    return remove_containers_of(None)
+    """Containers of this run's test platforms still on the engine: removed, and named."""
+    return remove_containers_of(STARTED)
 
 
-def remove_containers_of(instances: set[str] | None) -> list[str]:
-    """Remove the containers of these platform instances (None: every test instance)."""
+def remove_containers_of(instances: set[str]) -> list[str]:
+    """Remove the containers of these platform instances."""
     try:
         import docker
 

@@ -12,7 +12,7 @@ from ipaas.domain.hosts import HostNames
 from ipaas.domain.states import State
 from ipaas.platform import ControlPlane
 from tests.conftest import UserMaker
-from tests.factories import running_app, starting_app
+from tests.factories import running_app, starting_app, stored_app
 from tests.fakes import FakeBuilder, FakeRouter, FakeRuntime
 
 
@@ -58,6 +58,8 @@ async def test_a_release_that_does_not_come_up_leaves_the_old_one_serving(
     assert after.state == State.RUNNING and after.current_release == 1
     assert after.container_id == app.container_id and after.address == app.address
     assert "release 2 did not come up" in (after.state_reason or "")
+    # What serves is release 1's commit: a rollout of it is not "up to date".
+    assert after.built_commit == "1" * 40
     assert "release 1 still serves" in (after.state_reason or "")
     assert runtime.containers[app.container_id or ""].state == "running"
     await core.deployer.sync_routes()  # what the warden does: the route stays
@@ -86,3 +88,36 @@ async def test_a_rollout_whose_build_fails_leaves_the_old_release_serving(
     assert after.state == State.RUNNING and after.current_release == 1
     assert "build failed: npm install failed" in (after.state_reason or "")
     assert after.container_id == app.container_id
+
+
+async def build_next(core: ControlPlane, app_id: str) -> None:
+    """What a builder does with the app's oldest queued build (other tests' stay queued)."""
+    job = await core.adapters.queue.lease("test-builder")
+    while job is not None and job.app_id != app_id:
+        job = await core.adapters.queue.lease("test-builder")
+    assert job is not None
+    await core.worker.run(job)
+
+
+async def test_a_change_made_during_a_build_is_the_one_deployed(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    app = await stored_app(core.stores, (await make_user())["id"])
+    await core.app_service.scheduler.enqueue(app.id)
+    await build_next(core, app.id)
+    first = await core.stores.apps.get(app.id)
+    assert first.state == State.RUNNING and first.current_release == 1
+    await core.app_service.rebuild(app.id, "branch changed")  # build 2 ...
+    job = await core.adapters.queue.lease("test-builder")
+    while job is not None and job.app_id != app.id:
+        job = await core.adapters.queue.lease("test-builder")
+    assert job is not None
+    await core.app_service.rebuild(app.id, "branch changed again")  # ... and, meanwhile, 3
+    await core.worker.run(job)  # build 2 ends: superseded, not deployed
+    middle = await core.stores.apps.get(app.id)
+    assert middle.state == State.ROLLING_OUT and middle.current_release == 1
+    assert await core.stores.builds.release(app.id, 2) is not None  # kept, for rollbacks
+    await build_next(core, app.id)  # build 3: the newest wins
+    last = await core.stores.apps.get(app.id)
+    assert last.state == State.RUNNING and last.current_release == 3
+    assert last.built_commit == f"{3:040x}"

@@ -24,6 +24,7 @@ from ipaas.runtime.docker import network_name
 from ipaas.store.migrate import upgrade
 from tests.builds.conftest import base_images, build_network, commit_all, make_repo
 from tests.conftest import _fresh_database, make_settings
+from tests.hygiene import new_instance
 from tests.live import Live, free_port, start_live
 from tests.services import need
 
@@ -42,7 +43,7 @@ def e2e_settings(data_dir: Path, database_url: str) -> Settings:
             "health_timeout_s": 30,
             "stop_timeout_s": 3,
             "memory_mb": 256,
-            "instance": f"test-{uuid.uuid4().hex[:8]}",
+            "instance": new_instance(),
         },
         warden={
             "reconcile_interval_s": 2,

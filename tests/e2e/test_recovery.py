@@ -27,7 +27,7 @@ from ipaas.store.migrate import upgrade
 from ipaas.store.models import Application, new_id
 from tests.builds.conftest import make_repo
 from tests.e2e.apps import DOCKERFILE, SERVER
-from tests.hygiene import reap, remove_containers_of
+from tests.hygiene import new_instance, reap, remove_containers_of
 from tests.live import free_port
 from tests.services import need
 
@@ -173,7 +173,7 @@ def test_sigkill_mid_build_is_finished_by_the_next_process(
     env = {
         "IPAAS_ROUTER__KIND": "transparent",
         "IPAAS_BUILD__LEASE_S": "3",
-        "IPAAS_RUNTIME__INSTANCE": f"test-{uuid.uuid4().hex[:8]}",
+        "IPAAS_RUNTIME__INSTANCE": new_instance(),
     }
     repo = make_repo(
         tmp_path / "repo", files={"Dockerfile": slow_dockerfile(), "server.py": SERVER}
@@ -220,7 +220,7 @@ def test_control_plane_and_engine_killed_converge_again(
     env = {
         "IPAAS_ROUTER__HTTP_PORT": str(router_port),
         "IPAAS_ROUTER__ADMIN_ADDRESS": f"127.0.0.1:{free_port()}",
-        "IPAAS_RUNTIME__INSTANCE": f"test-{uuid.uuid4().hex[:8]}",
+        "IPAAS_RUNTIME__INSTANCE": new_instance(),
         "IPAAS_WARDEN__RECONCILE_INTERVAL_S": "2",
     }
     plane = ControlPlane(data_dir, database_url, **env)
@@ -285,7 +285,7 @@ def test_builds_travel_through_rabbitmq_to_a_separate_builder(
         "IPAAS_ROUTER__KIND": "transparent",
         "IPAAS_QUEUE_URL": queue,
         "IPAAS_BUILD__EMBEDDED_WORKER": "false",
-        "IPAAS_RUNTIME__INSTANCE": f"test-{uuid.uuid4().hex[:8]}",
+        "IPAAS_RUNTIME__INSTANCE": new_instance(),
     }
     api = ControlPlane(data_dir, database_url, **env)
     api.start()
@@ -367,7 +367,7 @@ def test_engine_stopped_mid_build_retries_then_fails_or_succeeds_once_back(
     repo = make_repo(
         tmp_path / "repo", files={"Dockerfile": slow_dockerfile(), "server.py": SERVER}
     )
-    instance = f"test-{uuid.uuid4().hex[:8]}"
+    instance = new_instance()
     common = {"IPAAS_ROUTER__KIND": "transparent", "IPAAS_RUNTIME__INSTANCE": instance}
 
     # 1. The engine stays down: three attempts 1 s and 2 s apart, then `failed`.
@@ -453,7 +453,7 @@ def test_an_unreachable_broker_at_start_does_not_stop_recovery(
         IPAAS_ROUTER__KIND="transparent",
         IPAAS_QUEUE_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}/",  # nothing listens
         IPAAS_BUILD__EMBEDDED_WORKER="false",
-        IPAAS_RUNTIME__INSTANCE=f"test-{uuid.uuid4().hex[:8]}",
+        IPAAS_RUNTIME__INSTANCE=new_instance(),
     )
     api.start()
     try:

@@ -206,6 +206,9 @@ class Deployer:
                     current_release=release.number,
                     target_release=None,
                     container_id=info.id,
+                    # What runs, not what was last built: a rollout answers "up to date" only
+                    # when the commit it would build is the one serving.
+                    built_commit=release.commit,
                 )
         except (IllegalTransition, NotFound):
             # Stopped or deleted while we started it: the new container must not linger.

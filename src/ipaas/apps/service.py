@@ -221,7 +221,7 @@ class AppService:
         action = action_for(changed)
         if new_envs is not None and self._build_envs_changed(app, new_envs):
             action = Action.REBUILD
-        if action >= Action.RESTART and app.current_release is None:
+        if action == Action.RESTART and app.current_release is None:
             # Nothing deployed yet: a failed app rebuilds, a busy one picks it up as it goes.
             action = Action.REBUILD if app.state == State.FAILED else Action.NONE
         if columns:

@@ -134,6 +134,9 @@ class BuildWorker:
             return
         if app.state == S.PENDING:
             await self.apps.transition(app.id, S.BUILDING, f"build {build.number} started")
+        elif app.state in (S.RUNNING, S.CRASHED, S.FAILED):
+            # Asked for while an earlier build or deploy was under way: the newest wins.
+            await self.apps.transition(app.id, S.ROLLING_OUT, f"build {build.number} started")
         elif app.state not in (S.BUILDING, S.ROLLING_OUT, S.STARTING):
             await self.builds.finish(job.id, BuildStatus.SUPERSEDED)
             await self.queue.complete(job)
@@ -244,7 +247,11 @@ class BuildWorker:
         )
         await self.builds.finish(job.id, BuildStatus.SUCCEEDED, commit=result.commit)
         await self.queue.complete(job)
-        await self.apps.set_fields(app.id, built_commit=result.commit)
+        if await self.builds.newer_active(app.id, build.number):
+            # The app's settings changed while this build ran: the newer build is deployed,
+            # not this one (its release stays, for rollbacks).
+            log.info("release superseded by a newer build", app_id=app.id, release=build.number)
+            return
         current = State((await self.apps.get(app.id)).state)
         with contextlib.suppress(IllegalTransition, NotFound):
             if current == S.BUILDING:

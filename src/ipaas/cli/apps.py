@@ -70,7 +70,7 @@ def finish(client: Client, app_id: str, no_wait: bool, timeout: float, state: st
         return
     from ipaas.cli.progress import wait_for_app
 
-    raise typer.Exit(wait_for_app(client, app_id, timeout))
+    raise typer.Exit(wait_for_app(client, app_id, timeout, state))
 
 
 # --- parsing of K=V and friends (bad input exits 2, before anything is sent) ---------------

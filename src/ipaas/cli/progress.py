@@ -63,11 +63,16 @@ class BuildLogFollower:
 
 
 class Waiter:
-    def __init__(self, client: Client, app_id: str, out: Console) -> None:
+    def __init__(
+        self, client: Client, app_id: str, out: Console, accepted: str | None = None
+    ) -> None:
         self.client = client
         self.app_id = app_id
         self.out = out
         self.follower: BuildLogFollower | None = None
+        # The state the request put the app in: shown even when the app moved on before the
+        # first look (a start that fails at once was still a start).
+        self.accepted = accepted
 
     def run(self, deadline: float, spinner: Status) -> int:
         etag: str | None = None
@@ -80,6 +85,9 @@ class Waiter:
             status, etag = self.client.status(self.app_id, etag, wait)
             if status is None:
                 continue
+            if self.accepted and status["state"] != self.accepted:
+                self.out.print(f"→ {state_text(self.accepted)}")
+            self.accepted = None
             if (status["state"], status.get("reason")) != last:
                 last = (status["state"], status.get("reason"))
                 self._changed(status, spinner)
@@ -139,10 +147,10 @@ class Waiter:
         return 1
 
 
-def wait_for_app(client: Client, app_id: str, timeout_s: float) -> int:
+def wait_for_app(client: Client, app_id: str, timeout_s: float, accepted: str | None = None) -> int:
     """Follow the app until it runs (0) or gives up (1), or the timeout passes (1)."""
     out = console()
-    waiter = Waiter(client, app_id, out)
+    waiter = Waiter(client, app_id, out, accepted)
     try:
         with out.status("waiting…") as spinner:
             try:

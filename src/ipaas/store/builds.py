@@ -207,6 +207,14 @@ class BuildStore:
             )
             await s.commit()
 
+    async def newer_active(self, app_id: str, number: int) -> bool:
+        """Is a later build of the app queued or running?"""
+        stmt = select(Build.id).where(
+            Build.app_id == app_id, Build.number > number, Build.status.in_(ACTIVE_BUILDS)
+        )
+        async with self.sessions() as s:
+            return (await s.execute(stmt.limit(1))).first() is not None
+
     async def overdue(self, cutoff: datetime) -> Sequence[Build]:
         """Builds that may have waited too long for a builder: queued before `cutoff`, or
         leased by a builder whose lease ran out before it."""
