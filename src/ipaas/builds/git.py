@@ -314,9 +314,24 @@ async def open_remote(
     allowed_schemes: Iterable[str],
     guard: RepoGuard | None,
     credentials: RepoCredentials | None,
+    timeout_s: float,
 ) -> Remote:
     """Validate the URL, split off credentials written in it, and (with a guard, for users who
-    are not admins) resolve, check and pin its host before git connects to anything."""
+    are not admins) resolve, check and pin its host before git connects to anything; all of
+    it within `timeout_s`."""
+    return await asyncio.wait_for(
+        _open_remote(url, allow_local, allowed_schemes, guard, credentials),
+        timeout=max(timeout_s, 0.1),
+    )
+
+
+async def _open_remote(
+    url: str,
+    allow_local: bool,
+    allowed_schemes: Iterable[str],
+    guard: RepoGuard | None,
+    credentials: RepoCredentials | None,
+) -> Remote:
     url, inline = split_credentials(url)
     url = validate_url(url, allow_local=allow_local, allowed_schemes=allowed_schemes)
     pin = await guard.pin(url) if guard is not None else None
@@ -357,15 +372,13 @@ async def fetch(
     def left() -> float:
         return deadline - loop.time()
 
-    remote = await asyncio.wait_for(
-        open_remote(
-            url,
-            allow_local=allow_local,
-            allowed_schemes=allowed_schemes,
-            guard=guard,
-            credentials=credentials,
-        ),
-        timeout=max(left(), 0.1),
+    remote = await open_remote(
+        url,
+        allow_local=allow_local,
+        allowed_schemes=allowed_schemes,
+        guard=guard,
+        credentials=credentials,
+        timeout_s=left(),
     )
     branch_args = ["--branch", branch] if branch else []
     clone = ["clone", "--depth", "1", "--single-branch", "--no-tags", *branch_args]
@@ -436,15 +449,13 @@ async def ls_remote(
     """(default branch or None, branch name -> head commit) of a remote repository."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    remote = await asyncio.wait_for(
-        open_remote(
-            url,
-            allow_local=allow_local,
-            allowed_schemes=allowed_schemes,
-            guard=guard,
-            credentials=credentials,
-        ),
-        timeout=max(timeout_s, 0.1),
+    remote = await open_remote(
+        url,
+        allow_local=allow_local,
+        allowed_schemes=allowed_schemes,
+        guard=guard,
+        credentials=credentials,
+        timeout_s=timeout_s,
     )
     args = ["ls-remote", "--symref", "--", remote.source, "HEAD", "refs/heads/*"]
     code, out = await remote.git(args, None, deadline - loop.time())
