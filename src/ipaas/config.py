@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ipaas.checkpoints import Phase
 from ipaas.domain.names import DEFAULT_RESERVED_NAMES
 from ipaas.redact import MASK, redact_url
 
@@ -202,6 +203,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     status_cache_ttl_s: float = 1.0
     log_level: str = "info"
+    # Fault injection, for tests only: hold the process at this phase (ipaas/checkpoints.py).
+    pause_at: Phase | None = None
 
     build: BuildSettings = Field(default_factory=BuildSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)

@@ -28,6 +28,7 @@ from ipaas.auth.keys import Cipher, load_or_create_keys, private_dir
 from ipaas.auth.tokens import AccessTokens, AppPasses
 from ipaas.builds.base import ImageBuilder
 from ipaas.builds.repo_guard import RepoGuard
+from ipaas.checkpoints import Checkpoints, checkpoints
 from ipaas.config import Settings
 from ipaas.domain.hosts import HostNames
 from ipaas.logs.service import LogService
@@ -141,13 +142,18 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
     from ipaas.providers.git import GitCliProvider
     from ipaas.runtime.docker import DockerRuntime
 
+    marks = _checkpoints(settings)
     return Adapters(
-        runtime=DockerRuntime(settings.runtime),
+        runtime=DockerRuntime(settings.runtime, checkpoints=marks),
         router=_router(settings),
-        builder=DockerImageBuilder(settings),
+        builder=DockerImageBuilder(settings, checkpoints=marks),
         queue=_queue(settings, stores.builds),
         git=GitCliProvider(settings),
     )
+
+
+def _checkpoints(settings: Settings) -> Checkpoints:
+    return checkpoints(settings.pause_at, settings.data_dir)
 
 
 def _router(settings: Settings) -> Router:
@@ -201,6 +207,7 @@ def _deployer(settings: Settings, stores: Stores, adapters: Adapters, bg: Backgr
         hosts=HostNames(settings.base_domain),
         background=bg,
         identity=stores.identity,
+        checkpoints=_checkpoints(settings),
     )
 
 
@@ -315,7 +322,8 @@ def builder_process(settings: Settings) -> BuilderProcess:
     queue = _queue(settings, stores.builds)
     bg = Background()
     handoff = ToControlPlane(stores.apps)
-    worker = _worker(settings, stores, DockerImageBuilder(settings), queue, handoff, bg)
+    builder = DockerImageBuilder(settings, checkpoints=_checkpoints(settings))
+    worker = _worker(settings, stores, builder, queue, handoff, bg)
     lifecycle = Lifecycle()
     lifecycle.add(_nothing, stores.engine.dispose)
     lifecycle.add(_nothing, queue.close)

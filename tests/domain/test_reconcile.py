@@ -53,7 +53,28 @@ def test_a_running_app_whose_container_vanished_is_reported_crashed_without_one(
 
 def test_a_running_app_with_only_an_old_container_is_crashed() -> None:
     actions = decide([App("a", State.RUNNING, "c2")], [Box("c1", "a", "running")])
-    assert actions == [Action(Do.REPORT_CRASH, "a", None)]
+    assert actions == [Action(Do.RETIRE_EXTRA, "a"), Action(Do.REPORT_CRASH, "a", None)]
+
+
+@pytest.mark.parametrize("state", [State.RUNNING, State.CRASHED, State.STOPPED, State.FAILED])
+def test_live_containers_beside_a_settled_apps_current_one_are_retired(state: State) -> None:
+    """What a process killed between switching a route and retiring the old release left."""
+    boxes = [Box("new", "a", "running"), Box("old", "a", "running"), Box("older", "a", "exited")]
+    actions = decide([App("a", state, "new", "x")], boxes)
+    assert Action(Do.RETIRE_EXTRA, "a") in actions
+
+
+@pytest.mark.parametrize(
+    "state", [State.PENDING, State.BUILDING, State.STARTING, State.ROLLING_OUT, State.DELETING]
+)
+def test_containers_of_an_app_in_motion_are_left_to_what_moves_it(state: State) -> None:
+    boxes = [Box("new", "a", "running"), Box("old", "a", "running")]
+    assert decide([App("a", state, "old")], boxes) == []
+
+
+def test_an_app_the_warden_is_restarting_keeps_its_new_container() -> None:
+    boxes = [Box("new", "a", "running")]
+    assert decide([App("a", State.CRASHED, "old")], boxes, restarting={"a"}) == []
 
 
 def test_a_crashed_app_is_restarted_once() -> None:
@@ -94,7 +115,6 @@ def test_retired_containers_past_log_retention_go_and_the_current_one_stays() ->
         Box("cur", "a", "exited", finished_at=old),
         Box("aged", "a", "exited", finished_at=old),
         Box("young", "a", "exited", finished_at=young),
-        Box("live", "a", "running"),
     ]
     actions = decide([App("a", State.STOPPED, "cur")], boxes)
     assert actions == [Action(Do.REMOVE_EXPIRED, "a", "aged")]

@@ -16,6 +16,7 @@ import structlog
 from ipaas.apps.background import Background
 from ipaas.apps.envs import env_dict
 from ipaas.auth.keys import Cipher
+from ipaas.checkpoints import Checkpoints, PassThrough, Phase
 from ipaas.config import RuntimeSettings
 from ipaas.domain.access import Visibility
 from ipaas.domain.hosts import HostNames
@@ -63,6 +64,7 @@ class Deployer:
         hosts: HostNames,
         background: Background,
         identity: StoreIdentity,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.apps = apps
         self.builds = builds
@@ -73,6 +75,7 @@ class Deployer:
         self.hosts = hosts
         self.background = background
         self.identity = identity
+        self.checkpoints = checkpoints or PassThrough()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Held while a route changes together with the app's state, so a full sync of the
         # routes never sees one without the other.
@@ -120,6 +123,7 @@ class Deployer:
         app = await self.apps.get(app_id)
         async with self._locks[app_id]:
             await self.router.remove_route(self.hosts.host(app.name))
+            await self.checkpoints.reached(Phase.DELETE)
             await self._retire(app_id, keep=None, remove_all=True)
             await self.runtime.remove_app_images(app_id)
             if volumes:
@@ -189,6 +193,7 @@ class Deployer:
         """Start the release beside whatever runs, route to it, mark the app running, retire
         the old containers. Returns None on success, else why it did not come up."""
         spec = self.container_spec(app, release, await self.identity.id())
+        await self.checkpoints.reached(Phase.START)
         info, reason = await self._start_with_retries(spec)
         if info is None:
             return reason
@@ -196,6 +201,7 @@ class Deployer:
         try:
             async with self.routes_lock:
                 url = await self.router.set_route(self._route(app, address))
+                await self.checkpoints.reached(Phase.ROUTE_SWITCH)
                 await self.apps.transition(
                     app.id,
                     S.RUNNING,
@@ -214,6 +220,7 @@ class Deployer:
             # Stopped or deleted while we started it: the new container must not linger.
             await self.runtime.remove(info.id)
             return None
+        await self.checkpoints.reached(Phase.RETIRE)
         await self._retire(app.id, keep=info.id, drain_s=0.5)
         return None
 
@@ -261,6 +268,11 @@ class Deployer:
         with contextlib.suppress(IllegalTransition, NotFound):
             await self.apps.transition(app_id, S.FAILED, reason, target_release=None)
         log.warning("deploy failed", app_id=app_id, reason=reason)
+
+    async def retire(self, app_id: str, keep: str | None) -> None:
+        """Stop what a killed rollout left running beside the app's current container."""
+        async with self._locks[app_id]:
+            await self._retire(app_id, keep)
 
     async def _retire(
         self, app_id: str, keep: str | None, drain_s: float = 0.0, remove_all: bool = False

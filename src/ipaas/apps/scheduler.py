@@ -1,25 +1,45 @@
-"""Builds handed to the queue: a new one for an app, or every queued one again after a restart."""
+"""Builds handed to the queue: a new one for an app, or every queued one again.
+
+The store is where a build lives; the queue only carries it to a builder. A queue that cannot
+take a job (a broker down) loses nothing: the build stays `queued` in the store, and the
+warden hands every queued build over again until the queue takes them.
+"""
 
 from __future__ import annotations
 
-from ipaas.queue.base import BuildJob, BuildQueue
+import structlog
+
+from ipaas.queue.base import BuildJob, BuildQueue, QueueUnavailable
 from ipaas.store.builds import BuildStore
+
+log = structlog.get_logger()
 
 
 class BuildScheduler:
     def __init__(self, builds: BuildStore, queue: BuildQueue) -> None:
         self.builds = builds
         self.queue = queue
+        # Queued builds the queue may not hold: at start (a broker may have lost them), and
+        # after a hand-over failed.
+        self.behind = True
 
     async def enqueue(self, app_id: str) -> int:
         """A new build of the app's source; returns its number."""
         build = await self.builds.new_build(app_id)
-        await self.queue.enqueue(BuildJob(id=build.id, app_id=app_id, attempt=0))
+        try:
+            await self.queue.enqueue(BuildJob(id=build.id, app_id=app_id, attempt=0))
+        except QueueUnavailable as exc:
+            self.behind = True
+            log.warning("build kept queued until the queue takes it", error=str(exc))
         return build.number
 
     async def requeue_all(self) -> None:
-        """Hand queued builds to the queue again (a broker may have lost or never got them)."""
-        for build in await self.builds.queued():
-            await self.queue.enqueue(
-                BuildJob(id=build.id, app_id=build.app_id, attempt=build.attempt)
-            )
+        """Hand queued builds to the queue again; raises (and stays behind) if it cannot."""
+        self.behind = False
+        try:
+            for build in await self.builds.queued():
+                job = BuildJob(id=build.id, app_id=build.app_id, attempt=build.attempt)
+                await self.queue.enqueue(job)
+        except BaseException:
+            self.behind = True
+            raise

@@ -50,6 +50,7 @@ from ipaas.builds.images import stage_ca_certs
 from ipaas.builds.logcap import MAX_LINE_CHARS, CappedLog
 from ipaas.builds.plan import Plan, context_files, detect_plan
 from ipaas.builds.repo_guard import RepoGuard
+from ipaas.checkpoints import Checkpoints, PassThrough, Phase
 from ipaas.config import Settings
 from ipaas.domain.labels import LABEL_APP, LABEL_APP_NAME, LABEL_PLATFORM, LABEL_RELEASE
 from ipaas.runtime.docker import BUILD_NETWORK, ensure_bridge_network
@@ -125,8 +126,10 @@ class DockerImageBuilder:
         docker_host: str | None = None,
         work_root: Path | None = None,
         firewall: HostFirewall | None = None,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self._settings = settings
+        self._checkpoints = checkpoints or PassThrough()
         self._firewall = firewall or HostFirewall()
         self._docker_host = docker_host
         self._work_root = work_root
@@ -215,6 +218,7 @@ class DockerImageBuilder:
             pids_max if parent else 0,
         )
         await log(f"==> building image {tag}")
+        await self._checkpoints.reached(Phase.BUILD)
         try:
             await job.run(log, cancel, self._settings.build.timeout_s)
         finally:
@@ -232,6 +236,7 @@ class DockerImageBuilder:
     ) -> str:
         ref = request.branch or "default branch"
         await log(f"==> fetching {git.redact_url(request.repo_url)} ({ref})")
+        await self._checkpoints.reached(Phase.CLONE)
         sha = await _cancellable(
             git.fetch(
                 request.repo_url,

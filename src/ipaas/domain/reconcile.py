@@ -21,6 +21,7 @@ class Do(StrEnum):
     REMOVE_EXPIRED = "remove_expired"  # a retired container past log retention
     REPORT_CRASH = "report_crash"  # an app marked running has no serving container
     RESTART = "restart"  # a crashed app with no restart scheduled
+    RETIRE_EXTRA = "retire_extra"  # a settled app has live containers besides its current one
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ def reconcile_actions(
         if c.app_id not in apps and store_id and c.store_id == store_id
     ]
     actions += _expired(apps, containers, now, log_max_age_s)
+    actions += _extra(apps, containers, restarting)
     for app in apps.values():
         action = _app_action(app, containers, restarting)
         if action is not None:
@@ -75,6 +77,28 @@ def _expired(
         and c.finished_at is not None
         and c.finished_at < cutoff
     ]
+
+
+# States in which nothing is bringing a container up: any live container but the current one
+# was left by a process killed mid-rollout (or mid-start) and only holds memory.
+SETTLED = (State.RUNNING, State.CRASHED, State.STOPPED, State.FAILED)
+
+
+def _extra(
+    apps: Mapping[str, AppView], containers: Sequence[ContainerView], restarting: Collection[str]
+) -> list[Action]:
+    """Settled apps with live containers other than their current one: those get retired
+    (stopped, kept for their logs). Apps the warden is restarting are left alone."""
+    extra = {
+        c.app_id
+        for c in containers
+        if (app := apps.get(c.app_id)) is not None
+        and app.state in SETTLED
+        and app.id not in restarting
+        and c.id != app.container_id
+        and c.state in LIVE_CONTAINERS
+    }
+    return [Action(Do.RETIRE_EXTRA, app_id) for app_id in sorted(extra)]
 
 
 def _app_action(

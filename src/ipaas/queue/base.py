@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
+class QueueUnavailable(RuntimeError):
+    """The queue cannot take a job now (the broker is down or does not answer in time)."""
+
+
 @dataclass(frozen=True)
 class BuildJob:
     id: str

@@ -38,10 +38,11 @@ from aio_pika.exceptions import (
 )
 
 from ipaas.domain.statuses import BuildStatus
-from ipaas.queue.base import BuildJob
+from ipaas.queue.base import BuildJob, QueueUnavailable
 from ipaas.store.builds import BuildStore, Claim
 
 log = structlog.get_logger()
+PUBLISH_TIMEOUT_S = 10.0
 
 
 class QueueRefused(RuntimeError):
@@ -167,7 +168,12 @@ class RabbitQueue:
     async def enqueue(self, job: BuildJob) -> None:
         # The API enqueues attempt 0 (the job table counts tries when leasing); on the wire the
         # attempt is the number of the try the delivery is for.
-        await self._publish(replace(job, attempt=max(job.attempt, 1)), self.main_name)
+        publish = self._publish(replace(job, attempt=max(job.attempt, 1)), self.main_name)
+        try:
+            # Bounded: a broker that went away can leave a publish waiting for its confirm.
+            await asyncio.wait_for(publish, PUBLISH_TIMEOUT_S)
+        except (OSError, AMQPError, ChannelInvalidStateError, TimeoutError) as exc:
+            raise QueueUnavailable(f"the broker did not take build {job.id}: {exc!r}") from exc
 
     async def _to_retry(self, job: BuildJob, delay_s: float) -> None:
         delay = timedelta(seconds=max(delay_s, 0.0))

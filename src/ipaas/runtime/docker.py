@@ -19,6 +19,7 @@ import requests.exceptions
 from docker.models.containers import Container
 from docker.types import LogConfig
 
+from ipaas.checkpoints import Checkpoints, PassThrough, Phase
 from ipaas.config import RuntimeSettings
 from ipaas.domain.logpages import SourceChunk
 from ipaas.net import tcp_open
@@ -208,8 +209,10 @@ class DockerRuntime:
         settings: RuntimeSettings,
         docker_host: str | None = None,
         firewall: HostFirewall | None = None,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.settings = settings
+        self.checkpoints = checkpoints or PassThrough()
         self.docker_host = docker_host
         self.firewall = firewall or HostFirewall()
         self._client: docker.DockerClient | None = None
@@ -372,6 +375,7 @@ class DockerRuntime:
             reason = f"the engine refused to start the container: {exc.explanation}"
             raise StartFailed(reason) from exc
         try:
+            await self.checkpoints.reached(Phase.HEALTH_CHECK)
             return await self._wait_healthy(container, spec)
         except StartFailed:
             # Crashed or never healthy: stopped but kept, so its output stays readable in the

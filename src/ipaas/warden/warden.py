@@ -202,13 +202,12 @@ class Warden:
         """Every `recover_interval_s`: finish what is half-done — deploys whose release is
         built (by this process, a separate builder, or one killed mid-way) and deletes. Every
         `reconcile_interval_s`: the full comparison with the engine."""
-        requeued = False
         last_reconcile = float("-inf")
         while True:
             await self._guarded("recovery", self.deployer.recover)
             await self._guarded("deadlines", self.sweep_deadlines)
-            if not requeued:  # a broker may be down at start: again each round until done
-                requeued = await self._guarded("requeue", self.scheduler.requeue_all)
+            if self.scheduler.behind:  # a broker was down: again each round until it takes them
+                await self._guarded("requeue", self.scheduler.requeue_all)
             if time.monotonic() - last_reconcile >= self.settings.reconcile_interval_s:
                 last_reconcile = time.monotonic()
                 await self._guarded("reconcile", self.reconcile)
@@ -267,6 +266,9 @@ class Warden:
             log.info("removing a container", why=action.do.value, container=action.container_id)
             with contextlib.suppress(Exception):
                 await self.runtime.remove(action.container_id or "")
+        elif action.do == Do.RETIRE_EXTRA:
+            log.info("retiring containers a killed rollout left", app_id=action.app_id)
+            await self.deployer.retire(action.app_id, keep=known[action.app_id].container_id)
         elif action.do == Do.REPORT_CRASH:
             await self.crashed(known[action.app_id], action.container_id)
         elif action.do == Do.RESTART:
