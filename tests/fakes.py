@@ -43,6 +43,7 @@ class FakeRuntime:
         self.unhealthy_releases: set[tuple[str, int]] = set()
         self.down = False  # the engine does not answer (stopped, restarting)
         self.start_errors: list[Exception] = []  # raised by the next starts, in order
+        self.held: asyncio.Event | None = None  # starts wait for it (an engine that hangs)
 
     async def prepare(self) -> None:
         return None
@@ -55,6 +56,8 @@ class FakeRuntime:
         self._answer()
         if self.start_errors:
             raise self.start_errors.pop(0)
+        if self.held is not None:
+            await self.held.wait()
         if (spec.app_id, spec.release) in self.unhealthy_releases:
             raise StartFailed(f"release {spec.release} never answered its health check")
         cid = uuid.uuid4().hex

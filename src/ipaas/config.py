@@ -86,6 +86,8 @@ class RuntimeSettings(BaseModel):
     pids_limit: int = 256
     health_timeout_s: float = 60.0
     start_attempts: int = 3
+    # A release still not up this long after its deploy began: the app stops waiting.
+    deploy_deadline_s: float = 600.0
     stop_timeout_s: float = 10.0
     log_max_size: str = "10m"
     log_max_files: int = 3

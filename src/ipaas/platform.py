@@ -263,6 +263,7 @@ def control_plane(
         settings=settings.warden,
         log_max_age_s=settings.runtime.log_max_age_s,
         no_builder_s=settings.build.no_builder_s,
+        deploy_deadline_s=settings.runtime.deploy_deadline_s,
         identity=stores.identity,
     )
     lifecycle = _base_lifecycle(stores, adapters, bg)

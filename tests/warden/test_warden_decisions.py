@@ -15,7 +15,7 @@ from ipaas.runtime.base import ContainerSpec, RuntimeUnavailable
 from ipaas.store.models import Application
 from ipaas.warden.warden import Warden
 from tests.conftest import UserMaker
-from tests.factories import running_app, stored_app
+from tests.factories import running_app, starting_app, stored_app
 from tests.fakes import FakeRuntime
 from tests.support import wait_until_async
 
@@ -171,6 +171,53 @@ async def test_a_rollout_nobody_builds_leaves_the_old_release_serving(
     after = await core.stores.apps.get(app.id)
     assert after.state == State.RUNNING and after.container_id == app.container_id
     assert "no builder took the build" in (after.state_reason or "")
+
+
+async def test_a_start_that_never_ends_fails_at_its_deadline_and_leaves_nothing(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    app = await starting_app(core, (await make_user())["id"])
+    runtime = core.adapters.runtime
+    assert isinstance(runtime, FakeRuntime)
+    runtime.held = asyncio.Event()
+    deploy = asyncio.create_task(core.deployer.deploy(app.id))
+    warden = quick_warden(core)
+    warden.deploy_deadline_s = 0.05
+    await asyncio.sleep(0.1)
+    await warden.sweep_deploys()
+    failed = await core.stores.apps.get(app.id)
+    assert failed.state == State.FAILED
+    assert "did not come up within 0.05 s" in (failed.state_reason or "")
+    runtime.held.set()  # the engine answers at last: what it started must not stay
+    await deploy
+    assert [c for c in runtime.containers.values() if c.app_id == app.id] == []
+    assert (await core.stores.apps.get(app.id)).state == State.FAILED
+
+
+async def test_a_rollout_that_never_ends_leaves_the_old_release_serving(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    app = await running_app(core, (await make_user())["id"])
+    runtime = core.adapters.runtime
+    assert isinstance(runtime, FakeRuntime)
+    runtime.held = asyncio.Event()
+    await core.deployer.redeploy(app.id, None, "settings changed")
+    warden = quick_warden(core)
+    warden.deploy_deadline_s = 0.05
+    await asyncio.sleep(0.1)
+    await warden.sweep_deploys()
+    after = await core.stores.apps.get(app.id)
+    assert after.state == State.RUNNING and after.container_id == app.container_id
+    assert "did not come up within" in (after.state_reason or "")
+    runtime.held.set()
+
+
+async def test_a_deploy_within_its_deadline_is_left_alone(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    app = await starting_app(core, (await make_user())["id"])
+    await quick_warden(core).sweep_deploys()  # the default deadline: minutes away
+    assert (await core.stores.apps.get(app.id)).state == State.STARTING
 
 
 async def test_only_this_stores_containers_can_be_strays(

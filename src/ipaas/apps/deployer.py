@@ -187,6 +187,17 @@ class Deployer:
         log.warning("rollout failed, the running release kept", app_id=app.id, what=what)
         return True
 
+    async def abandon(self, app_id: str, reason: str) -> None:
+        """A deploy past its deadline: the release from before goes on serving if it still
+        answers, else the app fails. A deploy task still under way then finds the app moved
+        on and removes what it started."""
+        try:
+            app = await self.apps.get(app_id)
+        except NotFound:
+            return
+        if not await self.keep_serving(app, "the rollout did not finish", reason):
+            await self._fail(app_id, reason)
+
     async def bring_up(
         self, app: Application, release: Release, expected: tuple[State, ...]
     ) -> str | None:

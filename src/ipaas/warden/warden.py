@@ -42,6 +42,7 @@ class Warden:
         log_max_age_s: float,
         identity: StoreIdentity,
         no_builder_s: float = 600.0,
+        deploy_deadline_s: float = 600.0,
     ) -> None:
         self.apps = apps
         self.builds = builds
@@ -51,6 +52,7 @@ class Warden:
         self.settings = settings
         self.log_max_age_s = log_max_age_s
         self.no_builder_s = no_builder_s
+        self.deploy_deadline_s = deploy_deadline_s
         self.identity = identity
         w = settings
         self.policy = CrashPolicy(
@@ -206,6 +208,7 @@ class Warden:
         while True:
             await self._guarded("recovery", self.deployer.recover)
             await self._guarded("deadlines", self.sweep_deadlines)
+            await self._guarded("deploy deadlines", self.sweep_deploys)
             if self.scheduler.behind:  # a broker was down: again each round until it takes them
                 await self._guarded("requeue", self.scheduler.requeue_all)
             if time.monotonic() - last_reconcile >= self.settings.reconcile_interval_s:
@@ -224,6 +227,20 @@ class Warden:
                 continue
             log.warning("build past its deadline", build=build.id, code=late.code)
             await self._settle_build_failure(build.app_id, f"build {build.number}", late.reason)
+
+    async def sweep_deploys(self) -> None:
+        """Apps `starting` or `rolling_out` past their deadline, with no build under way (builds
+        have deadlines of their own), stop waiting: the old release serves, or the app fails."""
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.deploy_deadline_s)
+        moving = [S.STARTING, S.ROLLING_OUT]
+        for app in await self.apps.in_state_since_before(moving, cutoff):
+            latest = await self.builds.of_app(app.id, limit=1)
+            if latest and (latest[0].finished_at is None or latest[0].finished_at > cutoff):
+                continue  # building, or built recently: the deploy itself is younger
+            reason = f"the release did not come up within {self.deploy_deadline_s:g} s"
+            log.warning("deploy past its deadline", app_id=app.id)
+            await self.deployer.abandon(app.id, reason)
 
     async def _settle_build_failure(self, app_id: str, what: str, reason: str) -> None:
         with contextlib.suppress(IllegalTransition, NotFound):
