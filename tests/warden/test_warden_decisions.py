@@ -173,18 +173,28 @@ async def test_a_rollout_nobody_builds_leaves_the_old_release_serving(
     assert "no builder took the build" in (after.state_reason or "")
 
 
-async def test_a_start_that_never_ends_fails_at_its_deadline_and_leaves_nothing(
-    core: ControlPlane, make_user: UserMaker
-) -> None:
-    app = await starting_app(core, (await make_user())["id"])
+def hung_engine(core: ControlPlane) -> FakeRuntime:
+    """From now on, starts wait until `held` is set."""
     runtime = core.adapters.runtime
     assert isinstance(runtime, FakeRuntime)
     runtime.held = asyncio.Event()
-    deploy = asyncio.create_task(core.deployer.deploy(app.id))
+    return runtime
+
+
+async def sweep_past_deadline(core: ControlPlane) -> None:
     warden = quick_warden(core)
     warden.deploy_deadline_s = 0.05
     await asyncio.sleep(0.1)
     await warden.sweep_deploys()
+
+
+async def test_a_start_that_never_ends_fails_at_its_deadline_and_leaves_nothing(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    app = await starting_app(core, (await make_user())["id"])
+    runtime = hung_engine(core)
+    deploy = asyncio.create_task(core.deployer.deploy(app.id))
+    await sweep_past_deadline(core)
     failed = await core.stores.apps.get(app.id)
     assert failed.state == State.FAILED
     assert "did not come up within 0.05 s" in (failed.state_reason or "")
@@ -198,14 +208,9 @@ async def test_a_rollout_that_never_ends_leaves_the_old_release_serving(
     core: ControlPlane, make_user: UserMaker
 ) -> None:
     app = await running_app(core, (await make_user())["id"])
-    runtime = core.adapters.runtime
-    assert isinstance(runtime, FakeRuntime)
-    runtime.held = asyncio.Event()
+    runtime = hung_engine(core)
     await core.deployer.redeploy(app.id, None, "settings changed")
-    warden = quick_warden(core)
-    warden.deploy_deadline_s = 0.05
-    await asyncio.sleep(0.1)
-    await warden.sweep_deploys()
+    await sweep_past_deadline(core)
     after = await core.stores.apps.get(app.id)
     assert after.state == State.RUNNING and after.container_id == app.container_id
     assert "did not come up within" in (after.state_reason or "")

@@ -295,14 +295,11 @@ class AppStore:
         async with self.sessions() as s:
             return (await s.execute(stmt)).scalars().all()
 
-
     async def in_state_since_before(
         self, states: Sequence[State], cutoff: datetime
     ) -> Sequence[Application]:
         """Apps in one of `states` that entered it before `cutoff` (by their last event)."""
-        entered = (
-            select(func.max(Event.at)).where(Event.app_id == Application.id).scalar_subquery()
-        )
+        entered = select(func.max(Event.at)).where(Event.app_id == Application.id).scalar_subquery()
         stmt = select(Application).where(
             Application.state.in_([st.value for st in states]), entered < cutoff
         )
