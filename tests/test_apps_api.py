@@ -184,6 +184,21 @@ async def test_update_applies_the_smallest_action(
     assert [(b["number"], b["status"]) for b in builds] == [(2, "queued"), (1, "superseded")]
 
 
+async def test_null_fields_in_an_update_change_nothing(
+    client: httpx.AsyncClient, core: ControlPlane, make_user: UserMaker
+) -> None:
+    """Found by the stateful schemathesis run: `"repo": null` answered 500."""
+    user = await make_user()
+    app_id = await create(client, user)
+    before = (await client.get(f"{APPS}/{app_id}", headers=auth(user))).json()
+    body = {"repo": None, "name": None, "health_check": None, "build": None}
+    r = await client.patch(f"{APPS}/{app_id}", json=body, headers=auth(user))
+    assert r.status_code == 200, r.text
+    after = r.json()
+    for key in ("repo", "name", "health_check", "build", "version"):
+        assert after.get(key) == before.get(key), key
+
+
 async def test_duplicate_names_are_refused(client: httpx.AsyncClient, make_user: UserMaker) -> None:
     alice, bob = await make_user(), await make_user()
     name = unique_name()

@@ -20,6 +20,7 @@ from ipaas.api.app import create_app
 from ipaas.auth.passwords import hash_password
 from ipaas.store.migrate import upgrade
 from tests.conftest import make_settings
+from tests.factories import running_app
 from tests.fakes import fake_plane
 from tests.support import free_port
 
@@ -37,6 +38,8 @@ def live_api(
 
     async def make_user() -> str:
         user = await plane.stores.users.create("fuzzer", hash_password("fuzz fuzz fuzz"), "user")
+        for _ in range(3):  # real apps, with releases and builds, for the links to reach
+            await running_app(plane, user.id, releases=2)
         await plane.stores.engine.dispose()  # its connections belong to this loop only
         return plane.stores.access_tokens.issue(user.id, "user")
 
@@ -59,6 +62,15 @@ def live_api(
     thread.join(10)
 
 
+def check_answer(response: schemathesis.Response, case: schemathesis.Case) -> None:
+    """No 5xx; every refusal is problem+json with a machine-readable code."""
+    where = f"{case.method} {case.formatted_path}"
+    assert response.status_code < 500, f"{where}: {response.text}"
+    if response.status_code >= 400:
+        assert response.headers["content-type"][0].startswith("application/problem+json")
+        assert response.json()["code"], where
+
+
 def test_no_server_errors(live_api: dict[str, str]) -> None:
     """Every operation, with generated (valid and invalid) inputs, never answers 5xx."""
     schema = schemathesis.openapi.from_url(f"{live_api['base']}/openapi.json")
@@ -71,15 +83,61 @@ def test_no_server_errors(live_api: dict[str, str]) -> None:
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
         def check(case: schemathesis.Case) -> None:
-            response = case.call(headers=headers, timeout=30)
-            where = f"{case.method} {case.formatted_path}"
-            assert response.status_code < 500, f"{where}: {response.text}"
-            if response.status_code >= 400:
-                assert response.headers["content-type"][0].startswith("application/problem+json")
-                assert response.json()["code"], where
+            check_answer(case.call(headers=headers, timeout=30), case)
 
         try:
             check()
         except Unsatisfiable:
             # An operation without inputs has no invalid variant to generate.
             assert mode == schemathesis.GenerationMode.NEGATIVE
+
+
+def test_sequences_through_real_apps_never_answer_5xx(live_api: dict[str, str]) -> None:
+    """Stateful: the schema's links lead from listing (or creating) apps to every operation on
+    one of them, and from its builds and releases to each, with the ids of real ones."""
+    schema = schemathesis.openapi.from_url(f"{live_api['base']}/openapi.json")
+    schema = schema.include(path_regex="^/api/v1/applications")  # the rest is stateless
+    headers = {"Authorization": f"Bearer {live_api['token']}"}
+    reached: set[str] = set()
+
+    class Sequences(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, object]:
+            return {"headers": headers, "timeout": 30}
+
+        def validate_response(
+            self, response: schemathesis.Response, case: schemathesis.Case, **_: object
+        ) -> None:
+            check_answer(response, case)
+            if response.status_code < 300 and "{app_id}" in case.path:
+                reached.add(f"{case.method} {case.path}")
+
+    Sequences.run(
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    # The links took the run to the code behind real apps (random ids would only meet 404s).
+    assert len(reached) >= 3, reached
+
+
+def test_links_lead_from_apps_to_every_operation_on_one(live_api: dict[str, str]) -> None:
+    schema = httpx.get(f"{live_api['base']}/openapi.json").json()
+    paths = schema["paths"]
+    on_an_app = {
+        op["operationId"]
+        for path, ops in paths.items()
+        if path.startswith("/api/v1/applications/{app_id}")
+        for op in ops.values()
+    }
+    for method, status in (("post", "201"), ("get", "200")):
+        links = paths["/api/v1/applications"][method]["responses"][status]["links"]
+        assert set(links) == on_an_app
+        assert {link["parameters"]["app_id"] for link in links.values()} <= {
+            "$response.body#/id",
+            "$response.body#/items/0/id",
+        }
+    builds = paths["/api/v1/applications/{app_id}/builds"]["get"]["responses"]["200"]["links"]
+    assert any("build_log" in target for target in builds)

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ipaas import __version__
 from ipaas.api import (
     errors,
+    openapi,
     routes_apps,
     routes_auth,
     routes_gate,
@@ -129,6 +130,7 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.app_gate = plane.app_gate
     app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
+    openapi.install(app)
     api = APIRouter(prefix="/api/v1")
     api.include_router(routes_auth.router)
     api.include_router(routes_apps.router)

@@ -267,6 +267,8 @@ class AppService:
                 columns["envs_encrypted"] = encode_envs(self.cipher, new_envs)
                 continue
             if key == "repo":
+                if value is None:
+                    continue  # `"repo": null` changes nothing, as for the other fields
                 repo = repo_columns(self.cipher, value, app.repo, app.repo_credentials_encrypted)
                 columns.update({k: v for k, v in repo.items() if getattr(app, k) != v})
                 continue
