@@ -29,6 +29,7 @@ from ipaas.runtime.base import (
     RuntimeUnavailable,
     StartFailed,
 )
+from ipaas.runtime.docker_databases import DockerDatabases
 
 
 class FakeRuntime:
@@ -175,12 +176,18 @@ class FakeBuilder:
         )
 
 
+async def _no_network(owner_id: str) -> str:
+    raise RuntimeError("a plane on the in-memory runtime has no networks for databases")
+
+
 def fake_plane(settings: Settings) -> ControlPlane:
     """An API process on the real store and queue with in-memory runtime, router and builder,
     and no loops running: apps stay where the API (or the test) puts them."""
     stores = open_stores(settings)
     adapters = Adapters(
         runtime=FakeRuntime(),
+        # Real, but never asked to start anything here: these planes run no databases.
+        databases=DockerDatabases(settings.databases, settings.runtime.instance, _no_network),
         router=FakeRouter(),
         builder=FakeBuilder(),
         queue=JobTableQueue(stores.builds, settings.build.lease_s),

@@ -165,6 +165,25 @@ class QuotaSettings(BaseModel):
     max_app_cpus: float = 4.0
 
 
+class DatabaseSettings(BaseModel):
+    """Database add-ons (SPEC §4): sizes when a request gives none, and how long each step may
+    take before it fails with a reason."""
+
+    memory_mb: int = 256
+    cpus: float = 0.5
+    pids_limit: int = 512
+    create_timeout_s: float = 120.0  # container started and answering, users created
+    backup_timeout_s: float = 1800.0  # dump, then its verifying restore, each
+    max_per_user: int = 20
+    recover_interval_s: float = 5.0  # how often half-done creates, restarts, deletes are taken up
+    backups_dir: Path | None = None  # None: <data_dir>/backups
+    # Database containers keep only these capabilities (each engine starts as root to own its
+    # volume, then runs as its own user).
+    capabilities: list[str] = Field(
+        default_factory=lambda: ["CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER"]
+    )
+
+
 class SmtpSettings(BaseModel):
     host: str | None = None
     port: int = 587
@@ -214,6 +233,7 @@ class Settings(BaseSettings):
     warden: WardenSettings = Field(default_factory=WardenSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
+    databases: DatabaseSettings = Field(default_factory=DatabaseSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
     @field_validator("repo_allowed_networks")
@@ -254,6 +274,10 @@ class Settings(BaseSettings):
     @property
     def effective_secrets_file(self) -> Path:
         return self.secrets_file or self.data_dir / "secrets.json"
+
+    @property
+    def effective_backups_dir(self) -> Path:
+        return self.databases.backups_dir or self.data_dir / "backups"
 
     @property
     def api_url(self) -> str:

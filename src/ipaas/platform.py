@@ -30,14 +30,20 @@ from ipaas.builds.base import ImageBuilder
 from ipaas.builds.repo_guard import RepoGuard
 from ipaas.checkpoints import Checkpoints, checkpoints
 from ipaas.config import Settings
+from ipaas.databases.backups import BackupService
+from ipaas.databases.links import DatabaseLinks
+from ipaas.databases.recovery import DatabaseRecovery
+from ipaas.databases.service import DatabaseService
 from ipaas.domain.hosts import HostNames
 from ipaas.logs.service import LogService
 from ipaas.providers.base import GitProvider
 from ipaas.queue.base import BuildQueue
 from ipaas.router.base import Router
 from ipaas.runtime.base import Runtime
+from ipaas.runtime.databases import DatabaseRuntime
 from ipaas.store.apps import AppStore
 from ipaas.store.builds import BuildStore
+from ipaas.store.databases import DatabaseStore
 from ipaas.store.db import holds_encrypted_data, make_engine, make_sessionmaker
 from ipaas.store.identity import StoreIdentity
 from ipaas.store.quotas import QuotaStore
@@ -64,6 +70,7 @@ class Stores:
     bus: ChangeBus
     quotas: QuotaStore
     identity: StoreIdentity
+    databases: DatabaseStore
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class Adapters:
     """The outside systems one process talks to, one adapter each."""
 
     runtime: Runtime
+    databases: DatabaseRuntime
     router: Router
     builder: ImageBuilder
     queue: BuildQueue
@@ -111,6 +119,8 @@ class ControlPlane:
     warden: Warden
     worker: BuildWorker
     lifecycle: Lifecycle
+    database_service: DatabaseService
+    backup_service: BackupService
 
 
 def open_stores(settings: Settings) -> Stores:
@@ -132,6 +142,7 @@ def open_stores(settings: Settings) -> Stores:
         bus=bus,
         quotas=QuotaStore(sessions, settings),
         identity=StoreIdentity(sessions),
+        databases=DatabaseStore(sessions),
     )
 
 
@@ -141,10 +152,15 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
     from ipaas.builds.docker_builder import DockerImageBuilder
     from ipaas.providers.git import GitCliProvider
     from ipaas.runtime.docker import DockerRuntime
+    from ipaas.runtime.docker_databases import DockerDatabases
 
     marks = _checkpoints(settings)
+    runtime = DockerRuntime(settings.runtime, checkpoints=marks)
     return Adapters(
-        runtime=DockerRuntime(settings.runtime, checkpoints=marks),
+        runtime=runtime,
+        databases=DockerDatabases(
+            settings.databases, settings.runtime.instance, runtime.ensure_network
+        ),
         router=_router(settings),
         builder=DockerImageBuilder(settings, checkpoints=marks),
         queue=_queue(settings, stores.builds),
@@ -208,6 +224,7 @@ def _deployer(settings: Settings, stores: Stores, adapters: Adapters, bg: Backgr
         background=bg,
         identity=stores.identity,
         checkpoints=_checkpoints(settings),
+        links=DatabaseLinks(stores.databases, stores.cipher),
     )
 
 
@@ -278,9 +295,21 @@ def control_plane(
     )  # fmt: skip
     logs = LogService(adapters.runtime, stores.builds, settings.runtime.log_max_age_s)
     gate = AppGate(stores.apps, stores.app_passes, HostNames(settings.base_domain))
+    databases = DatabaseService(
+        stores.databases, stores.apps, stores.quotas, stores.cipher, adapters.databases,
+        deployer, settings.databases, bg,
+    )  # fmt: skip
+    backups = BackupService(
+        stores.databases, stores.cipher, adapters.databases, settings.databases,
+        settings.effective_backups_dir, bg,
+    )  # fmt: skip
+    if run_warden:
+        recovery = DatabaseRecovery(databases, backups, settings.databases.recover_interval_s)
+        lifecycle.add(recovery.start, recovery.stop)
     return ControlPlane(
-        settings, stores, adapters, deployer, service, gate, logs, warden, worker, lifecycle
-    )
+        settings, stores, adapters, deployer, service, gate, logs, warden, worker, lifecycle,
+        databases, backups,
+    )  # fmt: skip
 
 
 async def _nothing() -> None:

@@ -21,6 +21,7 @@ from typer.testing import CliRunner, Result
 
 from ipaas.auth.passwords import hash_password
 from ipaas.cli.apps import apps_app
+from ipaas.cli.db import db_app
 from ipaas.cli.session import register_session_commands
 from ipaas.domain.states import State
 from ipaas.store.migrate import upgrade
@@ -87,6 +88,7 @@ def root_app() -> typer.Typer:
     """The CLI as cli/main.py mounts it."""
     root = typer.Typer()
     root.add_typer(apps_app, name="apps")
+    root.add_typer(db_app, name="db")
     register_session_commands(root)
     return root
 

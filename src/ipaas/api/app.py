@@ -17,6 +17,7 @@ from ipaas.api import (
     openapi,
     routes_apps,
     routes_auth,
+    routes_databases,
     routes_gate,
     routes_logs,
     routes_quotas,
@@ -128,6 +129,8 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.token_cache = TokenCache(plane.settings.auth.token_cache_ttl_s)
     app.state.quotas = plane.stores.quotas
     app.state.app_gate = plane.app_gate
+    app.state.database_service = plane.database_service
+    app.state.backup_service = plane.backup_service
     app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
     openapi.install(app)
@@ -136,6 +139,7 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     api.include_router(routes_apps.router)
     api.include_router(routes_validate.router)
     api.include_router(routes_logs.router)
+    api.include_router(routes_databases.router)
     app.include_router(api)
     app.include_router(routes_gate.router)
     routes_quotas.install(app)

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
+from dataclasses import replace
+from typing import Protocol
 
 import structlog
 
@@ -44,6 +46,17 @@ DEFAULT_PORT = 8080
 STATS_TTL_S = 5.0
 
 
+class LinkedEnv(Protocol):
+    """Env vars an app gets from what is attached to it (database URLs), read at each start."""
+
+    async def env_for(self, app_id: str) -> dict[str, str]: ...
+
+
+class NoLinks:
+    async def env_for(self, app_id: str) -> dict[str, str]:
+        return {}
+
+
 def upstream_of(info: ContainerInfo, port: int) -> str:
     """Where the app answers: its address on the owner's network (the engine is local, and
     this skips the engine's port-forwarding hop), else the port published on loopback."""
@@ -65,7 +78,9 @@ class Deployer:
         background: Background,
         identity: StoreIdentity,
         checkpoints: Checkpoints | None = None,
+        links: LinkedEnv | None = None,
     ) -> None:
+        self.links = links or NoLinks()
         self.apps = apps
         self.builds = builds
         self.runtime = runtime
@@ -204,6 +219,9 @@ class Deployer:
         """Start the release beside whatever runs, route to it, mark the app running, retire
         the old containers. Returns None on success, else why it did not come up."""
         spec = self.container_spec(app, release, await self.identity.id())
+        linked = await self.links.env_for(app.id)
+        if linked:  # an attachment the user made wins over a variable of the same name
+            spec = replace(spec, env={**spec.env, **linked})
         await self.checkpoints.reached(Phase.START)
         info, reason = await self._start_with_retries(spec)
         if info is None:

@@ -102,10 +102,13 @@ def _image_exists(tag: str) -> bool:
 
 
 def missing_base_images(settings: Settings) -> list[str]:
-    """Tags of base images that are not present in the local engine."""
-    return [
+    """Tags of base images (and database engine images) not present in the local engine."""
+    from ipaas.builds.dbimages import missing_engine_images
+
+    missing = [
         tag for tags in wanted_images(settings).values() for tag in tags if not _image_exists(tag)
     ]
+    return missing + missing_engine_images()
 
 
 def collect_ca_certs(paths: Iterable[Path]) -> list[Path]:
@@ -256,9 +259,13 @@ async def bootstrap(
     force: bool = False,
     log: Log = print,
 ) -> list[str]:
-    """Build the missing base images (all of them with force); return the tags built."""
+    """Build the missing base and database engine images (all of them with force); return
+    the tags built."""
+    from ipaas.builds import dbimages
+    from ipaas.domain.databases import Engine
+
     selected = set(only) if only else None
-    unknown = (selected or set()) - set(RECIPES)
+    unknown = (selected or set()) - set(RECIPES) - set(dbimages.engine_tags())
     if unknown:
         raise BootstrapError(f"unknown base image(s): {', '.join(sorted(unknown))}")
     jobs: list[tuple[Recipe, list[str]]] = []
@@ -276,8 +283,13 @@ async def bootstrap(
         async with limit:
             await build_recipe(recipe, tags, settings, log)
 
-    await asyncio.gather(*(one(r, t) for r, t in jobs))
-    return [tag for _, tags in jobs for tag in tags]
+    async def engine(engine: Engine, tag: str) -> None:
+        async with limit:
+            await dbimages.build_engine_image(engine, tag, log)
+
+    engines = dbimages.engine_jobs(selected, force, log)
+    await asyncio.gather(*(one(r, t) for r, t in jobs), *(engine(e, t) for e, t in engines))
+    return [tag for _, tags in jobs for tag in tags] + [tag for _, tag in engines]
 
 
 def list_base_images(settings: Settings) -> list[dict[str, Any]]:

@@ -20,10 +20,13 @@ images_app = typer.Typer(help="Base images for builds (bootstrap them from the D
 def bootstrap_cmd(
     force: Annotated[bool, typer.Option("--force", help="Rebuild images that exist.")] = False,
     only: Annotated[
-        str | None, typer.Option("--only", help="Comma-separated: python,node,go,static.")
+        str | None,
+        typer.Option(
+            "--only", help="Comma-separated: python,node,go,static,postgres,mariadb,redis."
+        ),
     ] = None,
 ) -> None:
-    """Build the missing base images with mmdebstrap (about a minute each)."""
+    """Build the missing base and database images with mmdebstrap (about a minute each)."""
     selected = [s.strip() for s in only.split(",") if s.strip()] if only else None
     console = Console()
     try:

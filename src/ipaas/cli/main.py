@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from ipaas.cli.apps import apps_app
+from ipaas.cli.db import db_app
 from ipaas.cli.images import images_app
 from ipaas.cli.session import register_session_commands
 
@@ -23,6 +24,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(worker_app, name="worker")
 
 app.add_typer(apps_app, name="apps", help="Your applications.")
+app.add_typer(db_app, name="db", help="Your databases.")
 app.add_typer(images_app, name="images", help="Base images for builds.")
 register_session_commands(app)
 

@@ -100,6 +100,16 @@ def _is_unreachable(exc: BaseException) -> bool:
     )
 
 
+async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking SDK call in a thread; an unreachable engine becomes RuntimeUnavailable."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except Exception as exc:
+        if _is_unreachable(exc):
+            raise RuntimeUnavailable(f"docker engine unreachable: {exc}") from exc
+        raise
+
+
 def parse_time(value: str | None) -> datetime | None:
     """Docker's RFC 3339 with nanoseconds; its zero time means 'never'."""
     if not value or value.startswith("0001-"):
@@ -201,6 +211,30 @@ def memory_used(raw: dict[str, Any]) -> tuple[int, int]:
     return max(int(mem.get("usage", 0)) - int(cache), 0), int(mem.get("limit", 0))
 
 
+class EngineClient:
+    """One docker SDK client, made on first use: the client asks the engine its API version
+    when it is built, and a process that never touches the engine should not wait for that."""
+
+    def __init__(self, docker_host: str | None = None) -> None:
+        self.docker_host = docker_host
+        self._client: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> docker.DockerClient:
+        with self._lock:
+            if self._client is None:
+                if self.docker_host:
+                    self._client = docker.DockerClient(base_url=self.docker_host)
+                else:
+                    self._client = docker.from_env()
+            return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 class DockerRuntime:
     """Runs app containers on one Docker engine; every call is a thread so the loop never blocks."""
 
@@ -215,36 +249,20 @@ class DockerRuntime:
         self.checkpoints = checkpoints or PassThrough()
         self.docker_host = docker_host
         self.firewall = firewall or HostFirewall()
-        self._client: docker.DockerClient | None = None
-        self._client_lock = threading.Lock()
+        self._engine = EngineClient(docker_host)
         self._network_lock = asyncio.Lock()
         self._firewall_ready = False
 
     # -- plumbing -------------------------------------------------------------------------
 
     def _docker(self) -> docker.DockerClient:
-        # Created lazily: the client asks the engine its API version when it is built.
-        with self._client_lock:
-            if self._client is None:
-                if self.docker_host:
-                    self._client = docker.DockerClient(base_url=self.docker_host)
-                else:
-                    self._client = docker.from_env()
-            return self._client
+        return self._engine.get()
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking SDK call in a thread; an unreachable engine becomes RuntimeUnavailable."""
-        try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except Exception as exc:
-            if _is_unreachable(exc):
-                raise RuntimeUnavailable(f"docker engine unreachable: {exc}") from exc
-            raise
+        return await in_thread(fn, *args, **kwargs)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._engine.close()
 
     # -- networks and volumes --------------------------------------------------------------
 

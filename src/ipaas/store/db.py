@@ -77,7 +77,7 @@ def holds_encrypted_data(url: str) -> bool:
 
 
 async def _probe_encrypted(url: str) -> bool:
-    from ipaas.store.models import Application, Identity
+    from ipaas.store.models import Application, Database, Identity
 
     engine = make_engine(url)
     try:
@@ -86,6 +86,8 @@ async def _probe_encrypted(url: str) -> bool:
             probes = []
             if "applications" in tables:
                 probes.append(select(Application.id).where(Application.envs_encrypted != ""))
+            if "databases" in tables:
+                probes.append(select(Database.id))
             if "identities" in tables:
                 probes.append(select(Identity.id).where(Identity.token_encrypted.is_not(None)))
             for stmt in probes:

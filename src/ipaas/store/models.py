@@ -230,3 +230,60 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Database(Base):
+    """A database add-on (SPEC §4): one container of one engine with a named volume."""
+
+    __tablename__ = "databases"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_database_owner_name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    engine: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str] = mapped_column(String(16))
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    cpus: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), default="creating", index=True)
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    # The users the platform made (Fernet, a JSON document: the app's and the viewer's).
+    credentials_encrypted: Mapped[str] = mapped_column(Text)
+    container_id: Mapped[str | None] = mapped_column(String(128))
+    deadline: Mapped[datetime | None] = mapped_column()  # when a busy state fails
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatabaseAttachment(Base):
+    """An app that gets the database's URL in its environment when its containers start."""
+
+    __tablename__ = "database_attachments"
+    __table_args__ = (UniqueConstraint("app_id", "env_name", name="uq_attachment_app_env"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    database_id: Mapped[str] = mapped_column(
+        ForeignKey("databases.id", ondelete="CASCADE"), index=True
+    )
+    app_id: Mapped[str] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    env_name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatabaseBackup(Base):
+    """A dump of a database, good only once a scratch restore of it checked out."""
+
+    __tablename__ = "database_backups"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    database_id: Mapped[str] = mapped_column(
+        ForeignKey("databases.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    reason: Mapped[str] = mapped_column(String(32), default="manual")  # manual, before-restore
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # What the verifying restore found: tables and their row counts, or Redis's key count.
+    verified: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()

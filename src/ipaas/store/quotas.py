@@ -7,12 +7,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ipaas.config import Settings
 from ipaas.domain.quotas import KINDS, Amounts, Decision, PerApp, decide, footprint, limits_for
-from ipaas.store.models import Application, User
+from ipaas.store.models import Application, Database, User
 
 Guard = Callable[[AsyncSession], Awaitable[None]]
 _OVERRIDES = {kind: getattr(User, f"quota_{kind}") for kind in KINDS}
@@ -43,14 +43,26 @@ class QuotaStore:
         return footprint(resources, len(volumes), *self._app_default)
 
     async def usage(self, s: AsyncSession, user_id: str) -> Amounts:
-        """What the user's apps count for: one query."""
+        """What the user's apps count for (one query), and their databases' memory and CPUs
+        (another)."""
         stmt = select(Application.resources, Application.volumes).where(
             Application.owner_id == user_id
         )
         total = Amounts()
         for resources, volumes in (await s.execute(stmt)).all():
             total += self.footprint(resources or {}, volumes or [])
-        return total
+        databases = select(
+            func.coalesce(func.sum(Database.memory_mb), 0),
+            func.coalesce(func.sum(Database.cpus), 0),
+        ).where(Database.owner_id == user_id)
+        memory_mb, cpus = (await s.execute(databases)).one()
+        return total + Amounts(memory_mb=int(memory_mb), cpus=float(cpus))
+
+    def database_guard(self, user_id: str, memory_mb: int, cpus: float) -> Guard:
+        """The check for a new database: its memory and CPUs count like an app's (and no one
+        database may be larger than one app may be); it is not an app."""
+        size = Amounts(memory_mb=memory_mb, cpus=cpus)
+        return self.guard(user_id, size, size)
 
     async def report(self, user_id: str) -> QuotaReport | None:
         """Limits, usage and the admin's overrides; None when there is no such user."""

@@ -1,0 +1,1 @@
+"""Database add-ons: lifecycle, credentials, attachments to apps, verified backups."""

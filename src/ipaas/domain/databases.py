@@ -1,0 +1,194 @@
+"""Databases (SPEC §4), the pure part: engines and versions, states, the connection URL, the
+engine's memory settings sized to its container, and which backups are good. No I/O."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import quote
+
+from ipaas.domain.errors import Conflict, InvalidInput
+
+DB_IMAGE_REPOSITORY = "ipaas-db"
+LABEL_DATABASE = "org.ipaas.database"
+LABEL_DB_PACKAGES = "org.ipaas.db.packages"  # the Debian packages (and versions) in an image
+MOUNT_PATH = "/var/lib/ipaas-db"  # where the named volume sits in the container
+MIN_MEMORY_MB = 64
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+
+
+class Engine(StrEnum):
+    POSTGRES = "postgres"
+    MARIADB = "mariadb"
+    REDIS = "redis"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    versions: tuple[str, ...]  # named by major version, newest first
+    packages: tuple[str, ...]  # Debian packages of the image
+    port: int
+    url_scheme: str
+    env_name: str  # what an attached app gets by default
+
+
+ENGINES: dict[Engine, EngineInfo] = {
+    Engine.POSTGRES: EngineInfo(("15",), ("postgresql-15",), 5432, "postgres", "DATABASE_URL"),
+    Engine.MARIADB: EngineInfo(
+        ("10.11",), ("mariadb-server", "mariadb-client"), 3306, "mysql", "DATABASE_URL"
+    ),
+    Engine.REDIS: EngineInfo(("7",), ("redis-server",), 6379, "redis", "REDIS_URL"),
+}
+
+
+def engine_info(engine: str, version: str | None) -> tuple[Engine, str]:
+    """(engine, version) for a request; unknown ones are refused with what exists."""
+    try:
+        known = Engine(engine)
+    except ValueError:
+        raise InvalidInput(
+            f"unknown engine {engine!r}; choose one of {', '.join(e.value for e in Engine)}",
+            code="unknown_engine",
+        ) from None
+    versions = ENGINES[known].versions
+    chosen = version or versions[0]
+    if chosen not in versions:
+        raise InvalidInput(
+            f"{known.value} {chosen} is not offered; versions: {', '.join(versions)}",
+            code="unknown_engine_version",
+        )
+    return known, chosen
+
+
+def image_tag(engine: str, version: str) -> str:
+    return f"{DB_IMAGE_REPOSITORY}/{engine}:{version}"
+
+
+def env_name_problem(name: str) -> str | None:
+    if name == "PORT":
+        return "PORT is the platform's"
+    if not _ENV_NAME.match(name):
+        return (
+            "an upper-case environment variable name: A-Z, 0-9 and '_', not starting with a digit"
+        )
+    return None
+
+
+class DbState(StrEnum):
+    CREATING = "creating"
+    RUNNING = "running"
+    FAILED = "failed"
+    RESTARTING = "restarting"
+    DELETING = "deleting"
+
+
+D = DbState
+DB_TRANSITIONS: dict[DbState, frozenset[DbState]] = {
+    D.CREATING: frozenset({D.RUNNING, D.FAILED, D.DELETING}),
+    D.RUNNING: frozenset({D.RESTARTING, D.DELETING}),
+    D.FAILED: frozenset({D.CREATING, D.RESTARTING, D.DELETING}),
+    D.RESTARTING: frozenset({D.RUNNING, D.FAILED, D.DELETING}),
+    D.DELETING: frozenset(),
+}
+DB_BUSY = frozenset({D.CREATING, D.RESTARTING, D.DELETING})
+
+
+class IllegalDbTransition(Conflict):
+    code = "invalid_state"
+
+    def __init__(self, current: DbState, target: DbState) -> None:
+        super().__init__(
+            f"not possible while the database is {current.value}",
+            state=current.value,
+            requested=target.value,
+        )
+
+
+def check_db_transition(current: str, target: DbState) -> DbState:
+    if target not in DB_TRANSITIONS[DbState(current)]:
+        raise IllegalDbTransition(DbState(current), target)
+    return target
+
+
+def db_sources_of(target: DbState) -> frozenset[DbState]:
+    return frozenset(s for s, targets in DB_TRANSITIONS.items() if target in targets)
+
+
+class BackupStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # dumped, and restored into a scratch container that checked out
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+    database: str  # the SQL database; Redis: "0"
+
+
+def connection_url(engine: str, creds: Credentials, host: str) -> str:
+    """The one home of a database's URL (what DATABASE_URL / REDIS_URL carry)."""
+    info = ENGINES[Engine(engine)]
+    user, password = quote(creds.username, safe=""), quote(creds.password, safe="")
+    return f"{info.url_scheme}://{user}:{password}@{host}:{info.port}/{creds.database}"
+
+
+def server_args(engine: str, memory_mb: int) -> list[str]:
+    """The engine's memory settings for a container limited to `memory_mb`: caches take a
+    share of it and connections are bounded, so a busy database is slow, not OOM-killed."""
+    mb = max(memory_mb, MIN_MEMORY_MB)
+    if engine == Engine.POSTGRES:
+        return [
+            "-c", f"shared_buffers={max(mb // 4, 16)}MB",
+            "-c", f"effective_cache_size={max(mb * 3 // 4, 32)}MB",
+            "-c", f"work_mem={max(mb // 64, 1)}MB",
+            "-c", f"maintenance_work_mem={max(mb // 16, 8)}MB",
+            "-c", f"max_connections={min(max(mb // 4, 20), 200)}",
+        ]  # fmt: skip
+    if engine == Engine.MARIADB:
+        return [
+            f"--innodb-buffer-pool-size={max(mb * 2 // 5, 16)}M",
+            f"--key-buffer-size={max(mb // 64, 1)}M",
+            f"--max-connections={min(max(mb // 4, 20), 200)}",
+            "--innodb-log-buffer-size=8M",
+        ]
+    # Redis: data lives in memory; room is left for the fork that writes snapshots.
+    return ["--maxmemory", f"{max(mb * 3 // 5, 16)}mb", "--maxmemory-policy", "noeviction"]
+
+
+def database_name(name: str) -> str:
+    """The SQL database (and user) name for a database resource: its name, '-' as '_'."""
+    return name.replace("-", "_")
+
+
+def provision_input(engine: str, creds: Credentials) -> str:
+    """What the engine's admin client reads (from a file, never argv) to create, or bring up
+    to date, the user and the database: idempotent, so an interrupted create runs it again."""
+    user, password, db = creds.username, creds.password, creds.database
+    if engine == Engine.POSTGRES:
+        return (
+            f"SELECT 'CREATE ROLE \"{user}\" LOGIN' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_roles WHERE rolname = '{user}')\\gexec\n"
+            f"ALTER ROLE \"{user}\" LOGIN PASSWORD '{password}';\n"
+            f'SELECT \'CREATE DATABASE "{db}" OWNER "{user}"\' WHERE NOT EXISTS '
+            f"(SELECT FROM pg_database WHERE datname = '{db}')\\gexec\n"
+            f'REVOKE ALL ON DATABASE "{db}" FROM PUBLIC;\n'
+            f'GRANT ALL ON DATABASE "{db}" TO "{user}";\n'
+        )
+    if engine == Engine.MARIADB:
+        return (
+            f"CREATE DATABASE IF NOT EXISTS `{db}`;\n"
+            f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}';\n"
+            f"ALTER USER '{user}'@'%' IDENTIFIED BY '{password}';\n"
+            f"GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'%';\n"
+        )
+    # Redis: every command but the administrative ones (ACL, CONFIG, SHUTDOWN, ...).
+    return f"ACL SETUSER {user} reset on >{password} ~* &* +@all -@admin\nACL SAVE\n"
+
+
+def provision_argv(engine: str) -> list[str]:
+    if engine == Engine.POSTGRES:
+        return ["ipaas-db", "admin", "-d", "postgres"]
+    return ["ipaas-db", "admin"]

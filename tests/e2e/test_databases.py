@@ -1,0 +1,356 @@
+"""Databases on the real platform and engine: one database of each engine for the module,
+created once; an app that reads and writes Redis through the URL it was attached; credentials
+that work from the owner's network and nowhere else; verified backups, a failed one, restore;
+delete."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from ipaas.domain.databases import LABEL_DB_PACKAGES
+from ipaas.runtime.docker import network_name
+from ipaas.runtime.docker_databases import db_volume_name
+from tests.e2e.conftest import E2E
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+ENGINES = ("postgres", "mariadb", "redis")
+CLIENT_IMAGE = {"postgres": "ipaas-db/postgres:15", "mariadb": "ipaas-db/mariadb:10.11"}
+
+# A tiny app that keeps a counter in Redis through REDIS_URL, speaking RESP with the stdlib.
+REDIS_APP = {
+    "Dockerfile": """FROM python:3.11-slim
+WORKDIR /srv
+COPY server.py .
+CMD ["python3", "-u", "server.py"]
+""",
+    "server.py": """
+import os, socket
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+def command(*words):
+    url = urlsplit(os.environ["REDIS_URL"])
+    with socket.create_connection((url.hostname, url.port), timeout=5) as s:
+        payload = b""
+        for argv in (["AUTH", url.username, url.password], list(words)):
+            payload += b"*%d\\r\\n" % len(argv)
+            for w in argv:
+                w = str(w).encode()
+                payload += b"$%d\\r\\n%s\\r\\n" % (len(w), w)
+        s.sendall(payload)
+        data = b""
+        while data.count(b"\\r\\n") < 2:
+            data += s.recv(4096)
+        auth, reply = data.split(b"\\r\\n")[:2]
+        if not auth.startswith(b"+OK"):
+            raise RuntimeError(auth.decode())
+        return reply.decode()
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path == "/health":
+            body = b"ok"
+        elif "REDIS_URL" not in os.environ:
+            body = b"no database"
+        else:
+            try:
+                body = command("INCR", "hits").lstrip(":").encode()
+            except Exception as exc:
+                self.send_response(503)
+                self.end_headers()
+                self.wfile.write(repr(exc).encode())
+                return
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+""",
+}
+
+
+class Api:
+    def __init__(self, e2e: E2E) -> None:
+        self.e2e = e2e
+        self.base = f"{e2e.live.base}/api/v1/databases"
+
+    def call(
+        self, method: str, path: str = "", headers: dict[str, str] | None = None, **kw: Any
+    ) -> httpx.Response:
+        return httpx.request(
+            method, self.base + path, headers=headers or self.e2e.headers, timeout=120, **kw
+        )
+
+    def ok(self, method: str, path: str = "", **kw: Any) -> Any:
+        r = self.call(method, path, **kw)
+        assert r.status_code < 300, r.text
+        return r.json() if r.content else None
+
+    def wait(self, db_id: str, states: set[str], timeout_s: float = 120) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            db = self.ok("GET", f"/{db_id}")
+            if db["state"] in states:
+                return db
+            time.sleep(0.3)
+        raise AssertionError(f"database {db_id} never reached {states}: {db}")
+
+    def wait_gone(self, db_id: str) -> None:
+        deadline = time.monotonic() + 60
+        while self.call("GET", f"/{db_id}").status_code != 404:
+            assert time.monotonic() < deadline, f"database {db_id} was never deleted"
+            time.sleep(0.3)
+
+    def wait_backup(self, db_id: str, backup_id: str) -> Any:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            backup = self.ok("GET", f"/{db_id}/backups/{backup_id}")
+            if backup["status"] != "running":
+                return backup
+            time.sleep(0.3)
+        raise AssertionError(f"backup {backup_id} never finished")
+
+
+@pytest.fixture(scope="module")
+def api(e2e: E2E) -> Api:
+    return Api(e2e)
+
+
+@pytest.fixture(scope="module")
+def databases(api: Api) -> Iterator[dict[str, Any]]:
+    """One database of each engine, created together (each ready in seconds)."""
+    started = time.monotonic()
+    created = {
+        engine: api.ok("POST", json={"name": f"{engine}-{uuid.uuid4().hex[:6]}", "engine": engine})
+        for engine in ENGINES
+    }
+    ready = {engine: api.wait(db["id"], {"running", "failed"}) for engine, db in created.items()}
+    print(f"\n3 databases ready in {time.monotonic() - started:.1f} s")
+    yield ready
+    for db in ready.values():
+        for link in api.call("GET", f"/{db['id']}/attachments").json():
+            api.call("DELETE", f"/{db['id']}/attachments/{link['app_id']}")
+        api.call("DELETE", f"/{db['id']}")
+    for db in ready.values():
+        api.wait_gone(db["id"])
+
+
+def credentials(api: Api, db: dict[str, Any]) -> dict[str, Any]:
+    return api.ok("GET", f"/{db['id']}/credentials")
+
+
+def sql(engine: str, creds: dict[str, Any], network: str, query: str) -> tuple[int, str]:
+    """Run a query as the database's user from a client container on `network`."""
+    if engine == "postgres":
+        argv = ["psql", creds["url"], "-At", "-v", "ON_ERROR_STOP=1", "-c", query]
+        entry = "psql"
+    else:
+        argv = ["mariadb", "-h", creds["host"], "-u", creds["username"], f"-p{creds['password']}",
+                "-N", "-B", "--connect-timeout=3", creds["database"], "-e", query]  # fmt: skip
+        entry = "mariadb"
+    client = docker.from_env()
+    container = client.containers.run(
+        CLIENT_IMAGE[engine], argv[1:], entrypoint=entry, network=network, detach=True,
+        labels={"org.ipaas.platform": "test-db-client"},
+    )  # fmt: skip
+    try:
+        code = container.wait(timeout=60)["StatusCode"]
+        return code, container.logs().decode().strip()
+    finally:
+        container.remove(force=True)
+
+
+def owner_id(e2e: E2E) -> str:
+    user = e2e.live.run(e2e.live.plane.stores.users.by_username(e2e.admin_name))
+    assert user is not None
+    return user.id
+
+
+def test_engine_images_are_named_by_major_version_and_record_packages(
+    databases: dict[str, Any],
+) -> None:
+    client = docker.from_env()
+    for tag, package in (
+        ("ipaas-db/postgres:15", "postgresql-15=15."),
+        ("ipaas-db/mariadb:10.11", "mariadb-server=1:10.11."),
+        ("ipaas-db/redis:7", "redis-server=5:7.0."),
+    ):
+        assert package in client.images.get(tag).labels[LABEL_DB_PACKAGES]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_database_runs_on_its_volume_with_memory_sized_settings(
+    api: Api, databases: dict[str, Any], engine: str
+) -> None:
+    db = databases[engine]
+    assert db["state"] == "running", db
+    client = docker.from_env()
+    (container,) = client.containers.list(filters={"label": f"org.ipaas.database={db['id']}"})
+    attrs = container.attrs
+    assert attrs["HostConfig"]["Memory"] == db["memory_mb"] * 2**20
+    assert not attrs["NetworkSettings"]["Ports"] or not any(
+        attrs["NetworkSettings"]["Ports"].values()
+    )
+    assert list(attrs["NetworkSettings"]["Networks"]) == [
+        network_name(attrs["Config"]["Labels"]["org.ipaas.owner"])
+    ]
+    assert any(m.get("Name") == db_volume_name(db["id"]) for m in attrs["Mounts"])
+    assert any("64MB" in a or "153mb" in a or "102M" in a for a in attrs["Args"])
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_credentials_work_from_the_owners_network_only(
+    e2e: E2E, api: Api, databases: dict[str, Any], engine: str
+) -> None:
+    creds = credentials(api, databases[engine])
+    assert len(creds["password"]) >= 24
+    own = network_name(owner_id(e2e))
+    code, out = sql(engine, creds, own, "SELECT 40 + 2")
+    assert (code, out) == (0, "42"), out
+    # Another tenant's app network: the database cannot be reached at all.
+    other_id, _ = e2e.make_user()
+    other_net = e2e.live.run(e2e.live.plane.adapters.runtime.ensure_network(other_id))  # type: ignore[attr-defined]
+    try:
+        code, out = sql(engine, creds, other_net, "SELECT 1")
+        assert code != 0 and "42" not in out
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            docker.from_env().networks.get(other_net).remove()
+    # A wrong password is refused even from the owner's network.
+    code, _ = sql(
+        engine,
+        {**creds, "password": "wrong", "url": creds["url"].replace(creds["password"], "wrong")},
+        own,
+        "SELECT 1",
+    )
+    assert code != 0
+
+
+def test_another_users_database_is_not_found(e2e: E2E, api: Api, databases: dict[str, Any]) -> None:
+    other_id, _ = e2e.make_user()
+    headers = {
+        "Authorization": f"Bearer {e2e.live.plane.stores.access_tokens.issue(other_id, 'user')}"
+    }
+    db_id = databases["postgres"]["id"]
+    for method, path in (("GET", ""), ("GET", "/credentials"), ("DELETE", ""), ("POST", "/backups"),
+                         ("POST", "/restart"), ("GET", "/backups")):  # fmt: skip
+        r = api.call(method, f"/{db_id}{path}", headers=headers)
+        assert r.status_code == 404 and r.json()["code"] == "not_found", (method, path, r.text)
+    assert db_id not in {d["id"] for d in api.ok("GET", headers=headers)}
+
+
+def test_attached_app_reads_and_writes_through_redis_url(
+    e2e: E2E, api: Api, databases: dict[str, Any]
+) -> None:
+    db = databases["redis"]
+    app_id = e2e.create(e2e.repo(files=REDIS_APP), health_check="/health")
+    assert e2e.wait(app_id)["state"] == "running"
+    name = e2e.get(app_id)["name"]
+    assert e2e.via_router(name, "/").text == "no database"
+    link = api.ok("POST", f"/{db['id']}/attachments", json={"app_id": app_id})
+    assert link["env_name"] == "REDIS_URL"
+    deadline = time.monotonic() + 90
+    while e2e.via_router(name, "/").text == "no database" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    first = int(e2e.via_router(name, "/").text)
+    assert int(e2e.via_router(name, "/").text) == first + 1  # written, and read back
+    # The URL is computed at start, not copied into the app's env vars.
+    assert all(env["key"] != "REDIS_URL" for env in e2e.get(app_id)["envs"])
+    # Attached: the database cannot be deleted until it is detached.
+    r = api.call("DELETE", f"/{db['id']}")
+    assert r.status_code == 409 and r.json()["code"] == "database_attached"
+    assert api.call("DELETE", f"/{db['id']}/attachments/{app_id}").status_code == 204
+    deadline = time.monotonic() + 90
+    while e2e.via_router(name, "/").text != "no database" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert e2e.via_router(name, "/").text == "no database"
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_backup_is_verified_and_restore_brings_the_data_back(
+    e2e: E2E, api: Api, databases: dict[str, Any], engine: str
+) -> None:
+    db = databases[engine]
+    creds = credentials(api, db)
+    own = network_name(owner_id(e2e))
+    code, out = sql(engine, creds, own, "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT); "
+                    "INSERT INTO notes VALUES (1, 'one'), (2, 'two')")  # fmt: skip
+    assert code == 0, out
+    backup = api.wait_backup(db["id"], api.ok("POST", f"/{db['id']}/backups")["id"])
+    assert backup["status"] == "succeeded", backup
+    tables = backup["verified"]["tables"]
+    assert tables[("public.notes" if engine == "postgres" else "notes")] == 2
+    download = api.call("GET", f"/{db['id']}/backups/{backup['id']}/download")
+    assert download.status_code == 200 and len(download.content) == backup["size_bytes"] > 0
+    code, out = sql(engine, creds, own, "DELETE FROM notes WHERE id = 1")
+    assert code == 0, out
+    safety = api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore")
+    assert safety["status"] == "succeeded" and safety["reason"] == "before-restore"
+    code, out = sql(engine, creds, own, "SELECT count(*) FROM notes")
+    assert (code, out) == (0, "2"), out
+
+
+def test_redis_backup_is_verified_and_restored(
+    e2e: E2E, api: Api, databases: dict[str, Any]
+) -> None:
+    db = databases["redis"]
+    container = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )[0]
+
+    def admin(*words: str) -> str:
+        return container.exec_run(["ipaas-db", "admin", *words]).output.decode().strip()
+
+    admin("SET", "kept", "yes")
+    backup = api.wait_backup(db["id"], api.ok("POST", f"/{db['id']}/backups")["id"])
+    assert backup["status"] == "succeeded" and backup["verified"]["keys"] >= 1, backup
+    admin("DEL", "kept")
+    api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore")
+    assert api.wait(db["id"], {"running"})["state"] == "running"
+    assert admin("GET", "kept") == "yes"
+
+
+def test_a_backup_that_cannot_be_taken_is_recorded_failed(
+    api: Api, databases: dict[str, Any]
+) -> None:
+    db = databases["mariadb"]
+    (container,) = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )
+    container.stop(timeout=10)
+    try:
+        backup = api.wait_backup(db["id"], api.ok("POST", f"/{db['id']}/backups")["id"])
+        assert backup["status"] == "failed" and backup["error"], backup
+        r = api.call("GET", f"/{db['id']}/backups/{backup['id']}/download")
+        assert r.status_code == 409 and r.json()["code"] == "backup_not_usable"
+    finally:
+        api.ok("POST", f"/{db['id']}/restart")
+        assert api.wait(db["id"], {"running", "failed"})["state"] == "running"
+
+
+def test_bad_requests_are_refused_and_delete_removes_everything(api: Api, e2e: E2E) -> None:
+    r = api.call("POST", json={"name": "x1", "engine": "oracle"})
+    assert r.status_code == 422 and r.json()["code"] == "unknown_engine"
+    r = api.call("POST", json={"name": "x1", "engine": "postgres", "version": "9"})
+    assert r.status_code == 422 and r.json()["code"] == "unknown_engine_version"
+    name = f"gone-{uuid.uuid4().hex[:6]}"
+    db = api.ok("POST", json={"name": name, "engine": "redis", "memory_mb": 64})
+    r = api.call("POST", json={"name": name, "engine": "redis"})
+    assert r.status_code == 409 and r.json()["code"] == "name_taken"
+    assert api.wait(db["id"], {"running", "failed"})["state"] == "running"
+    assert api.call("DELETE", f"/{db['id']}").status_code == 202
+    api.wait_gone(db["id"])
+    client = docker.from_env()
+    assert not client.containers.list(all=True, filters={"label": f"org.ipaas.database={db['id']}"})
+    assert not client.volumes.list(filters={"name": db_volume_name(db["id"])})
