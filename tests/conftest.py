@@ -24,6 +24,7 @@ from ipaas.store.migrate import upgrade
 from ipaas.store.models import new_id
 from tests.fakes import fake_plane
 from tests.host_listener import HostListener
+from tests.hygiene import EngineThings, engine_things
 from tests.services import need
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -178,15 +179,27 @@ def host_listener() -> Iterator[HostListener]:
     listener.close()
 
 
+# `make test` has the engine to itself: there, whatever a run adds to it must be gone at the end.
+STRICT_HYGIENE = os.environ.get("IPAAS_TEST_HYGIENE") == "strict"
+ENGINE_BEFORE: list[EngineThings | None] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if STRICT_HYGIENE:
+        ENGINE_BEFORE.append(engine_things())
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The run fails if it left processes or test containers behind (they are removed too, so
-    the next run starts clean)."""
-    from tests.hygiene import containers_left, reap
+    the next run starts clean); under `make test` also images, volumes and networks."""
+    from tests.hygiene import containers_left, engine_leftovers, reap
 
     if hasattr(session.config, "workerinput"):
         return
     basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
     leftovers = reap(basetemp) + containers_left()
+    if ENGINE_BEFORE:
+        leftovers += engine_leftovers(ENGINE_BEFORE[0])
     if leftovers:
         print("\nthis run left behind:\n  " + "\n  ".join(leftovers))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -7,8 +7,10 @@ import contextlib
 import os
 import signal
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+from ipaas.builds.baseimage import IMAGE_NAMESPACE
 from ipaas.domain.labels import LABEL_PLATFORM
 
 TEST_INSTANCE_PREFIX = "test-"
@@ -76,3 +78,59 @@ def remove_containers_of(instances: set[str]) -> list[str]:
                 c.remove(force=True, v=True)
             removed.append(f"{c.name} ({instance})")
     return removed
+
+
+@dataclass(frozen=True)
+class EngineThings:
+    """What a run can leave on the engine besides containers: app images (tagged in the
+    platform's namespace, or dangling layers), volumes and networks."""
+
+    images: frozenset[str]
+    volumes: frozenset[str]
+    networks: frozenset[str]
+
+
+def engine_things() -> EngineThings | None:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+        images = client.images.list(filters={"dangling": True}) + [
+            image
+            for image in client.images.list()
+            if any(tag.startswith(f"{IMAGE_NAMESPACE}/") for tag in image.tags)
+        ]
+        return EngineThings(
+            frozenset(image.id for image in images),
+            frozenset(volume.name for volume in client.volumes.list()),
+            frozenset(network.id for network in client.networks.list()),
+        )
+    except Exception:  # noqa: BLE001 - no engine: nothing can be left on it
+        return None
+
+
+def engine_leftovers(before: EngineThings | None) -> list[str]:
+    """What appeared on the engine since `before` and is still there: removed, and named.
+    Only meaningful when nothing else uses the engine meanwhile (`make test`, CI)."""
+    after = engine_things()
+    if before is None or after is None:
+        return []
+    import docker
+
+    client = docker.from_env(timeout=30)
+    left = []
+    for network_id in after.networks - before.networks:
+        with contextlib.suppress(Exception):
+            network = client.networks.get(network_id)
+            left.append(f"network {network.name}")
+            network.remove()
+    for name in after.volumes - before.volumes:
+        left.append(f"volume {name}")
+        with contextlib.suppress(Exception):
+            client.volumes.get(name).remove(force=True)
+    for image_id in after.images - before.images:
+        with contextlib.suppress(Exception):
+            image = client.images.get(image_id)
+            left.append(f"image {', '.join(image.tags) or image_id[:19]}")
+            client.images.remove(image_id, force=True)
+    return left

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from ipaas.builds.base import BuildCancelled, BuildFailed, BuildOptions, BuildRequest
+from ipaas.builds.baseimage import image_repository
 from ipaas.builds.docker_builder import USING_CACHE, DockerImageBuilder
 from ipaas.config import RuntimeSettings, Settings
 from ipaas.domain.repo_access import RepoCredentials
@@ -270,6 +272,56 @@ async def test_failing_build_in_user_dockerfile(
     with pytest.raises(BuildFailed) as info:
         await builder.build(request(apps.name("dfail"), str(repo)), log)
     assert info.value.user_fault and info.value.code == "build_failed"
+
+
+def layers_in(lines: list[str]) -> list[str]:
+    """The layers the build committed: the ' ---> <id>' line that follows each step run."""
+    made, ran = [], False
+    for line in lines:
+        ran = ran or "---> Running in" in line
+        if ran and (layer := re.search(r"---> ([0-9a-f]{12})$", line)):
+            made.append(layer.group(1))
+            ran = False
+    return made
+
+
+def image_exists(image: str) -> bool:
+    return (
+        subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    )
+
+
+async def test_a_failed_build_leaves_no_layers_of_its_own(
+    builder: DockerImageBuilder, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
+) -> None:
+    marker = uuid.uuid4().hex  # a step no earlier build has cached
+    dockerfile = (
+        f"FROM python:3.11-slim\nRUN echo {marker} > /made\nRUN echo second > /also\n"
+        "RUN python3 -c 'raise SystemExit(7)'\n"
+    )
+    repo = repo_factory(files={"Dockerfile": dockerfile})
+    with pytest.raises(BuildFailed):
+        await builder.build(request(apps.name("layers"), str(repo)), log)
+    made = layers_in(log.lines)
+    assert len(made) >= 2, log.lines  # the two steps that ran were committed ...
+    assert [image for image in made if image_exists(image)] == []  # ... and are gone
+
+
+async def test_a_retried_build_leaves_no_dangling_image_of_the_first_try(
+    builder: DockerImageBuilder, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
+) -> None:
+    name = apps.name("retry")
+    tag = f"{image_repository(name, f'app-{name}')}:r1"
+    repo = repo_factory(
+        files={"Dockerfile": f"FROM python:3.11-slim\nRUN echo {uuid.uuid4().hex}\n"}
+    )
+    first = await builder.build(request(name, str(repo)), log)
+    (repo / "Dockerfile").write_text(f"FROM python:3.11-slim\nRUN echo {uuid.uuid4().hex}\n")
+    commit_all(repo, "second try")
+    second = await builder.build(request(name, str(repo)), log)  # the same release again
+    assert first.image_id != second.image_id
+    assert not image_exists(first.image_id)
+    assert image_exists(second.image_id) and docker("image", "inspect", "-f", "{{.Id}}", tag)
 
 
 async def test_option_injection_branch_creates_nothing(

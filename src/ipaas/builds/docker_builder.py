@@ -59,6 +59,7 @@ from ipaas.runtime.firewall import FirewallError, HostFirewall
 LABEL_COMMIT = "org.ipaas.commit"
 TAIL_LINES = 20  # log lines quoted in the reason of a failed build
 USING_CACHE = "---> Using cache"
+_LAYER_RE = re.compile(r"---> ([0-9a-f]{12,64})\s*$")
 # Engine-side failures that are not the user's doing (retry rather than blame the app).
 _PLATFORM_ERRORS = (
     "no space left on device",
@@ -219,12 +220,20 @@ class DockerImageBuilder:
         )
         await log(f"==> building image {tag}")
         await self._checkpoints.reached(Phase.BUILD)
+        previous = await asyncio.to_thread(self._image_id_or_none, tag)
         try:
             await job.run(log, cancel, self._settings.build.timeout_s)
+        except BaseException:
+            # Like a failed build on Heroku: the cache keeps what earlier builds made, and
+            # nothing of this one (no dangling layers on the engine).
+            await asyncio.shield(asyncio.to_thread(self._remove_layers, job.created[::-1]))
+            raise
         finally:
             await asyncio.to_thread(cgroup.remove)
         await self._log_install_cache(job.install_cached, log)
         image_id = await asyncio.to_thread(self._image_id, tag)
+        if previous and previous != image_id:  # the tag moved on (a retried build): the old
+            await asyncio.to_thread(self._remove_layers, [previous], True)  # image dangled
         duration = time.monotonic() - started
         await log(f"==> built {tag} ({image_id[:19]}) in {duration:.1f} s")
         result_plan = plan.to_dict()
@@ -386,6 +395,29 @@ class DockerImageBuilder:
                 code="engine_unavailable",
             ) from exc
 
+    def _image_id_or_none(self, tag: str) -> str | None:
+        try:
+            return self._image_id(tag)
+        except BuildFailed:
+            return None
+
+    def _remove_layers(self, images: list[str], prune: bool = False) -> None:
+        """Remove images that no tag names (newest first); one a container or a child
+        layer still uses is left alone. `prune` also takes their unused untagged parents."""
+        if not images:
+            return
+        try:
+            client = self._client_factory()
+        except (docker.errors.DockerException, requests.RequestException):
+            return  # the engine is gone: its layers are the least of the build's problems
+        try:
+            for image in images:
+                with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+                    if not client.inspect_image(image).get("RepoTags"):
+                        client.remove_image(image, noprune=not prune)
+        finally:
+            client.close()
+
     async def _log_install_cache(self, cached: bool | None, log: LogSink) -> None:
         if cached is not None:
             await log(
@@ -422,11 +454,16 @@ class _BuildJob:
         self._built = False
         self._after_install = 0  # lines still to look at for the install step's cache verdict
         self.install_cached: bool | None = None
+        # Layers this build committed itself (not reused from the cache): what it leaves on
+        # the engine if it fails.
+        self.created: list[str] = []
+        self._fresh = False
         self._memory_mb = kwargs["container_limits"]["memory"] // 2**20
         self._pids_max = pids_max
 
     def _note(self, line: str) -> None:
         self._lines.append(line)
+        self._note_layer(line)
         if self._after_install:
             self._after_install -= 1
             if USING_CACHE in line:
@@ -438,6 +475,17 @@ class _BuildJob:
                 self.install_cached, self._after_install = False, 2
         elif line.startswith("Successfully built"):
             self._built = True
+
+    def _note_layer(self, line: str) -> None:
+        """The classic builder says ' ---> Running in <container>' for a step it runs, and
+        ' ---> <image>' once it has committed the step's layer."""
+        if "---> Running in " in line:
+            self._fresh = True
+        elif USING_CACHE in line:
+            self._fresh = False
+        elif self._fresh and (layer := _LAYER_RE.search(line)):
+            self.created.append(layer.group(1))
+            self._fresh = False
 
     async def run(self, log: LogSink, cancel: asyncio.Event, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()
