@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ipaas.apps.background import Background
@@ -31,6 +32,10 @@ from ipaas.builds.repo_guard import RepoGuard
 from ipaas.config import Settings
 from ipaas.domain.hosts import HostNames
 from ipaas.logs.service import LogService
+from ipaas.notify.accounts import AccountMail
+from ipaas.notify.sender import Links, NoticeSender
+from ipaas.notify.templates import Renderer
+from ipaas.notify.webhooks import HttpWebhookPoster, WebhookGuard
 from ipaas.providers.base import GitProvider
 from ipaas.queue.base import BuildQueue
 from ipaas.router.base import Router
@@ -39,6 +44,8 @@ from ipaas.store.apps import AppStore
 from ipaas.store.builds import BuildStore
 from ipaas.store.db import holds_encrypted_data, make_engine, make_sessionmaker
 from ipaas.store.identity import StoreIdentity
+from ipaas.store.models import utcnow
+from ipaas.store.notices import NoticeStore
 from ipaas.store.quotas import QuotaStore
 from ipaas.store.users import UserStore
 from ipaas.warden.warden import Warden
@@ -63,6 +70,7 @@ class Stores:
     bus: ChangeBus
     quotas: QuotaStore
     identity: StoreIdentity
+    notices: NoticeStore
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,8 @@ class ControlPlane:
     log_service: LogService
     warden: Warden
     worker: BuildWorker
+    notice_sender: NoticeSender
+    account_mail: AccountMail
     lifecycle: Lifecycle
 
 
@@ -131,6 +141,7 @@ def open_stores(settings: Settings) -> Stores:
         bus=bus,
         quotas=QuotaStore(sessions, settings),
         identity=StoreIdentity(sessions),
+        notices=NoticeStore(sessions),
     )
 
 
@@ -258,11 +269,14 @@ def control_plane(
         no_builder_s=settings.build.no_builder_s,
         identity=stores.identity,
     )
+    sender = notice_sender(settings, stores)
     lifecycle = _base_lifecycle(stores, adapters, bg)
+    lifecycle.add(lambda: _recall_ended_sessions(settings, stores), _nothing)
     if run_builder:
         lifecycle.add(worker.start, worker.stop)
     if run_warden:
         lifecycle.add(warden.start, warden.stop)
+        lifecycle.add(sender.start, sender.stop)
     service = AppService(
         stores.apps, stores.builds, scheduler, adapters.git, stores.cipher, deployer,
         _policy(settings), stores.bus, HostNames(settings.base_domain), stores.quotas,
@@ -271,7 +285,37 @@ def control_plane(
     logs = LogService(adapters.runtime, stores.builds, settings.runtime.log_max_age_s)
     gate = AppGate(stores.apps, stores.app_passes, HostNames(settings.base_domain))
     return ControlPlane(
-        settings, stores, adapters, deployer, service, gate, logs, warden, worker, lifecycle
+        settings, stores, adapters, deployer, service, gate, logs, warden, worker, sender,
+        AccountMail(stores.users, sender.renderer, settings.auth, settings.api_url), lifecycle,
+    )  # fmt: skip
+
+
+async def _recall_ended_sessions(settings: Settings, stores: Stores) -> None:
+    """Sessions ended shortly before this process started: their access tokens may still
+    be unexpired, and must keep failing."""
+    since = utcnow() - timedelta(seconds=settings.auth.access_token_ttl_s)
+    for user_id, at in (await stores.users.sessions_ended_since(since)).items():
+        stores.access_tokens.end_sessions(user_id, at.timestamp())
+
+
+def notice_sender(settings: Settings, stores: Stores) -> NoticeSender:
+    """The outbox's sender: SMTP when a server is configured (else e-mail waits), webhooks."""
+    mailer = None
+    if settings.smtp.host:
+        from ipaas.notify.smtp import SmtpMailer
+
+        mailer = SmtpMailer(settings.smtp)
+    n = settings.notify
+    guard = WebhookGuard(n)
+    return NoticeSender(
+        notices=stores.notices,
+        mailer=mailer,
+        poster=HttpWebhookPoster(guard, n.webhook_timeout_s),
+        guard=guard,
+        renderer=Renderer(),
+        cipher=stores.cipher,
+        settings=n,
+        links=Links(settings.api_url),
     )
 
 

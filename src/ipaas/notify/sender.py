@@ -29,7 +29,7 @@ from ipaas.domain.notices import (
 )
 from ipaas.notify.base import Mail, Mailer, Reply, WebhookPoster
 from ipaas.notify.templates import Rendered, Renderer
-from ipaas.notify.webhooks import encode, payload, signed_headers
+from ipaas.notify.webhooks import WebhookGuard, encode, payload, signed_headers
 from ipaas.store.models import Notice, OutboxMessage, Webhook, new_id, utcnow
 from ipaas.store.notices import NoticeStore, Recipients
 
@@ -58,6 +58,7 @@ class NoticeSender:
         notices: NoticeStore,
         mailer: Mailer | None,
         poster: WebhookPoster,
+        guard: WebhookGuard,
         renderer: Renderer,
         cipher: Cipher,
         settings: NotifySettings,
@@ -67,6 +68,7 @@ class NoticeSender:
         self.notices = notices
         self.mailer = mailer  # None: no SMTP server configured; e-mail waits in the outbox
         self.poster = poster
+        self.guard = guard  # webhook URLs are checked with it when saved (and by the poster)
         self.renderer = renderer
         self.cipher = cipher
         self.settings = settings
@@ -112,9 +114,10 @@ class NoticeSender:
         extra: dict[str, Any] = {}
         window: CrashWindow | None = None
         if kind == K.APP_RECOVERED:
-            stable_at = notice.created_at + timedelta(seconds=self.settings.recovered_after_s)
-            if now < stable_at:
-                await self.notices.postpone(notice.id, stable_at)
+            wait = timedelta(seconds=self.settings.recovered_after_s)
+            if notice.not_before - notice.created_at < wait:
+                # First sight: look again once the app has had time to crash again.
+                await self.notices.postpone(notice.id, now + wait)
                 return
             if not await self._still_recovered(notice):
                 await self.notices.settle(notice, NoticeState.DROPPED)

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from ipaas.builds import repo_guard
 from ipaas.builds.base import BuildFailed
-from ipaas.builds.repo_guard import Resolver, known_answer, system_resolve
+from ipaas.builds.repo_guard import Resolver, known_answer
 from ipaas.config import NotifySettings
 from ipaas.domain.addresses import AddressPolicy, host_refusal, literal_address
 from ipaas.domain.errors import InvalidInput
@@ -74,7 +75,7 @@ class WebhookGuard:
         self._policy = AddressPolicy.from_lists(
             settings.webhook_allowed_hosts, settings.webhook_allowed_networks
         )
-        self._resolver = resolver or system_resolve
+        self._resolver = resolver
         self._timeout_s = settings.webhook_timeout_s
 
     async def target(self, url: str) -> Target:
@@ -96,7 +97,8 @@ class WebhookGuard:
         if known is not None:
             return known
         try:
-            return await asyncio.wait_for(self._resolver(host, port), self._timeout_s)
+            resolve = self._resolver or repo_guard.system_resolve
+            return await asyncio.wait_for(resolve(host, port), self._timeout_s)
         except (TimeoutError, BuildFailed):
             raise InvalidInput(f"cannot resolve {host}", code="webhook_host_unknown") from None
 
