@@ -14,7 +14,6 @@ import ipaddress
 import json
 import ssl
 import threading
-import warnings
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,9 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import free_port
-
-# AUTH over TLS from the first byte, which aiosmtpd does not count as TLS, is what we test.
-warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
 
 
 @dataclass(frozen=True)

@@ -4,21 +4,24 @@ real SMTP server and a clock the tests move."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
+from ipaas.api.app import create_app
 from ipaas.config import NotifySettings, SmtpSettings
 from ipaas.notify.sender import Links, NoticeSender
 from ipaas.notify.smtp import SmtpMailer
 from ipaas.notify.templates import Renderer
 from ipaas.notify.webhooks import HttpWebhookPoster, WebhookGuard
-from ipaas.platform import Stores, open_stores
+from ipaas.platform import ControlPlane, Stores
 from ipaas.store.migrate import upgrade
 from ipaas.store.models import User, utcnow
 from tests.conftest import hashed, make_settings
+from tests.fakes import fake_plane
 from tests.mailserver import MailServer, SelfSignedCert, make_certificate
 
 
@@ -41,21 +44,42 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> SelfSignedCert:
 
 
 @pytest.fixture(scope="module")
-async def stores(
-    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stores]:
-    upgrade(module_database_url)
-    settings = make_settings(tmp_path_factory.mktemp("data"), module_database_url)
-    opened = open_stores(settings)
-    yield opened
-    await opened.engine.dispose()
+def mail_server() -> Iterator[MailServer]:
+    server = MailServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
-def mail_server() -> AsyncIterator[MailServer]:
-    server = MailServer().start()
-    yield server  # type: ignore[misc]
-    server.stop()
+async def plane(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory, mail_server: MailServer
+) -> AsyncIterator[ControlPlane]:
+    """An API process whose sender mails through the module's SMTP server and may post to
+    webhook receivers on loopback; no loops run (tests call the sender's rounds)."""
+    upgrade(module_database_url)
+    settings = make_settings(
+        tmp_path_factory.mktemp("data"),
+        module_database_url,
+        router={"kind": "transparent"},
+        public_url="https://paas.example",
+        smtp={"host": "127.0.0.1", "port": mail_server.port, "mode": "plain"},
+        notify={**FAST, "webhook_allowed_networks": ["127.0.0.0/8"]},
+    )
+    built = fake_plane(settings)
+    yield built
+    await built.lifecycle.close()
+
+
+@pytest.fixture(scope="module")
+def stores(plane: ControlPlane) -> Stores:
+    return plane.stores
+
+
+@pytest.fixture(scope="module")
+async def api(plane: ControlPlane) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(plane, manage_lifecycle=False))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ipaas.test") as c:
+        yield c
 
 
 # Fast retries: a test moves the clock instead of waiting.

@@ -184,4 +184,3 @@ async def test_webhook(
         raise NotFoundError.of("webhook")
     user = await users.get(who.user_id)
     return _reply(await sender.test_webhook(hook, user.username if user else ""))
-
