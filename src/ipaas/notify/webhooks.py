@@ -10,10 +10,8 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import httpx
 
 from ipaas.builds import repo_guard
 from ipaas.builds.base import BuildFailed
@@ -23,6 +21,9 @@ from ipaas.domain.addresses import AddressPolicy, host_refusal, literal_address
 from ipaas.domain.errors import InvalidInput
 from ipaas.domain.notices import WebhookMode, http_temporary
 from ipaas.notify.base import Reply
+
+if TYPE_CHECKING:
+    import httpx
 
 SIGNATURE_HEADER = "X-Ipaas-Signature"
 
@@ -129,6 +130,8 @@ class HttpWebhookPoster:
         self.timeout_s = timeout_s
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+        import httpx  # with the first webhook: the idle control plane stays lighter
+
         try:
             target = await self.guard.target(url)
         except InvalidInput as exc:
