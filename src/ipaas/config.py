@@ -205,6 +205,7 @@ class NotifySettings(BaseModel):
     webhook_allowed_hosts: list[str] = Field(default_factory=list)
     webhook_allowed_networks: list[str] = Field(default_factory=list)
     max_webhooks: int = 10  # per user
+    keep_s: float = 30 * 86400.0  # sent, failed and settled notices are forgotten after this
 
     @field_validator("webhook_allowed_networks")
     @classmethod

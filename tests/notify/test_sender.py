@@ -267,3 +267,24 @@ def _app_fields(owner_id: str) -> dict[str, object]:
         "resources": {},
         "volumes": [],
     }
+
+
+async def test_old_settled_messages_are_forgotten_pending_ones_kept(
+    stores: Stores, make_sender: SenderMaker, mail_server: MailServer
+) -> None:
+    from ipaas.config import SmtpSettings
+
+    user = await verified_user(stores)
+    clock = Clock()
+    await build_fails(stores, user)
+    await make_sender(clock).run_once()  # sent
+    down = make_sender(
+        clock,
+        SmtpSettings(host="127.0.0.1", port=MailServer().port, mode="plain"),
+        give_up_after_s=10**9,
+    )
+    await build_fails(stores, user)
+    await down.run_once()  # pending: nothing listens
+    clock.advance(31 * 86400)
+    await down.run_once()
+    assert [m.status for m in await stores.notices.messages_of(user.id)] == ["pending"]

@@ -75,6 +75,7 @@ class NoticeSender:
         self.links = links
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._pruned_at: datetime | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="notice-sender")
@@ -100,6 +101,14 @@ class NoticeSender:
             await self._expand_guarded(notice, now)
         await self._digests(now)
         await self.deliver_due()
+        await self._prune(now)
+
+    async def _prune(self, now: datetime) -> None:
+        """Once an hour: what was settled more than `keep_s` ago goes."""
+        if self._pruned_at is not None and now - self._pruned_at < timedelta(hours=1):
+            return
+        self._pruned_at = now
+        await self.notices.prune(now - timedelta(seconds=self.settings.keep_s))
 
     # --- notices -> messages --------------------------------------------------------------
     async def _expand_guarded(self, notice: Notice, now: datetime) -> None:

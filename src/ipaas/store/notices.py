@@ -298,6 +298,20 @@ class NoticeStore:
             s.add(message)
             await s.commit()
 
+    async def prune(self, before: datetime) -> None:
+        """Forget settled notices, and sent or failed messages, written before `before`."""
+        async with self.sessions() as s:
+            await s.execute(
+                delete(Notice).where(Notice.state != NoticeState.NEW, Notice.created_at < before)
+            )
+            await s.execute(
+                delete(OutboxMessage).where(
+                    OutboxMessage.status != DeliveryStatus.PENDING,
+                    OutboxMessage.created_at < before,
+                )
+            )
+            await s.commit()
+
     async def pending_count(self) -> int:
         stmt = select(func.count()).where(OutboxMessage.status == DeliveryStatus.PENDING)
         async with self.sessions() as s:
