@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from ipaas.config import SmtpSettings
 from ipaas.domain.notices import NoticeKind
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.platform import Stores
@@ -24,6 +25,11 @@ async def running(stores: Stores, user: User) -> Application:
     await stores.apps.transition(app.id, S.STARTING, "release 1 built")
     await stores.apps.transition(app.id, S.RUNNING, "release 1 is healthy")
     return app
+
+
+def smtp_at(server: MailServer) -> SmtpSettings:
+    """Settings for `server`'s port, whether or not it is listening."""
+    return SmtpSettings(host="127.0.0.1", port=server.port, mode="plain", timeout_s=5)
 
 
 async def notices_of(stores: Stores, app_id: str) -> list[str]:
@@ -116,14 +122,10 @@ async def test_550_fails_for_good_keeping_the_reply(
 async def test_smtp_down_for_a_minute_loses_nothing(
     stores: Stores, make_sender: SenderMaker
 ) -> None:
-    from ipaas.config import SmtpSettings
-
     user = await verified_user(stores)
     server = MailServer()  # its port is chosen; nothing listens yet
     clock = Clock()
-    sender = make_sender(
-        clock, SmtpSettings(host="127.0.0.1", port=server.port, mode="plain", timeout_s=5)
-    )
+    sender = make_sender(clock, smtp_at(server))
     apps = [await build_fails(stores, user) for _ in range(3)]
     for _ in range(7):  # a minute of the sender's time with the server down
         await sender.run_once()
@@ -146,14 +148,9 @@ async def test_smtp_down_for_a_minute_loses_nothing(
 async def test_temporary_failures_give_up_in_the_end(
     stores: Stores, make_sender: SenderMaker
 ) -> None:
-    from ipaas.config import SmtpSettings
-
     user = await verified_user(stores)
     clock = Clock()
-    down = MailServer()
-    sender = make_sender(
-        clock, SmtpSettings(host="127.0.0.1", port=down.port, mode="plain"), give_up_after_s=300
-    )
+    sender = make_sender(clock, smtp_at(MailServer()), give_up_after_s=300)
     await build_fails(stores, user)
     for _ in range(6):
         await sender.run_once()
@@ -272,15 +269,13 @@ def _app_fields(owner_id: str) -> dict[str, object]:
 async def test_old_settled_messages_are_forgotten_pending_ones_kept(
     stores: Stores, make_sender: SenderMaker, mail_server: MailServer
 ) -> None:
-    from ipaas.config import SmtpSettings
-
     user = await verified_user(stores)
     clock = Clock()
     await build_fails(stores, user)
     await make_sender(clock).run_once()  # sent
     down = make_sender(
         clock,
-        SmtpSettings(host="127.0.0.1", port=MailServer().port, mode="plain"),
+        smtp_at(MailServer()),
         give_up_after_s=10**9,
     )
     await build_fails(stores, user)
