@@ -128,26 +128,33 @@ def hashed(password: str) -> str:
     return hash_password(password)
 
 
+async def signed_in_user(
+    plane: ControlPlane, role: str = "user", password: str = "correct horse battery"
+) -> dict[str, str]:
+    """A new user with a signed-in session on `plane`, as a login would leave it (the login
+    itself is tested in test_auth/test_login; here it would cost an Argon2 check per user);
+    returns {"id", "username", "password", "Authorization", "refresh_token"}."""
+    stores = plane.stores
+    username = f"u{uuid.uuid4().hex[:10]}"
+    user = await stores.users.create(username, hashed(password), role)
+    refresh = new_refresh_token()
+    ttl_s = plane.settings.auth.refresh_token_ttl_s
+    await stores.users.add_refresh_token(user.id, new_id(), hash_token(refresh), ttl_s)
+    return {
+        "id": user.id,
+        "username": username,
+        "password": password,
+        "Authorization": f"Bearer {stores.access_tokens.issue(user.id, role)}",
+        "refresh_token": refresh,
+    }
+
+
 @pytest.fixture(scope="session")
 def make_user(core: ControlPlane) -> UserMaker:
-    """Create a user with a signed-in session, as a login would leave it (the login itself is
-    tested in test_auth/test_login; here it would cost an Argon2 check per user); returns
-    {"id", "username", "password", "Authorization", "refresh_token"}."""
+    """`signed_in_user` on the session's plane."""
 
     async def make(role: str = "user", password: str = "correct horse battery") -> dict[str, str]:
-        stores = core.stores
-        username = f"u{uuid.uuid4().hex[:10]}"
-        user = await stores.users.create(username, hashed(password), role)
-        refresh = new_refresh_token()
-        ttl_s = core.settings.auth.refresh_token_ttl_s
-        await stores.users.add_refresh_token(user.id, new_id(), hash_token(refresh), ttl_s)
-        return {
-            "id": user.id,
-            "username": username,
-            "password": password,
-            "Authorization": f"Bearer {stores.access_tokens.issue(user.id, role)}",
-            "refresh_token": refresh,
-        }
+        return await signed_in_user(core, role, password)
 
     return make
 

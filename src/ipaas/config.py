@@ -151,6 +151,11 @@ class AuthSettings(BaseModel):
     login_refusal_delay_s: float = 1.0  # a refused login is answered after this long
     # How long a sign-in to a private app's URL lasts (a cookie for that app's host only).
     app_pass_ttl_s: int = 12 * 3600
+    verify_token_ttl_s: int = 2 * 86400  # the link that confirms an e-mail address
+    reset_token_ttl_s: int = 3600  # the link that sets a forgotten password
+    # Password-reset requests per address (and per client) within reset_window_s.
+    reset_max_requests: int = 3
+    reset_window_s: float = 3600.0
 
 
 class QuotaSettings(BaseModel):
@@ -185,16 +190,51 @@ class DatabaseSettings(BaseModel):
 
 
 class SmtpSettings(BaseModel):
-    host: str | None = None
+    host: str | None = None  # None: e-mail waits in the outbox until a server is configured
     port: int = 587
+    # plain: no TLS (a relay on loopback); starttls: upgrade after connecting (587);
+    # tls: TLS from the first byte (465).
+    mode: Literal["plain", "starttls", "tls"] = "starttls"
     username: str | None = None
     password: str | None = None
-    starttls: bool = True
     sender: str = "ipaas@localhost"
+    timeout_s: float = 30.0
+    # A PEM file of CA certificates the server's certificate must chain to (None: the system's).
+    ca_file: Path | None = None
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
             yield name, (MASK if name == "password" and value else value)
+
+
+class NotifySettings(BaseModel):
+    """Notices: the outbox sender, its retries, and the throttles."""
+
+    poll_interval_s: float = 1.0  # how often the sender looks for due notices and deliveries
+    batch: int = 50  # deliveries sent per look
+    # A temporary failure (4xx, connection refused, timeout) is tried again after
+    # retry_base_s, doubling up to retry_max_s, until the message is give_up_after_s old.
+    retry_base_s: float = 30.0
+    retry_max_s: float = 3600.0
+    give_up_after_s: float = 3 * 86400.0
+    # Crash notices: at most one per app in this window; later crashes make one digest.
+    crash_throttle_s: float = 3600.0
+    # "Recovered" is sent when a crashed app has stayed up this long.
+    recovered_after_s: float = 300.0
+    quota_warn_ratio: float = Field(default=0.8, gt=0, le=1)
+    webhook_timeout_s: float = 10.0
+    # Webhook hosts must resolve to public addresses, but for these names and networks.
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    max_webhooks: int = 10  # per user
+    keep_s: float = 30 * 86400.0  # sent, failed and settled notices are forgotten after this
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
 
 
 class Settings(BaseSettings):
@@ -235,6 +275,7 @@ class Settings(BaseSettings):
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     databases: DatabaseSettings = Field(default_factory=DatabaseSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("repo_allowed_networks")
     @classmethod

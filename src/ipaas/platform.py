@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ipaas.apps.background import Background
@@ -36,6 +37,10 @@ from ipaas.databases.recovery import DatabaseRecovery
 from ipaas.databases.service import DatabaseService
 from ipaas.domain.hosts import HostNames
 from ipaas.logs.service import LogService
+from ipaas.notify.accounts import AccountMail
+from ipaas.notify.sender import Links, NoticeSender
+from ipaas.notify.templates import Renderer
+from ipaas.notify.webhooks import HttpWebhookPoster, WebhookGuard
 from ipaas.providers.base import GitProvider
 from ipaas.queue.base import BuildQueue
 from ipaas.router.base import Router
@@ -46,6 +51,8 @@ from ipaas.store.builds import BuildStore
 from ipaas.store.databases import DatabaseStore
 from ipaas.store.db import holds_encrypted_data, make_engine, make_sessionmaker
 from ipaas.store.identity import StoreIdentity
+from ipaas.store.models import utcnow
+from ipaas.store.notices import NoticeStore
 from ipaas.store.quotas import QuotaStore
 from ipaas.store.users import UserStore
 from ipaas.warden.warden import Warden
@@ -71,6 +78,7 @@ class Stores:
     quotas: QuotaStore
     identity: StoreIdentity
     databases: DatabaseStore
+    notices: NoticeStore
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,8 @@ class ControlPlane:
     log_service: LogService
     warden: Warden
     worker: BuildWorker
+    notice_sender: NoticeSender
+    account_mail: AccountMail
     lifecycle: Lifecycle
     database_service: DatabaseService
     backup_service: BackupService
@@ -143,6 +153,7 @@ def open_stores(settings: Settings) -> Stores:
         quotas=QuotaStore(sessions, settings),
         identity=StoreIdentity(sessions),
         databases=DatabaseStore(sessions),
+        notices=NoticeStore(sessions),
     )
 
 
@@ -283,11 +294,14 @@ def control_plane(
         deploy_deadline_s=settings.runtime.deploy_deadline_s,
         identity=stores.identity,
     )
+    sender = notice_sender(settings, stores)
     lifecycle = _base_lifecycle(stores, adapters, bg)
+    lifecycle.add(lambda: _recall_ended_sessions(settings, stores), _nothing)
     if run_builder:
         lifecycle.add(worker.start, worker.stop)
     if run_warden:
         lifecycle.add(warden.start, warden.stop)
+        lifecycle.add(sender.start, sender.stop)
     service = AppService(
         stores.apps, stores.builds, scheduler, adapters.git, stores.cipher, deployer,
         _policy(settings), stores.bus, HostNames(settings.base_domain), stores.quotas,
@@ -307,9 +321,39 @@ def control_plane(
         recovery = DatabaseRecovery(databases, backups, settings.databases.recover_interval_s)
         lifecycle.add(recovery.start, recovery.stop)
     return ControlPlane(
-        settings, stores, adapters, deployer, service, gate, logs, warden, worker, lifecycle,
+        settings, stores, adapters, deployer, service, gate, logs, warden, worker, sender,
+        AccountMail(stores.users, sender.renderer, settings.auth, settings.api_url), lifecycle,
         databases, backups,
     )  # fmt: skip
+
+
+async def _recall_ended_sessions(settings: Settings, stores: Stores) -> None:
+    """Sessions ended shortly before this process started: their access tokens may still
+    be unexpired, and must keep failing."""
+    since = utcnow() - timedelta(seconds=settings.auth.access_token_ttl_s)
+    for user_id, at in (await stores.users.sessions_ended_since(since)).items():
+        stores.access_tokens.end_sessions(user_id, at.timestamp())
+
+
+def notice_sender(settings: Settings, stores: Stores) -> NoticeSender:
+    """The outbox's sender: SMTP when a server is configured (else e-mail waits), webhooks."""
+    mailer = None
+    if settings.smtp.host:
+        from ipaas.notify.smtp import SmtpMailer
+
+        mailer = SmtpMailer(settings.smtp)
+    n = settings.notify
+    guard = WebhookGuard(n)
+    return NoticeSender(
+        notices=stores.notices,
+        mailer=mailer,
+        poster=HttpWebhookPoster(guard, n.webhook_timeout_s),
+        guard=guard,
+        renderer=Renderer(),
+        cipher=stores.cipher,
+        settings=n,
+        links=Links(settings.api_url),
+    )
 
 
 async def _nothing() -> None:

@@ -15,11 +15,13 @@ from ipaas import __version__
 from ipaas.api import (
     errors,
     openapi,
+    routes_accounts,
     routes_apps,
     routes_auth,
     routes_databases,
     routes_gate,
     routes_logs,
+    routes_notices,
     routes_quotas,
     routes_validate,
 )
@@ -131,11 +133,16 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.app_gate = plane.app_gate
     app.state.database_service = plane.database_service
     app.state.backup_service = plane.backup_service
+    app.state.notices = plane.stores.notices
+    app.state.notice_sender = plane.notice_sender
+    app.state.account_mail = plane.account_mail
     app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
     openapi.install(app)
     api = APIRouter(prefix="/api/v1")
     api.include_router(routes_auth.router)
+    api.include_router(routes_accounts.router)
+    api.include_router(routes_notices.router)
     api.include_router(routes_apps.router)
     api.include_router(routes_validate.router)
     api.include_router(routes_logs.router)

@@ -14,7 +14,10 @@ from ipaas.apps.service import AppService, Principal
 from ipaas.auth.tokens import API_TOKEN_PREFIX, AccessTokens, InvalidAccessToken, hash_token
 from ipaas.config import Settings
 from ipaas.logs.service import LogService
+from ipaas.notify.accounts import AccountMail
+from ipaas.notify.sender import NoticeSender
 from ipaas.store.models import Application, utcnow
+from ipaas.store.notices import NoticeStore
 from ipaas.store.quotas import QuotaStore
 from ipaas.store.users import UserStore
 
@@ -42,6 +45,18 @@ def app_gate(request: Request) -> AppGate:
 
 def quota_store(request: Request) -> QuotaStore:
     return cast(QuotaStore, request.app.state.quotas)
+
+
+def notice_store(request: Request) -> NoticeStore:
+    return cast(NoticeStore, request.app.state.notices)
+
+
+def notice_sender(request: Request) -> NoticeSender:
+    return cast(NoticeSender, request.app.state.notice_sender)
+
+
+def account_mail(request: Request) -> AccountMail:
+    return cast(AccountMail, request.app.state.account_mail)
 
 
 def settings(request: Request) -> Settings:
@@ -73,6 +88,12 @@ class TokenCache:
 
     def evict(self, token_hash: str) -> None:
         self._entries.pop(token_hash, None)
+
+    def evict_user(self, user_id: str) -> None:
+        """Forget every token of the user (ended, or their role changed)."""
+        for token_hash, (who, _, _) in list(self._entries.items()):
+            if who.user_id == user_id:
+                self._entries.pop(token_hash, None)
 
 
 def _bearer(request: Request) -> str:

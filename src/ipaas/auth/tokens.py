@@ -31,6 +31,7 @@ class AccessClaims:
     user_id: str
     role: str
     expires_at: float
+    issued_at: float = 0.0
 
 
 class InvalidAccessToken(Exception):
@@ -45,20 +46,33 @@ class AccessTokens:
         self.ttl_s = ttl_s
         # Verified tokens, so a client polling with one token pays the HMAC and JSON once.
         self._verified: dict[str, AccessClaims] = {}
+        # user id -> the time their sessions were ended (password changed, account disabled):
+        # tokens issued until then stop working at once, not when they expire.
+        self._ended: dict[str, float] = {}
 
     def issue(self, user_id: str, role: str) -> str:
-        now = int(time.time())
-        claims = {"sub": user_id, "role": role, "iat": now, "exp": now + self.ttl_s, "typ": "a"}
+        now = time.time()  # to the microsecond: a token issued right after an end still works
+        claims = {
+            "sub": user_id,
+            "role": role,
+            "iat": now,
+            "exp": int(now) + self.ttl_s,
+            "typ": "a",
+        }
         return jwt.encode(claims, self._key, algorithm="HS256")
+
+    def end_sessions(self, user_id: str, at: float) -> None:
+        self._ended[user_id] = max(at, self._ended.get(user_id, 0.0))
 
     def verify(self, token: str) -> AccessClaims:
         claims = self._verified.get(token)
-        if claims is not None and claims.expires_at > time.time():
-            return claims
-        claims = self._decode(token)
-        if len(self._verified) > 10_000:
-            self._verified.clear()
-        self._verified[token] = claims
+        if claims is None or claims.expires_at <= time.time():
+            claims = self._decode(token)
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[token] = claims
+        if claims.issued_at <= self._ended.get(claims.user_id, -1.0):
+            raise InvalidAccessToken("session_ended")
         return claims
 
     def _decode(self, token: str) -> AccessClaims:
@@ -72,7 +86,9 @@ class AccessTokens:
             raise InvalidAccessToken("invalid_token") from exc
         if claims.get("typ") != "a" or not isinstance(claims.get("sub"), str):
             raise InvalidAccessToken("invalid_token")
-        return AccessClaims(claims["sub"], str(claims.get("role", "user")), float(claims["exp"]))
+        role = str(claims.get("role", "user"))
+        issued = float(claims.get("iat") or 0.0)
+        return AccessClaims(claims["sub"], role, float(claims["exp"]), issued)
 
 
 @dataclass(frozen=True)

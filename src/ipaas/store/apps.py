@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ipaas.domain.states import IllegalTransition, State, check_transition
 from ipaas.store.models import Application, Event, utcnow
+from ipaas.store.notices import record_transition_notice
 
 
 class NameTaken(Exception):
@@ -252,6 +253,7 @@ class AppStore:
                     app_id=app_id, from_state=current, to_state=target.value, reason=reason
                 )
             )
+            await record_transition_notice(s, app_id, current, target.value, reason)
             await s.commit()
         self.on_change(app_id)
         return State(current)

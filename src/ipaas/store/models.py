@@ -58,6 +58,9 @@ class User(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str | None] = mapped_column(String(254))
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Access tokens issued before this no longer work (password changed, account disabled).
+    sessions_ended_at: Mapped[datetime | None] = mapped_column()
     password_hash: Mapped[str | None] = mapped_column(String(255))  # None: external login only
     role: Mapped[str] = mapped_column(String(16), default="user")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -219,14 +222,27 @@ class Release(Base):
 
 
 class OutboxMessage(Base):
-    """E-mail to users; kept here when no SMTP server is configured (shown in the UI)."""
+    """The transactional outbox: one message to send (an e-mail, or a webhook's POST), written
+    in the transaction of what caused it and sent by the notice sender, with retries."""
 
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    to_address: Mapped[str] = mapped_column(String(254))
+    kind: Mapped[str | None] = mapped_column(String(40))
+    notice_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(16), default="email")
+    webhook_id: Mapped[str | None] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    to_address: Mapped[str] = mapped_column(String(254))  # "" for a webhook
     subject: Mapped[str] = mapped_column(String(255))
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # plain text, or a webhook's JSON payload
+    body_html: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_reply: Mapped[str | None] = mapped_column(Text)  # the server's last answer
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
@@ -287,3 +303,67 @@ class DatabaseBackup(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class Notice(Base):
+    """Something a user should hear about, written with the event that caused it; the sender
+    turns it into outbox messages (preferences, throttles) when `not_before` has come."""
+
+    __tablename__ = "notices"
+    __table_args__ = (Index("ix_notice_due", "state", "not_before"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    app_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="new")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NoticeThrottle(Base):
+    """One app's crash-notice window (domain.notices.CrashWindow), kept across restarts."""
+
+    __tablename__ = "notice_throttles"
+    app_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    opened_at: Mapped[datetime | None] = mapped_column()
+    suppressed: Mapped[int] = mapped_column(Integer, default=0)
+    last_facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class NoticePreference(Base):
+    """A user's choice for one kind of notice; no row: the kind's default."""
+
+    __tablename__ = "notice_preferences"
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    email: Mapped[bool] = mapped_column(Boolean)
+
+
+class Webhook(Base):
+    """A user's outgoing webhook: notices POSTed as JSON, signed with its secret."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    mode: Mapped[str] = mapped_column(String(16), default="json")
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    kinds: Mapped[list[Any]] = mapped_column(default=list)  # empty: every kind
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccountToken(Base):
+    """A single-use link sent by e-mail: confirm an address, or set a forgotten password."""
+
+    __tablename__ = "account_tokens"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # verify_email | password_reset
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()

@@ -11,8 +11,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ipaas.config import Settings
+from ipaas.domain.notices import NoticeKind, nearly_used
 from ipaas.domain.quotas import KINDS, Amounts, Decision, PerApp, decide, footprint, limits_for
 from ipaas.store.models import Application, Database, User
+from ipaas.store.notices import record_notice
 
 Guard = Callable[[AsyncSession], Awaitable[None]]
 _OVERRIDES = {kind: getattr(User, f"quota_{kind}") for kind in KINDS}
@@ -38,6 +40,7 @@ class QuotaStore:
         self._defaults = Amounts(q.apps, q.memory_mb, q.cpus, q.volumes)
         self._per_app = PerApp(q.max_app_memory_mb, q.max_app_cpus)
         self._app_default = (settings.runtime.memory_mb, settings.runtime.cpus)
+        self._warn_ratio = settings.notify.quota_warn_ratio
 
     def footprint(self, resources: Mapping[str, Any], volumes: list[Any]) -> Amounts:
         return footprint(resources, len(volumes), *self._app_default)
@@ -107,8 +110,18 @@ class QuotaStore:
             decision = decide(used, change, limits, app, self._per_app)
             if not decision.ok:
                 raise QuotaExceeded(decision)
+            await self._warn_when_nearly_used(s, user_id, used, used + change, limits)
 
         return check
+
+    async def _warn_when_nearly_used(
+        self, s: AsyncSession, user_id: str, before: Amounts, after: Amounts, limits: Amounts
+    ) -> None:
+        """A notice, with the write, when it takes a quota kind across the warning ratio."""
+        crossed = nearly_used(before, after, limits, self._warn_ratio)
+        if crossed:
+            facts = {"kinds": crossed, "used": after.as_dict(), "limits": limits.as_dict()}
+            await record_notice(s, NoticeKind.QUOTA_NEARLY_USED, user_id, None, facts)
 
     @staticmethod
     async def _overrides(s: AsyncSession, user_id: str) -> dict[str, float | None] | None:

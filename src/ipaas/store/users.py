@@ -5,11 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ipaas.store.models import ApiToken, RefreshToken, User, new_id, utcnow
+from ipaas.store.models import (
+    AccountToken,
+    ApiToken,
+    OutboxMessage,
+    RefreshToken,
+    User,
+    new_id,
+    utcnow,
+)
 
 
 class UsernameTaken(Exception):
@@ -49,6 +57,13 @@ class UserStore:
     async def get(self, user_id: str) -> User | None:
         async with self.sessions() as s:
             return await s.get(User, user_id)
+
+    async def set_email(self, user_id: str, email: str | None, verified: bool) -> None:
+        async with self.sessions() as s:
+            await s.execute(
+                update(User).where(User.id == user_id).values(email=email, email_verified=verified)
+            )
+            await s.commit()
 
     async def count(self) -> int:
         async with self.sessions() as s:
@@ -165,3 +180,128 @@ class UserStore:
         async with self.sessions() as s:
             await s.execute(delete(RefreshToken).where(RefreshToken.expires_at < utcnow()))
             await s.commit()
+
+    # --- accounts -------------------------------------------------------------------------
+    async def list_users(self, limit: int, offset: int) -> tuple[Sequence[User], int]:
+        stmt = select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
+        async with self.sessions() as s:
+            rows = (await s.execute(stmt)).scalars().all()
+            total = (await s.execute(select(func.count()).select_from(User))).scalar_one()
+        return rows, int(total)
+
+    async def by_email(self, email: str) -> User | None:
+        """The enabled user with this confirmed address (addresses compare without case)."""
+        stmt = select(User).where(
+            func.lower(User.email) == email.strip().lower(),
+            User.email_verified.is_(True),
+            User.disabled.is_(False),
+        )
+        async with self.sessions() as s:
+            return (await s.execute(stmt.limit(1))).scalar_one_or_none()
+
+    async def set_role(self, user_id: str, role: str) -> bool:
+        return await self._update(user_id, role=role)
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> None:
+        """Disable (ending every session and API token at once) or enable the user."""
+        async with self.sessions() as s:
+            await s.execute(update(User).where(User.id == user_id).values(disabled=disabled))
+            if disabled:
+                await self._end_sessions(s, user_id, keep_token_id=None)
+            await s.commit()
+
+    async def change_password(
+        self, user_id: str, password_hash: str, keep_token_id: str | None
+    ) -> None:
+        """The new password, and every other session ended (refresh tokens, access tokens
+        issued until now, API tokens but the one in use)."""
+        async with self.sessions() as s:
+            await s.execute(
+                update(User).where(User.id == user_id).values(password_hash=password_hash)
+            )
+            await self._end_sessions(s, user_id, keep_token_id)
+            await s.commit()
+
+    @staticmethod
+    async def _end_sessions(s: AsyncSession, user_id: str, keep_token_id: str | None) -> None:
+        await s.execute(update(User).where(User.id == user_id).values(sessions_ended_at=utcnow()))
+        await s.execute(
+            update(RefreshToken).where(RefreshToken.user_id == user_id).values(revoked=True)
+        )
+        doomed = delete(ApiToken).where(ApiToken.user_id == user_id)
+        if keep_token_id is not None:
+            doomed = doomed.where(ApiToken.id != keep_token_id)
+        await s.execute(doomed)
+
+    async def sessions_ended_since(self, since: datetime) -> dict[str, datetime]:
+        """Users whose sessions were ended recently: access tokens may still be around."""
+        stmt = select(User.id, User.sessions_ended_at).where(User.sessions_ended_at >= since)
+        async with self.sessions() as s:
+            return {row.id: row.sessions_ended_at for row in await s.execute(stmt)}
+
+    async def _update(self, user_id: str, **values: object) -> bool:
+        async with self.sessions() as s:
+            done = await s.execute(update(User).where(User.id == user_id).values(**values))
+            await s.commit()
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    async def issue_link(self, token: AccountToken, mail: OutboxMessage) -> None:
+        """A single-use link and the mail that carries it, in one transaction. A new link
+        for the same purpose makes the user's older ones useless."""
+        async with self.sessions() as s:
+            await s.execute(
+                update(AccountToken)
+                .where(
+                    AccountToken.user_id == token.user_id,
+                    AccountToken.purpose == token.purpose,
+                    AccountToken.used_at.is_(None),
+                )
+                .values(used_at=utcnow())
+            )
+            s.add_all([token, mail])
+            await s.commit()
+
+    async def verify_email(self, token_hash: str) -> User | None:
+        """Use a confirmation link: the address it was sent to becomes the user's confirmed
+        one, if it is still their address. None for an unknown, used or expired link."""
+        async with self.sessions() as s:
+            token = await self._use_token(s, token_hash, "verify_email")
+            user = None if token is None else await s.get(User, token.user_id)
+            if user is None or token is None or user.email != token.email:
+                await s.commit()  # a used link stays used
+                return None
+            user.email_verified = True
+            await s.commit()
+            return user
+
+    async def reset_password(self, token_hash: str, password_hash: str) -> User | None:
+        """Use a reset link: the new password, and every session ended."""
+        async with self.sessions() as s:
+            token = await self._use_token(s, token_hash, "password_reset")
+            user = None if token is None else await s.get(User, token.user_id)
+            if user is None or user.disabled:
+                await s.commit()
+                return None
+            user.password_hash = password_hash
+            await self._end_sessions(s, user.id, keep_token_id=None)
+            await s.commit()
+            return user
+
+    @staticmethod
+    async def _use_token(s: AsyncSession, token_hash: str, purpose: str) -> AccountToken | None:
+        """Mark the link used, once: of two concurrent uses only one gets it."""
+        token = (
+            await s.execute(
+                select(AccountToken).where(
+                    AccountToken.token_hash == token_hash, AccountToken.purpose == purpose
+                )
+            )
+        ).scalar_one_or_none()
+        if token is None or token.used_at is not None or token.expires_at <= utcnow():
+            return None
+        used = await s.execute(
+            update(AccountToken)
+            .where(AccountToken.id == token.id, AccountToken.used_at.is_(None))
+            .values(used_at=utcnow())
+        )
+        return token if used.rowcount == 1 else None  # type: ignore[attr-defined]
