@@ -225,6 +225,13 @@ class BuildWorker:
         still serves; anything else ends failed with the reason."""
         with contextlib.suppress(IllegalTransition, NotFound):
             app = await self.apps.get(app_id)
+            if app.state == S.ROLLING_OUT and app.target_release is not None:
+                # Settings changed while it built (`AppService`): the release that serves
+                # restarts with them all the same.
+                note = f"{what}: {reason or 'by request'}; release {app.target_release} restarts"
+                await self.apps.note(app_id, f"{note} with the settings changed meanwhile")
+                await self.handoff.deploy(app_id)
+                return
             if not await self.handoff.keep_serving(app, what, reason or "by request"):
                 await self.apps.transition(
                     app_id, S.FAILED, f"{what}: {reason}" if reason else what
@@ -260,6 +267,12 @@ class BuildWorker:
                 )
             elif current == S.ROLLING_OUT:
                 await self.apps.set_fields(app.id, target_release=build.number)
+            elif current in (S.RUNNING, S.CRASHED, S.FAILED):
+                # A restart (settings changed) ended while this built: it still goes out.
+                await self.apps.transition(
+                    app.id, S.ROLLING_OUT, f"release {build.number} built",
+                    target_release=build.number,
+                )  # fmt: skip
             else:
                 return
             await self.handoff.deploy(app.id)
