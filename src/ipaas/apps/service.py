@@ -328,11 +328,18 @@ class AppService:
     # --- lifecycle ----------------------------------------------------------------------------
     async def rebuild(self, app_id: str, reason: str) -> int:
         app = await self.apps.get(app_id)
-        if app.state in REBUILD_STARTS:
-            await self.apps.transition(app_id, S.ROLLING_OUT, reason, expected=State(app.state))
-        elif app.state == S.DELETING:
+        if app.state == S.DELETING:
             raise IllegalTransition(S.DELETING, S.ROLLING_OUT)
-        return await self.scheduler.enqueue(app_id)
+        if app.state not in REBUILD_STARTS:
+            return await self.scheduler.enqueue(app_id)
+
+        async def roll_out() -> None:
+            # Once the build exists: a rolling-out app without one is a restart to finish.
+            # Moved on meanwhile? The build is queued all the same; its builder decides.
+            with contextlib.suppress(IllegalTransition):
+                await self.apps.transition(app_id, S.ROLLING_OUT, reason, expected=State(app.state))
+
+        return await self.scheduler.enqueue(app_id, before_queue=roll_out)
 
     async def rollout(self, who: Principal, app: Application) -> int:
         """Rebuild the branch head, but only when it differs from what is built."""
