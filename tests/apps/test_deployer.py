@@ -7,13 +7,17 @@ from typing import Any
 
 from ipaas.apps.background import Background
 from ipaas.apps.deployer import Deployer
+from ipaas.apps.service import Principal
 from ipaas.builds.base import BuildFailed
 from ipaas.domain.hosts import HostNames
+from ipaas.domain.specs import AppUpdate
 from ipaas.domain.states import State
 from ipaas.platform import ControlPlane
+from ipaas.store.models import Application
 from tests.conftest import UserMaker
 from tests.factories import running_app, starting_app, stored_app
 from tests.fakes import FakeBuilder, FakeRouter, FakeRuntime
+from tests.support import wait_until_async
 
 
 class BrokenRuntime:
@@ -121,3 +125,80 @@ async def test_a_change_made_during_a_build_is_the_one_deployed(
     last = await core.stores.apps.get(app.id)
     assert last.state == State.RUNNING and last.current_release == 3
     assert last.built_commit == f"{3:040x}"
+
+
+def newest_spec(core: ControlPlane, app_id: str) -> Any:
+    runtime = core.adapters.runtime
+    assert isinstance(runtime, FakeRuntime)
+    return [s for s in runtime.specs.values() if s.app_id == app_id][-1]
+
+
+async def test_a_setting_changed_while_a_build_fails_restarts_what_serves(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    who = await make_user()
+    app = await running_app(core, who["id"])
+    principal = Principal(who["id"], "user")
+    await core.app_service.rebuild(app.id, "rollout")
+    job = await core.adapters.queue.lease("test-builder")
+    while job is not None and job.app_id != app.id:
+        job = await core.adapters.queue.lease("test-builder")
+    assert job is not None
+    updated = await core.app_service.update(principal, app, AppUpdate(port=5001))
+    assert updated.state == State.ROLLING_OUT and updated.target_release == 1
+    builder = core.adapters.builder
+    assert isinstance(builder, FakeBuilder)
+    builder.fail_with = BuildFailed("npm install failed", user_fault=True, code="install_failed")
+    try:
+        await core.worker.run(job)
+    finally:
+        builder.fail_with = None
+    after = await wait_until_async(lambda: running(core, app.id), 5, "the restart")
+    assert after.current_release == 1 and after.container_id != app.container_id
+    assert newest_spec(core, app.id).port == 5001
+    reasons = [e.reason or "" for e in await core.stores.apps.events(app.id, limit=100)]
+    assert "settings changed: port (restart, after the build in progress)" in reasons
+
+
+async def test_a_setting_changed_while_a_release_starts_is_applied_after_it(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    who = await make_user()
+    app = await running_app(core, who["id"], releases=2)
+    runtime = core.adapters.runtime
+    assert isinstance(runtime, FakeRuntime)
+    start = runtime.start
+    changed: list[Application] = []
+
+    async def start_and_change(spec: Any) -> Any:
+        if not changed:  # the user changes a setting while release 2 starts
+            current = await core.stores.apps.get(app.id)
+            body = AppUpdate(health_check="/health")
+            changed.append(
+                await core.app_service.update(Principal(who["id"], "user"), current, body)
+            )
+        return await start(spec)
+
+    runtime.start = start_and_change  # type: ignore[method-assign]
+    try:
+        await core.stores.apps.transition(app.id, State.ROLLING_OUT, "test", target_release=2)
+        await core.deployer.deploy(app.id)
+        after = await wait_until_async(
+            lambda: running_with(core, app.id, "/health"), 5, "the restart with the change"
+        )
+    finally:
+        runtime.start = start  # type: ignore[method-assign]
+    assert after.current_release == 2
+    reasons = [e.reason or "" for e in await core.stores.apps.events(app.id, limit=100)]
+    assert "settings changed: health_check (restart, after the start in progress)" in reasons
+    assert "settings changed during the rollout: release 2 restarts" in reasons
+
+
+async def running(core: ControlPlane, app_id: str) -> Application | None:
+    app = await core.stores.apps.get(app_id)
+    return app if app.state == State.RUNNING else None
+
+
+async def running_with(core: ControlPlane, app_id: str, health: str) -> Application | None:
+    app = await running(core, app_id)
+    return app if app and newest_spec(core, app_id).health_check == health else None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
 
 from ipaas.domain.states import State
 from tests.cli.conftest import Cli, unique_name
+from tests.support import wait_until
 
 S = State
 REPO = "https://example.invalid/app.git"
@@ -183,3 +186,84 @@ def test_other_users_apps_are_not_found(user_cli: Cli, cli: Cli) -> None:
     for ref in (name, app_id):
         result = other("apps", "show", ref)
         assert result.exit_code == 1 and "(not_found)" in result.stderr
+
+
+def test_set_sends_typed_settings_and_keeps_the_rest_of_a_group(user_cli: Cli) -> None:
+    name, app_id = create(
+        user_cli, "--builder", "plan", "--language", "python", "--memory", "256", "--cpus", "0.5"
+    )
+    result = user_cli(
+        "apps", "set", name, "port=5000", "memory=128", "Start-Command=python app.py",
+        "health_check=/health", "volumes=data:/data,cache:/cache", "commit=", "--no-wait",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"{name}: saved" in result.stdout and "pending" in result.stdout
+    shown = as_json(user_cli, "apps", "show", name)
+    assert (shown["port"], shown["health_check"], shown["commit"]) == (5000, "/health", None)
+    assert shown["resources"] == {"memory_mb": 128, "cpus": 0.5}  # cpus kept
+    assert shown["build"]["start_command"] == "python app.py"
+    assert (shown["build"]["builder"], shown["build"]["language"]) == ("plan", "python")
+    assert [v["mount_path"] for v in shown["volumes"]] == ["/data", "/cache"]
+    # Empty values go back to the defaults.
+    assert user_cli("apps", "set", name, "port=", "language=", "--no-wait").exit_code == 0
+    shown = as_json(user_cli, "apps", "show", app_id)
+    assert shown["port"] is None and shown["build"]["language"] is None
+    events = as_json(user_cli, "apps", "events", name)
+    assert "settings changed: build, health_check, port, resources, volumes" in events[-2]["reason"]
+
+
+REFUSED_SETTINGS = [
+    ("colour=blue", "unknown setting 'colour'; the settings are: name, repo"),
+    ("port=http", "port: must be a number from 1 to 65535"),
+    ("port=70000", "port: must be from 1 to 65535"),
+    ("cpus=lots", "cpus: must be a number"),
+    ("visibility=secret", "visibility: must be one of public, private"),
+    ("health_check=health", "use tcp or an HTTP path"),
+    ("commit=main", "must be a commit id"),
+    ("volumes=data", "is not NAME:/path"),
+    ("GREETING=hi", "unknown setting 'GREETING'"),
+    ("envs=A=1", "`ipaas apps env set NAME K=V`"),
+    ("port", "'port' is not KEY=VALUE"),
+]
+
+
+def test_set_refuses_what_it_cannot_send(user_cli: Cli) -> None:
+    name, _ = create(user_cli)
+    for pair, says in REFUSED_SETTINGS:
+        result = user_cli("apps", "set", name, "branch=dev", pair)
+        assert result.exit_code == 2, result.output
+        assert says in " ".join(result.output.split()), result.output
+    assert as_json(user_cli, "apps", "show", name)["branch"] is None  # nothing was sent
+
+
+def test_set_waits_for_the_rebuild_it_started(user_cli: Cli) -> None:
+    name, app_id = create(user_cli)
+    running(user_cli, app_id)
+    live = user_cli.live
+
+    def builder() -> None:  # plays the builder and the runtime once the rollout begins
+        wait_until(lambda: live.run(live.plane.stores.apps.get(app_id)).state == S.ROLLING_OUT,
+                   10, "the rollout")  # fmt: skip
+        time.sleep(0.3)
+        live.drive(app_id, S.RUNNING, url="http://x.localhost/")
+
+    thread = threading.Thread(target=builder, daemon=True)
+    thread.start()
+    result = user_cli("apps", "set", name, "branch=dev", "--timeout", "30")
+    thread.join(10)
+    assert result.exit_code == 0, result.output
+    assert "saved" in result.stdout and "rolling_out" in result.stdout
+    assert "running at http://x.localhost/" in result.stdout
+
+
+def test_rename(user_cli: Cli) -> None:
+    name, app_id = create(user_cli)
+    running(user_cli, app_id)
+    new = unique_name("renamed")
+    result = user_cli("apps", "rename", name, new)
+    assert result.exit_code == 0, result.output
+    assert f"{new}: saved" in result.stdout and "running" in result.stdout
+    assert as_json(user_cli, "apps", "show", new)["id"] == app_id
+    taken_by = create(user_cli)[0]
+    refused = user_cli("apps", "rename", new, taken_by)
+    assert refused.exit_code == 1 and "(name_taken)" in refused.stderr

@@ -24,6 +24,7 @@ from ipaas.runtime.docker import network_name
 from ipaas.store.migrate import upgrade
 from tests.builds.conftest import base_images, build_network, commit_all, make_repo
 from tests.conftest import _fresh_database, make_settings
+from tests.e2e.load import ClientLoad
 from tests.hygiene import new_instance
 from tests.live import Live, free_port, start_live
 from tests.services import need
@@ -83,6 +84,16 @@ class E2E:
         assert r.status_code == 200, r.text
         return r.json()
 
+    def patch(self, app_id: str, body: dict[str, Any]) -> Any:
+        """Change settings; the app as the PATCH left it."""
+        r = httpx.patch(f"{self.api}/{app_id}", json=body, headers=self.headers, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def reasons(self, app_id: str) -> list[str]:
+        """The reasons of the app's events, oldest first."""
+        return [e["reason"] or "" for e in self.get(app_id, "/events?limit=1000")]
+
     def post(self, app_id: str, action: str, body: Any = None) -> httpx.Response:
         return httpx.post(f"{self.api}/{app_id}/{action}", json=body, headers=self.headers)
 
@@ -106,10 +117,16 @@ class E2E:
         user = self.live.run(self.live.plane.stores.users.create(name, hash_password(password)))
         return user.id, name
 
+    def load(self, name: str, path: str = "/") -> ClientLoad:
+        """Client load on the app's host through Caddy (`with e2e.load(name) as load:`)."""
+        return ClientLoad(self.settings.router.http_port, self.host_of(name), path)
+
+    def host_of(self, name: str) -> str:
+        return f"{name}.{self.settings.base_domain}"
+
     def via_router(self, name: str, path: str = "/") -> httpx.Response:
-        host = f"{name}.{self.settings.base_domain}"
         url = f"http://127.0.0.1:{self.settings.router.http_port}{path}"
-        return httpx.get(url, headers={"Host": host}, timeout=10)
+        return httpx.get(url, headers={"Host": self.host_of(name)}, timeout=10)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from ipaas.runtime.base import LABEL_APP
 from ipaas.runtime.docker import network_name
 from tests.builds.conftest import SAMPLES
 from tests.cli.conftest import root_app
+from tests.e2e.apps import settings_app
 from tests.e2e.conftest import E2E, commit_all
 
 Cli = Callable[..., Result]
@@ -156,3 +157,31 @@ def test_cli_create_that_cannot_build_exits_1_with_the_reason(e2e: E2E, cli: Cli
     assert "failed:" in result.stderr and "nothing" in result.stderr.lower(), result.output
     status = as_json(cli("apps", "status", name, "-o", "json"))
     assert status["state"] == "failed" and "nothing" in status["reason"].lower()
+
+
+def test_cli_changes_settings_and_renames(e2e: E2E, cli: Cli) -> None:
+    app_id = e2e.create(e2e.repo(files=settings_app("v1")))
+    name = e2e.get(app_id)["name"]
+    assert e2e.wait(app_id)["state"] == "running"
+
+    # set: a restart, followed until the app runs again.
+    changed = cli("apps", "set", name, "port=9300", "health_check=/health", "memory=128")
+    assert changed.exit_code == 0, changed.output
+    assert "→ rolling_out" in changed.stdout and "running at" in changed.stdout
+    assert e2e.via_router(name).text.strip() == "hello from v1 on 9300"
+    shown = as_json(cli("apps", "show", name, "-o", "json"))
+    assert (shown["port"], shown["health_check"], shown["resources"]) == (
+        9300, "/health", {"memory_mb": 128}
+    )  # fmt: skip
+    reasons = [e["reason"] for e in as_json(cli("apps", "events", name, "-o", "json"))]
+    assert "settings changed: health_check, port, resources (restart)" in reasons
+
+    # rename: the new host answers at once, the old one no longer.
+    new = f"cli-{uuid.uuid4().hex[:8]}"
+    renamed = cli("apps", "rename", name, new)
+    assert renamed.exit_code == 0, renamed.output
+    assert e2e.host_of(new) in renamed.stdout
+    assert e2e.via_router(new).text.strip() == "hello from v1 on 9300"
+    assert e2e.via_router(name).status_code >= 400
+    refused = cli("apps", "set", new, "colour=blue")
+    assert refused.exit_code == 2 and "unknown setting" in refused.output

@@ -3,7 +3,6 @@ operations a user runs on a deployed app."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import docker
@@ -46,25 +45,7 @@ def test_redeploy_has_no_failed_request_and_rollback_restores(e2e: E2E) -> None:
     app_id = e2e.create(e2e.repo("python-flask"), health_check="/health")
     assert e2e.wait(app_id)["state"] == "running"
     name = e2e.get(app_id)["name"]
-    failures: list[str] = []
-    seen: set[str] = set()
-    stop = threading.Event()
-
-    def hammer() -> None:
-        with httpx.Client(timeout=10) as client:
-            url = f"http://127.0.0.1:{e2e.settings.router.http_port}/"
-            while not stop.is_set():
-                try:
-                    r = client.get(url, headers={"Host": f"{name}.localhost"})
-                    seen.add(r.text.strip())
-                    if r.status_code != 200:
-                        failures.append(f"{r.status_code}: {r.text[:80]}")
-                except httpx.HTTPError as exc:
-                    failures.append(repr(exc))
-
-    loop = threading.Thread(target=hammer)
-    loop.start()
-    try:
+    with e2e.load(name) as load:
         r = httpx.patch(
             f"{e2e.api}/{app_id}",
             json={"envs": [{"key": "RELEASE_NOTE", "value": "second"}]},
@@ -73,11 +54,9 @@ def test_redeploy_has_no_failed_request_and_rollback_restores(e2e: E2E) -> None:
         assert r.status_code == 200 and r.json()["state"] == "rolling_out"
         assert e2e.wait(app_id)["state"] == "running"
         time.sleep(1)
-    finally:
-        stop.set()
-        loop.join()
-    assert failures == []
-    assert any("release second" in s for s in seen) and any("release base" in s for s in seen)
+    assert load.failures == []
+    assert any("release second" in s for s in load.seen)
+    assert any("release base" in s for s in load.seen)
     assert "release second" in e2e.via_router(name).text
     # The old container is retired (after draining, within the stop timeout).
     client = docker.from_env()

@@ -117,9 +117,9 @@ class Deployer:
 
     async def reroute(self, app_id: str, old_name: str) -> None:
         """The app was renamed, or made private or public: its route follows."""
-        app = await self.apps.get(app_id)
-        if app.state in (S.RUNNING, S.CRASHED) and app.address:
-            async with self.routes_lock:
+        async with self.routes_lock:  # read under it: a rollout may be switching the address
+            app = await self.apps.get(app_id)
+            if app.state in (S.RUNNING, S.CRASHED, S.ROLLING_OUT) and app.address:
                 url = await self.router.set_route(self._route(app, app.address))
                 if old_name != app.name:
                     await self.router.remove_route(self.hosts.host(old_name))
@@ -174,10 +174,29 @@ class Deployer:
             await self._fail(app.id, "there is no release to run")
             return
         reason = await self.bring_up(app, release, (S.STARTING, S.ROLLING_OUT))
-        if not reason:
-            return
-        if not await self.keep_serving(app, f"release {release.number} did not come up", reason):
+        what = f"release {release.number} did not come up"
+        if reason and not await self.keep_serving(app, what, reason):
             await self._fail(app.id, reason)
+        await self._catch_up(app, release)
+
+    async def _catch_up(self, before: Application, release: Release) -> None:
+        """Settings changed while the release was being brought up: restart it with them (a
+        container setting), or move its route (a new name or visibility)."""
+        app = await self.apps.get(before.id)
+        if app.state not in (S.RUNNING, S.CRASHED, S.FAILED):
+            return  # stopped, deleted, or already being redeployed
+        store_id = await self.identity.id()
+        tried = replace(self.container_spec(before, release, store_id), app_name=app.name)
+        if self.container_spec(app, release, store_id) != tried:
+            note = f"settings changed during the rollout: release {release.number} restarts"
+            with contextlib.suppress(IllegalTransition, NotFound):
+                await self.apps.transition(
+                    app.id, S.ROLLING_OUT, note, expected=State(app.state),
+                    target_release=release.number,
+                )  # fmt: skip
+                self.background.spawn(self.deploy(app.id), f"deploy-{app.id}")
+        elif (app.name, app.visibility) != (before.name, before.visibility):
+            await self.reroute(app.id, before.name)
 
     async def _serving(self, app: Application) -> bool:
         """Does the release the app ran before the rollout still answer?"""
@@ -287,6 +306,8 @@ class Deployer:
                 return await self.runtime.start(spec), ""
             except StartFailed as exc:
                 reason = f"start failed {attempt} times: {exc.reason}"
+                note = f"start attempt {attempt} of {attempts} failed: {exc.reason}"
+                await self.apps.note(spec.app_id, note)
             except RuntimeUnavailable:
                 if attempt == attempts:
                     raise

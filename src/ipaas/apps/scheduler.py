@@ -7,6 +7,8 @@ warden hands every queued build over again until the queue takes them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import structlog
 
 from ipaas.queue.base import BuildJob, BuildQueue, QueueUnavailable
@@ -23,9 +25,14 @@ class BuildScheduler:
         # after a hand-over failed.
         self.behind = True
 
-    async def enqueue(self, app_id: str) -> int:
-        """A new build of the app's source; returns its number."""
+    async def enqueue(
+        self, app_id: str, before_queue: Callable[[], Awaitable[None]] | None = None
+    ) -> int:
+        """A new build of the app's source; returns its number. `before_queue` runs once the
+        build is recorded (the app is busy with it) but before any builder can take it."""
         build = await self.builds.new_build(app_id)
+        if before_queue is not None:
+            await before_queue()
         try:
             await self.queue.enqueue(BuildJob(id=build.id, app_id=app_id, attempt=0))
         except QueueUnavailable as exc:

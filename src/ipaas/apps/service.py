@@ -23,7 +23,7 @@ from ipaas.domain.repos import DEFAULT_SCHEMES, is_local_repo, repo_url_problem
 from ipaas.domain.specs import AppCreate, AppUpdate, EnvVar
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.domain.statuses import BuildStatus
-from ipaas.domain.updates import Action, action_for
+from ipaas.domain.updates import Action, action_for, change_note
 from ipaas.providers.base import GitProvider, RepoError, RepoInfo
 from ipaas.runtime.base import ContainerInfo, ContainerStats
 from ipaas.store.apps import AppStore, NameTaken, NotFound, StatusRow
@@ -32,6 +32,9 @@ from ipaas.store.models import Application, Build, Event, Release, new_id
 from ipaas.store.quotas import QuotaStore
 
 S = State
+# States from which a rebuild request starts a rollout (otherwise the app is busy already).
+REBUILD_STARTS = frozenset({S.RUNNING, S.FAILED, S.CRASHED, S.STOPPED})
+SERVES = frozenset({S.RUNNING, S.CRASHED})
 # Columns that stand for an API field of another name.
 _FIELD_OF_COLUMN = {"envs_encrypted": "envs", "repo_credentials_encrypted": "repo"}
 
@@ -141,7 +144,8 @@ class AppService:
 
     async def crash_count(self, app: Application) -> int:
         events = await self.apps.events(app.id, limit=1000)
-        return sum(1 for e in events if e.to_state == State.CRASHED)
+        # Notes (settings changes, start attempts) keep the state: only entries count.
+        return sum(1 for e in events if e.to_state == S.CRASHED and e.from_state != S.CRASHED)
 
     async def events(self, app: Application, after: int, limit: int) -> Sequence[Event]:
         return await self.apps.events(app.id, limit=limit, after=after)
@@ -232,16 +236,52 @@ class AppService:
                 raise Conflict(
                     f"the name {columns['name']!r} is taken", code="name_taken"
                 ) from None
-        await self._apply(app, action)
+            await self._apply(app, changed, action)
         return await self.apps.get(app.id)
 
-    async def _apply(self, app: Application, action: Action) -> None:
+    async def _apply(self, app: Application, changed: set[str], action: Action) -> None:
+        """Carry the stored change out; the app's events say what changed and what it took."""
         if action == Action.REBUILD:
-            await self.rebuild(app.id, "settings changed")
-        elif action == Action.RESTART and app.state in (S.RUNNING, S.CRASHED):
-            await self.deployer.redeploy(app.id, None, "settings changed")
-        elif action == Action.REROUTE:
-            await self.deployer.reroute(app.id, app.name)
+            await self._rebuild_for(app.id, changed)
+        elif action == Action.RESTART:
+            await self._restart_for(app.id, changed)
+        else:
+            if action == Action.REROUTE:
+                await self.deployer.reroute(app.id, app.name)
+            when = "" if action == Action.REROUTE else "taken up by the start to come"
+            await self.apps.note(app.id, change_note(changed, action, when))
+
+    async def _rebuild_for(self, app_id: str, changed: set[str]) -> None:
+        state = await self.current_state(app_id)
+        note = change_note(changed, Action.REBUILD)
+        await self.rebuild(app_id, note)
+        if state not in REBUILD_STARTS:  # no transition said it: already busy
+            await self.apps.note(app_id, change_note(changed, Action.REBUILD, f"queued: {state}"))
+
+    async def _restart_for(self, app_id: str, changed: set[str]) -> None:
+        """Restart the serving release with the new settings; while the app is busy, queue
+        the change behind what is in flight (never lost: the newest settings win)."""
+        note = change_note(changed, Action.RESTART)
+        for _ in range(5):  # the state may move under us: decide again on what it became
+            app = await self.apps.get(app_id)
+            state = State(app.state)
+            try:
+                if state in SERVES or (state == S.FAILED and app.current_release is not None):
+                    await self.deployer.redeploy(app_id, None, note)
+                    return
+            except IllegalTransition:
+                continue
+            if state == S.ROLLING_OUT and await self.builds.active_for(app_id) is not None:
+                # Should the build not end in a release, the serving one restarts with it.
+                if not await self.apps.queue_redeploy(app_id):
+                    continue
+                when = "after the build in progress"
+            elif state in (S.STARTING, S.ROLLING_OUT):
+                when = "after the start in progress"  # the deployer looks again when done
+            else:
+                when = "taken up by the next start"
+            await self.apps.note(app_id, change_note(changed, Action.RESTART, when))
+            return
 
     def _check_name(self, name: str) -> None:
         if is_reserved(name, self.policy.reserved_names):
@@ -290,11 +330,18 @@ class AppService:
     # --- lifecycle ----------------------------------------------------------------------------
     async def rebuild(self, app_id: str, reason: str) -> int:
         app = await self.apps.get(app_id)
-        if app.state in (S.RUNNING, S.FAILED, S.CRASHED, S.STOPPED):
-            await self.apps.transition(app_id, S.ROLLING_OUT, reason, expected=State(app.state))
-        elif app.state == S.DELETING:
+        if app.state == S.DELETING:
             raise IllegalTransition(S.DELETING, S.ROLLING_OUT)
-        return await self.scheduler.enqueue(app_id)
+        if app.state not in REBUILD_STARTS:
+            return await self.scheduler.enqueue(app_id)
+
+        async def roll_out() -> None:
+            # Once the build exists: a rolling-out app without one is a restart to finish.
+            # Moved on meanwhile? The build is queued all the same; its builder decides.
+            with contextlib.suppress(IllegalTransition):
+                await self.apps.transition(app_id, S.ROLLING_OUT, reason, expected=State(app.state))
+
+        return await self.scheduler.enqueue(app_id, before_queue=roll_out)
 
     async def rollout(self, who: Principal, app: Application) -> int:
         """Rebuild the branch head, but only when it differs from what is built."""

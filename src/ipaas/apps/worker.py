@@ -225,6 +225,13 @@ class BuildWorker:
         still serves; anything else ends failed with the reason."""
         with contextlib.suppress(IllegalTransition, NotFound):
             app = await self.apps.get(app_id)
+            if app.state == S.ROLLING_OUT and app.target_release is not None:
+                # Settings changed while it built (`AppService`): the release that serves
+                # restarts with them all the same.
+                note = f"{what}: {reason or 'by request'}; release {app.target_release} restarts"
+                await self.apps.note(app_id, f"{note} with the settings changed meanwhile")
+                await self.handoff.deploy(app_id)
+                return
             if not await self.handoff.keep_serving(app, what, reason or "by request"):
                 await self.apps.transition(
                     app_id, S.FAILED, f"{what}: {reason}" if reason else what
@@ -245,21 +252,32 @@ class BuildWorker:
                 build_duration_s=result.duration_s,
             )
         )
+        # The target is named before the build ends: a rolling-out app with neither a build
+        # nor a target is a restart left half-done, which the warden redeploys as it was.
+        deploy = await self._target(app.id, build.number)
         await self.builds.finish(job.id, BuildStatus.SUCCEEDED, commit=result.commit)
         await self.queue.complete(job)
-        if await self.builds.newer_active(app.id, build.number):
+        if deploy:
+            await self.handoff.deploy(app.id)
+
+    async def _target(self, app_id: str, number: int) -> bool:
+        """Make the new release the one to deploy; False when it is not to be deployed."""
+        if await self.builds.newer_active(app_id, number):
             # The app's settings changed while this build ran: the newer build is deployed,
             # not this one (its release stays, for rollbacks).
-            log.info("release superseded by a newer build", app_id=app.id, release=build.number)
-            return
-        current = State((await self.apps.get(app.id)).state)
+            log.info("release superseded by a newer build", app_id=app_id, release=number)
+            return False
+        current = State((await self.apps.get(app_id)).state)
+        built = f"release {number} built"
         with contextlib.suppress(IllegalTransition, NotFound):
             if current == S.BUILDING:
-                await self.apps.transition(
-                    app.id, S.STARTING, f"release {build.number} built", target_release=build.number
-                )
+                await self.apps.transition(app_id, S.STARTING, built, target_release=number)
             elif current == S.ROLLING_OUT:
-                await self.apps.set_fields(app.id, target_release=build.number)
+                await self.apps.set_fields(app_id, target_release=number)
+            elif current in (S.RUNNING, S.CRASHED, S.FAILED):
+                # A restart (settings changed) ended while this built: it still goes out.
+                await self.apps.transition(app_id, S.ROLLING_OUT, built, target_release=number)
             else:
-                return
-            await self.handoff.deploy(app.id)
+                return False
+            return True
+        return False

@@ -394,6 +394,54 @@ def delete(
     console().print(f"deleted {found['name']}")
 
 
+# --- settings -------------------------------------------------------------------------------
+
+BUSY = frozenset({"pending", "building", "starting", "rolling_out"})
+
+
+def _saved(client: Client, updated: dict[str, Any], no_wait: bool, timeout: float) -> None:
+    """After a PATCH: follow what it started (as `create` does), or say where the app is."""
+    console().print(f"{updated['name']}: saved")
+    if updated["state"] in BUSY and not no_wait:
+        finish(client, updated["id"], no_wait, timeout, updated["state"])  # exits
+    url = f" at [bold]{updated['url']}[/bold]" if updated.get("url") else ""
+    console().print(f"{updated['name']} is {state_text(updated['state'])}{url}")
+
+
+@apps_app.command("set")
+@handles_errors
+def set_settings(
+    app: str = typer.Argument(..., help="id or name"),
+    pairs: list[str] = typer.Argument(..., metavar="KEY=VALUE...", help="settings to change"),
+    no_wait: bool = NO_WAIT,
+    timeout: float = TIMEOUT,
+) -> None:
+    """Change settings; the app re-routes, restarts or rebuilds as they need, and this waits.
+
+    Keys: name, repo, branch, commit, root_directory, port, health_check, volumes (a:/p,b:/q),
+    visibility, memory, cpus, builder, dockerfile, language, install_command, build_command,
+    start_command. An empty value is the default (port= is $PORT, commit= the branch head).
+    """
+    from ipaas.cli.settings import parse_settings, patch_body
+
+    changes = parse_settings(pairs)
+    with api() as client:
+        found = client.resolve_app(app)
+        _saved(client, client.patch(app_path(found), patch_body(changes, found)), no_wait, timeout)
+
+
+@apps_app.command()
+@handles_errors
+def rename(
+    app: str = typer.Argument(..., help="id or current name"),
+    new_name: str = typer.Argument(..., metavar="NEW_NAME", help="also the new host name"),
+) -> None:
+    """Rename the app: its host name changes at once, the old one stops answering."""
+    with api() as client:
+        found = client.resolve_app(app)
+        _saved(client, client.patch(app_path(found), {"name": new_name}), True, 0)
+
+
 # --- environment ----------------------------------------------------------------------------
 
 

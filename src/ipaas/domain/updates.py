@@ -34,3 +34,18 @@ FIELD_ACTIONS: dict[str, Action] = {
 
 def action_for(changed_fields: Iterable[str]) -> Action:
     return max((FIELD_ACTIONS[f] for f in changed_fields), default=Action.NONE)
+
+
+ACTION_WORDS: dict[Action, str] = {
+    Action.NONE: "nothing to redo",
+    Action.REROUTE: "re-route",
+    Action.RESTART: "restart",
+    Action.REBUILD: "rebuild",
+}
+
+
+def change_note(changed_fields: Iterable[str], action: Action, when: str = "") -> str:
+    """What an app's events say about an update: the fields, and what applying them takes
+    (and when, if not at once): `settings changed: port, health_check (restart)`."""
+    fields = ", ".join(sorted(changed_fields))
+    return f"settings changed: {fields} ({ACTION_WORDS[action]}{f', {when}' if when else ''})"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -275,6 +275,40 @@ class AppStore:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise NotFound(app_id)
         self.on_change(app_id)
+
+    async def note(self, app_id: str, reason: str) -> None:
+        """An event that is no state change (a settings change, a failed start attempt): from
+        and to are the state the app is in. Nothing when the app is gone."""
+        async with self.sessions() as s:
+            state = (
+                await s.execute(select(Application.state).where(Application.id == app_id))
+            ).scalar_one_or_none()
+            if state is None:
+                return
+            s.add(Event(app_id=app_id, from_state=state, to_state=state, reason=reason))
+            await s.commit()
+
+    async def queue_redeploy(self, app_id: str) -> bool:
+        """While a rollout's build runs: ask for the serving release to be started again
+        (with settings changed meanwhile) should the build not end in a release. True when
+        asked; False when the app is no longer rolling out or its build already has a target."""
+        stmt = (
+            update(Application)
+            .where(
+                Application.id == app_id,
+                Application.state == State.ROLLING_OUT.value,
+                Application.current_release.is_not(None),
+                or_(
+                    Application.target_release.is_(None),
+                    Application.target_release == Application.current_release,
+                ),
+            )
+            .values(target_release=Application.current_release)
+        )
+        async with self.sessions() as s:
+            result = await s.execute(stmt)
+            await s.commit()
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def events(self, app_id: str, limit: int = 100, after: int = 0) -> Sequence[Event]:
         stmt = (

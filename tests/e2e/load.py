@@ -1,0 +1,48 @@
+"""Client load through Caddy while a platform operation runs: every answer that is not a 200
+is kept, so a test can say that no request failed (and what the app answered meanwhile)."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+import httpx
+
+
+class ClientLoad:
+    """Requests one after another to the app's host, from a thread, until the block ends."""
+
+    def __init__(self, http_port: int, host: str, path: str = "/") -> None:
+        self.url = f"http://127.0.0.1:{http_port}{path}"
+        self.host = host
+        self.failures: list[str] = []
+        self.seen: set[str] = set()  # the bodies of the answers, stripped
+        self.answered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"load-{host}", daemon=True)
+
+    def __enter__(self) -> ClientLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    r = client.get(self.url, headers={"Host": self.host})
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                    continue
+                self.answered += 1
+                self.seen.add(r.text.strip())
+                if r.status_code != 200:
+                    self.failures.append(f"{r.status_code}: {r.text[:80]}")
