@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from ipaas.admin.removal import AccountRemoval
 from ipaas.apps.background import Background
 from ipaas.apps.bus import ChangeBus
 from ipaas.apps.deployer import Deployer
@@ -131,6 +132,7 @@ class ControlPlane:
     lifecycle: Lifecycle
     database_service: DatabaseService
     backup_service: BackupService
+    account_removal: AccountRemoval
 
 
 def open_stores(settings: Settings) -> Stores:
@@ -323,7 +325,7 @@ def control_plane(
     return ControlPlane(
         settings, stores, adapters, deployer, service, gate, logs, warden, worker, sender,
         AccountMail(stores.users, sender.renderer, settings.auth, settings.api_url), lifecycle,
-        databases, backups,
+        databases, backups, AccountRemoval(stores.users, stores.apps, deployer, databases),
     )  # fmt: skip
 
 

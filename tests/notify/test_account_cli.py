@@ -3,12 +3,14 @@ own) that mails through a real SMTP server."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -155,3 +157,34 @@ def test_admin_users(live: Live, tmp_path: Path) -> None:
     assert "invited by e-mail" in admin.ok(
         "admin", "users", "create", invited, "--email", f"{invited}@example.test"
     )
+
+
+def test_admin_sets_a_quota_and_deletes_a_user(live: Live, tmp_path: Path) -> None:
+    admin = Cli(live, tmp_path / "admin.json").login("admin")
+    user = Cli(live, tmp_path / "user.json").login()
+    admin.ok("admin", "users", "quota", user.username, "--apps", "3", "--cpus", "1.5")
+    shown = json.loads(admin.ok("admin", "users", "quota", user.username, "-o", "json"))
+    assert shown["limits"]["apps"] == 3 and shown["limits"]["cpus"] == 1.5
+    assert shown["overrides"]["apps"] == 3 and shown["overrides"]["volumes"] is None
+    refused = admin("admin", "users", "delete", user.username, "--confirm", "not-them")
+    assert refused.exit_code == 1 and "type the user's name" in refused.output
+    assert "deleted, with 0 app(s)" in admin.ok(
+        "admin", "users", "delete", user.username, "--confirm", user.username
+    )
+    assert user("whoami").exit_code == 1
+    assert user.username not in admin.ok("admin", "users", "list")
+
+
+def test_api_tokens_from_the_terminal(cli: Cli) -> None:
+    cli.login()
+    token = cli.ok("account", "tokens", "create", "deploy-bot", "--days", "7").strip()
+    listed = json.loads(cli.ok("account", "tokens", "list", "-o", "json"))
+    [bot] = [t for t in listed if t["name"] == "deploy-bot"]
+    assert token.startswith(bot["prefix"]) and bot["expires_at"]
+    me = httpx.get(f"{cli.live.base}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200
+    cli.ok("account", "tokens", "delete", bot["id"])
+    gone = httpx.get(
+        f"{cli.live.base}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert gone.status_code == 401

@@ -12,6 +12,8 @@ from sqlalchemy import update
 from ipaas.platform import ControlPlane
 from ipaas.store.models import AccountToken, utcnow
 from tests.conftest import auth, signed_in_user
+from tests.factories import running_app
+from tests.fakes import FakeRuntime
 from tests.mailserver import MailServer
 from tests.support import unique_name
 
@@ -259,3 +261,36 @@ async def test_admin_invites_by_mail(
         "/api/v1/admin/users", headers={"Authorization": f"Bearer {login.json()['access_token']}"}
     )
     assert me.status_code == 200
+
+
+async def test_admin_deletes_a_user_with_everything_they_own(
+    plane: ControlPlane, api: httpx.AsyncClient
+) -> None:
+    admin = await signed_in_user(plane, "admin")
+    user = await signed_in_user(plane)
+    apps = [await running_app(plane, user["id"]) for _ in range(2)]
+    runtime = plane.adapters.runtime
+    assert isinstance(runtime, FakeRuntime)
+    url = f"/api/v1/admin/users/{user['id']}"
+
+    wrong = await api.delete(url, params={"confirm": "someone-else"}, headers=auth(admin))
+    assert wrong.status_code == 422 and wrong.json()["code"] == "confirmation_mismatch"
+    by_user = await api.delete(url, params={"confirm": user["username"]}, headers=auth(user))
+    assert by_user.status_code == 403
+    own = await api.delete(
+        f"/api/v1/admin/users/{admin['id']}", params={"confirm": admin["username"]},
+        headers=auth(admin),
+    )  # fmt: skip
+    assert own.status_code == 409 and own.json()["code"] == "own_account"
+    assert (await api.get("/api/v1/users/me", headers=auth(user))).status_code == 200
+
+    r = await api.delete(url, params={"confirm": user["username"]}, headers=auth(admin))
+    assert r.status_code == 200 and r.json() == {"apps": 2, "databases": 0}
+    assert (await api.get("/api/v1/users/me", headers=auth(user))).status_code == 401
+    for app in apps:
+        assert [c for c in runtime.containers.values() if c.app_id == app.id] == []
+        listed, _ = await plane.stores.apps.list(None, limit=1000)
+        assert app.id not in {a.id for a in listed}
+    assert await plane.stores.users.get(user["id"]) is None
+    again = await api.delete(url, params={"confirm": user["username"]}, headers=auth(admin))
+    assert again.status_code == 404

@@ -136,6 +136,7 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.notices = plane.stores.notices
     app.state.notice_sender = plane.notice_sender
     app.state.account_mail = plane.account_mail
+    app.state.account_removal = plane.account_removal
     app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
     openapi.install(app)

@@ -8,6 +8,7 @@ from typing import cast
 
 from fastapi import Depends, Request
 
+from ipaas.admin.removal import AccountRemoval
 from ipaas.api.errors import Problem
 from ipaas.apps.gate import AppGate
 from ipaas.apps.service import AppService, Principal
@@ -53,6 +54,10 @@ def notice_store(request: Request) -> NoticeStore:
 
 def notice_sender(request: Request) -> NoticeSender:
     return cast(NoticeSender, request.app.state.notice_sender)
+
+
+def account_removal(request: Request) -> AccountRemoval:
+    return cast(AccountRemoval, request.app.state.account_removal)
 
 
 def account_mail(request: Request) -> AccountMail:

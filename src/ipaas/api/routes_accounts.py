@@ -11,9 +11,11 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Respons
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from ipaas.admin.removal import AccountRemoval
 from ipaas.api.deps import (
     access_tokens,
     account_mail,
+    account_removal,
     admin_user,
     current_user,
     user_store,
@@ -25,7 +27,7 @@ from ipaas.apps.service import Principal
 from ipaas.auth.login import BadCredentials, LoginRefused, PasswordLogin
 from ipaas.auth.throttle import retry_after_header
 from ipaas.auth.tokens import API_TOKEN_PREFIX, AccessTokens, hash_token
-from ipaas.domain.errors import Conflict, NotFoundError
+from ipaas.domain.errors import Conflict, InvalidInput, NotFoundError
 from ipaas.notify.accounts import AccountMail
 from ipaas.store.models import User, new_id
 from ipaas.store.users import UsernameTaken, UserStore
@@ -297,3 +299,35 @@ async def admin_change_user(
     user = await users.get(user_id)
     assert user is not None
     return _out(user)
+
+
+class RemovedOut(BaseModel):
+    apps: int
+    databases: int
+
+
+@router.delete("/admin/users/{user_id}", response_model=RemovedOut)
+async def admin_delete_user(
+    user_id: str,
+    request: Request,
+    confirm: str = Query(max_length=64, description="the user's name, typed to confirm"),
+    who: Principal = Depends(admin_user),
+    users: UserStore = Depends(user_store),
+    tokens: AccessTokens = Depends(access_tokens),
+    removal: AccountRemoval = Depends(account_removal),
+) -> RemovedOut:
+    """The user and everything they own: apps (containers, routes, images, volumes) and
+    databases. Their tokens stop working at once; asking again finishes an interrupted one."""
+    if user_id == who.user_id:
+        raise Conflict("admins do not delete their own account", "own_account")
+    user = await users.get(user_id)
+    if user is None:
+        raise NotFoundError.of("user")
+    if confirm != user.username:
+        raise InvalidInput(
+            "type the user's name in `confirm` to delete them and everything they own",
+            code="confirmation_mismatch",
+        )
+    _ended(request, tokens, user_id)
+    removed = await removal.remove(user_id)
+    return RemovedOut(apps=removed.apps, databases=removed.databases)

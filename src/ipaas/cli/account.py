@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -14,7 +15,9 @@ from ipaas.cli.ui import OUTPUT_OPTION, Output, console, fail, handles_errors, p
 account_app = typer.Typer(no_args_is_help=True, help="Your account, notices and webhooks.")
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhooks that receive your notices.")
 users_app = typer.Typer(no_args_is_help=True, help="Users (admins only).")
+tokens_app = typer.Typer(no_args_is_help=True, help="Your API tokens (for scripts and CI).")
 account_app.add_typer(webhooks_app, name="webhooks")
+account_app.add_typer(tokens_app, name="tokens")
 ME = f"{API}/users/me"
 USERS = f"{API}/admin/users"
 URL_OPTION = typer.Option(None, "--url", help="the ipaas server (default: the saved login's)")
@@ -29,6 +32,18 @@ def _show(data: Any, output: Output, line: str) -> None:
         print_json(data)
     else:
         console().print(line)
+
+
+def _listing(
+    path: str, output: Output, columns: list[str], row: Callable[[dict[str, Any]], tuple[Any, ...]]
+) -> None:
+    """A list from the API: as JSON, or a table of one row per item."""
+    with Client.from_login() as client:
+        items = client.get(path)
+    if output == Output.json:
+        print_json(items)
+        return
+    table(columns, [row(item) for item in items])
 
 
 def _server(url: str | None) -> str:
@@ -154,15 +169,10 @@ def _print_reply(reply: dict[str, Any]) -> None:
 @webhooks_app.command("list")
 @handles_errors
 def list_webhooks(output: Output = OUTPUT_OPTION) -> None:
-    with Client.from_login() as client:
-        hooks = client.get(f"{ME}/webhooks")
-    if output == Output.json:
-        print_json(hooks)
-        return
-    table(
-        ["id", "mode", "kinds", "url"],
-        [(h["id"], h["mode"], ",".join(h["kinds"]) or "all", h["url"]) for h in hooks],
-    )
+    _listing(
+        f"{ME}/webhooks", output, ["id", "mode", "kinds", "url"],
+        lambda h: (h["id"], h["mode"], ",".join(h["kinds"]) or "all", h["url"]),
+    )  # fmt: skip
 
 
 @webhooks_app.command("add")
@@ -193,6 +203,40 @@ def test_webhook(webhook_id: str) -> None:
     """POST a signed test event now; shows the receiver's HTTP reply."""
     with Client.from_login() as client:
         _print_reply(client.post(f"{ME}/webhooks/{webhook_id}/test"))
+
+
+# --- API tokens -----------------------------------------------------------------------------
+@tokens_app.command("list")
+@handles_errors
+def list_tokens(output: Output = OUTPUT_OPTION) -> None:
+    """Your API tokens (their secrets are never shown again, only how they start)."""
+    _listing(
+        f"{ME}/tokens", output, ["name", "token", "created", "expires", "last used", "id"],
+        lambda t: (t["name"], f"{t['prefix']}…", t["created_at"][:19],
+                   (t["expires_at"] or "never")[:19], (t["last_used_at"] or "never")[:19], t["id"]),
+    )  # fmt: skip
+
+
+@tokens_app.command("create")
+@handles_errors
+def create_token(
+    name: str,
+    days: int = typer.Option(None, "--days", min=1, max=3650, help="expires after (default never)"),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """A new API token: shown once, here; use it as `Authorization: Bearer <token>`."""
+    with Client.from_login() as client:
+        created = client.post(f"{ME}/tokens", {"name": name, "expires_in_days": days})
+    _show(created, output, created["token"])
+
+
+@tokens_app.command("delete")
+@handles_errors
+def delete_token(token_id: str) -> None:
+    """Revoke a token (by its id, from `tokens list`): it stops working at once."""
+    with Client.from_login() as client:
+        client.delete(f"{ME}/tokens/{token_id}")
+    console().print("token revoked")
 
 
 # --- admins ---------------------------------------------------------------------------------
@@ -270,3 +314,49 @@ def enable(user: str) -> None:
 def role(user: str, new_role: str = typer.Argument(..., metavar="user|admin")) -> None:
     """Change a user's role (they sign in again to use it)."""
     _change(user, {"role": new_role}, f"is now {new_role}")
+
+
+@users_app.command("delete")
+@handles_errors
+def delete_user(
+    user: str,
+    confirm: str = typer.Option(
+        None, "--confirm", help="the user's name again (otherwise you are asked to type it)"
+    ),
+) -> None:
+    """Delete a user with everything they own: apps, their images and volumes, databases."""
+    with Client.from_login() as client:
+        user_id = _user_id(client, user)
+        typed = confirm if confirm is not None else typer.prompt(f"type {user!r} to delete them")
+        removed = client.request("DELETE", f"{USERS}/{user_id}", params={"confirm": typed}).json()
+    what = f"{removed['apps']} app(s) and {removed['databases']} database(s)"
+    console().print(f"{user} deleted, with {what}")
+
+
+@users_app.command("quota")
+@handles_errors
+def set_quota(
+    user: str,
+    apps: int = typer.Option(None, "--apps", min=0),
+    memory_mb: int = typer.Option(None, "--memory-mb", min=0),
+    cpus: float = typer.Option(None, "--cpus", min=0),
+    volumes: int = typer.Option(None, "--volumes", min=0),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Show a user's quota, or set limits of their own (an unset kind: the default)."""
+    body = {"apps": apps, "memory_mb": memory_mb, "cpus": cpus, "volumes": volumes}
+    with Client.from_login() as client:
+        path = f"{API}/users/{_user_id(client, user)}/quota"
+        if any(value is not None for value in body.values()):
+            report = _put(client, path, body)
+        else:
+            report = client.get(path)
+    if output == Output.json:
+        print_json(report)
+        return
+    rows = [
+        (kind, str(report["limits"][kind]), str(report["used"][kind]),
+         "own" if report["overrides"].get(kind) is not None else "default")
+        for kind in ("apps", "memory_mb", "cpus", "volumes")
+    ]  # fmt: skip
+    table(["kind", "limit", "used", "limit from"], rows)

@@ -202,6 +202,12 @@ class UserStore:
     async def set_role(self, user_id: str, role: str) -> bool:
         return await self._update(user_id, role=role)
 
+    async def delete(self, user_id: str) -> None:
+        """The account and, by cascade, its tokens, preferences and webhooks."""
+        async with self.sessions() as s:
+            await s.execute(delete(User).where(User.id == user_id))
+            await s.commit()
+
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
         """Disable (ending every session and API token at once) or enable the user."""
         async with self.sessions() as s:
