@@ -131,6 +131,8 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.app_gate = plane.app_gate
     app.state.database_service = plane.database_service
     app.state.backup_service = plane.backup_service
+    app.state.rotation = plane.rotation
+    app.state.data_viewer = plane.data_viewer
     app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
     openapi.install(app)
