@@ -67,6 +67,7 @@ class BuildSettings(BaseModel):
             "debian:*",
             "ubuntu:*",
             "alpine:*",
+            "ipaas-db/*",  # the database engines' images: an app can carry their clients
         ]
     )
     cpus: float = 1.0  # CPU quota of each build step; 0: no cap

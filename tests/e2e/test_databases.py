@@ -6,6 +6,7 @@ delete."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -112,6 +113,18 @@ class Api:
             assert time.monotonic() < deadline, f"database {db_id} was never deleted"
             time.sleep(0.3)
 
+    def wait_job(self, db_id: str, job: dict[str, Any], timeout_s: float = 300) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = self.ok("GET", f"/{db_id}/jobs/{job['id']}")
+            if found["status"] != "running":
+                return found
+            time.sleep(0.3)
+        raise AssertionError(f"job {job['id']} never finished")
+
+    def events(self, db_id: str, kind: str) -> list[Any]:
+        return [e for e in self.ok("GET", f"/{db_id}/events") if e["kind"] == kind]
+
     def wait_backup(self, db_id: str, backup_id: str) -> Any:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -141,7 +154,7 @@ def databases(api: Api) -> Iterator[dict[str, Any]]:
     for db in ready.values():
         for link in api.call("GET", f"/{db['id']}/attachments").json():
             api.call("DELETE", f"/{db['id']}/attachments/{link['app_id']}")
-        api.call("DELETE", f"/{db['id']}")
+        api.call("DELETE", f"/{db['id']}?final_backup=false")
     for db in ready.values():
         api.wait_gone(db["id"])
 
@@ -295,7 +308,9 @@ def test_backup_is_verified_and_restore_brings_the_data_back(
     assert download.status_code == 200 and len(download.content) == backup["size_bytes"] > 0
     code, out = sql(engine, creds, own, "DELETE FROM notes WHERE id = 1")
     assert code == 0, out
-    safety = api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore")
+    job = api.wait_job(db["id"], api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore"))
+    assert job["status"] == "succeeded", job
+    safety = api.ok("GET", f"/{db['id']}/backups/{job['detail']['safety_backup_id']}")
     assert safety["status"] == "succeeded" and safety["reason"] == "before-restore"
     code, out = sql(engine, creds, own, "SELECT count(*) FROM notes")
     assert (code, out) == (0, "2"), out
@@ -316,7 +331,8 @@ def test_redis_backup_is_verified_and_restored(
     backup = api.wait_backup(db["id"], api.ok("POST", f"/{db['id']}/backups")["id"])
     assert backup["status"] == "succeeded" and backup["verified"]["keys"] >= 1, backup
     admin("DEL", "kept")
-    api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore")
+    job = api.wait_job(db["id"], api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore"))
+    assert job["status"] == "succeeded", job
     assert api.wait(db["id"], {"running"})["state"] == "running"
     assert admin("GET", "kept") == "yes"
 
@@ -332,6 +348,9 @@ def test_a_backup_that_cannot_be_taken_is_recorded_failed(
     try:
         backup = api.wait_backup(db["id"], api.ok("POST", f"/{db['id']}/backups")["id"])
         assert backup["status"] == "failed" and backup["error"], backup
+        (event,) = [e for e in api.events(db["id"], "backup_failed")
+                    if e["detail"]["backup_id"] == backup["id"]]  # fmt: skip
+        assert backup["error"][:100] in event["detail"]["error"]
         r = api.call("GET", f"/{db['id']}/backups/{backup['id']}/download")
         assert r.status_code == 409 and r.json()["code"] == "backup_not_usable"
     finally:
@@ -354,3 +373,129 @@ def test_bad_requests_are_refused_and_delete_removes_everything(api: Api, e2e: E
     client = docker.from_env()
     assert not client.containers.list(all=True, filters={"label": f"org.ipaas.database={db['id']}"})
     assert not client.volumes.list(filters={"name": db_volume_name(db["id"])})
+
+
+# --- attached SQL apps, rotation under load ------------------------------------------------------
+# The lightest real app for a SQL database: the engine's own image (it has the client and perl),
+# a one-process HTTP server in core perl; each request writes a row and reads the count back
+# through DATABASE_URL with psql or mariadb.
+SQL_APP_SERVER = r"""
+use strict;
+use IO::Socket::INET;
+my %client = (
+    postgres => sub { my $q = shift; `psql "$ENV{DATABASE_URL}" -X -At -v ON_ERROR_STOP=1 -c "$q" 2>&1` },
+    mysql => sub {
+        my $q = shift;
+        my ($u, $p, $h, $port, $db) = $ENV{DATABASE_URL} =~ m{^mysql://([^:]+):([^@]+)@([^:]+):(\d+)/(.+)$};
+        local $ENV{MYSQL_PWD} = $p;
+        `mariadb -h $h -P $port -u $u -N -B $db -e "$q" 2>&1`
+    },
+);
+my $server = IO::Socket::INET->new(LocalPort => $ENV{PORT}, Listen => 64, ReuseAddr => 1) or die $!;
+while (my $c = $server->accept) {
+    my $line = <$c> // '';
+    while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
+    my ($path) = $line =~ m{^GET (\S+)};
+    my ($code, $body) = (200, 'ok');
+    if (($path // '') ne '/health') {
+        if (!$ENV{DATABASE_URL}) { $body = 'no database' }
+        else {
+            my ($scheme) = $ENV{DATABASE_URL} =~ m{^(\w+)://};
+            $body = $client{$scheme}->('CREATE TABLE IF NOT EXISTS hits (id INT); INSERT INTO hits VALUES (1); SELECT count(*) FROM hits');
+            $code = $? ? 503 : 200;
+            ($body) = $body =~ /([^\n]*)\n?\z/ if $code == 200;  # the count, the last line
+        }
+    }
+    print $c "HTTP/1.0 $code X\r\nContent-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body";
+    close $c;
+}
+"""
+
+
+def sql_app(engine: str) -> dict[str, str]:
+    return {
+        "Dockerfile": f"FROM {CLIENT_IMAGE[engine]}\nCOPY server.pl /srv/server.pl\n"
+        'ENTRYPOINT ["perl", "/srv/server.pl"]\n',
+        "server.pl": SQL_APP_SERVER,
+    }
+
+
+class Load:
+    """Requests one after another through the router until stopped; every answer kept."""
+
+    def __init__(self, e2e: E2E, name: str) -> None:
+        self.e2e, self.name = e2e, name
+        self.answers: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                r = self.e2e.via_router(self.name, "/")
+                self.answers.append((r.status_code, r.text))
+            except httpx.HTTPError as exc:
+                self.answers.append((0, repr(exc)))
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def failures(self) -> list[tuple[int, str]]:
+        return [a for a in self.answers if a[0] != 200 or not a[1].isdigit()]
+
+
+def attach_and_wait(e2e: E2E, api: Api, db: dict[str, Any], files: dict[str, str]) -> str:
+    """An app deployed and attached to the database, answering with a count it wrote."""
+    app_id = e2e.create(e2e.repo(files=files), health_check="/health")
+    assert e2e.wait(app_id)["state"] == "running", e2e.get(app_id, "/events")
+    name = e2e.get(app_id)["name"]
+    api.ok("POST", f"/{db['id']}/attachments", json={"app_id": app_id})
+    deadline = time.monotonic() + 120
+    while not e2e.via_router(name, "/").text.isdigit() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    first = int(e2e.via_router(name, "/").text)
+    assert int(e2e.via_router(name, "/").text) == first + 1  # written, and read back
+    return name
+
+
+def redis_login_works(db: dict[str, Any], user: str, password: str) -> bool:
+    (container,) = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )
+    result = container.exec_run(
+        ["redis-cli", "--no-auth-warning", "--user", user, "--pass", password, "ping"]
+    )
+    return result.output.decode().strip() == "PONG"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rotation_under_load_loses_no_request_and_revokes_the_old_login(
+    e2e: E2E, api: Api, databases: dict[str, Any], engine: str
+) -> None:
+    db = databases[engine]
+    name = attach_and_wait(e2e, api, db, REDIS_APP if engine == "redis" else sql_app(engine))
+    old = credentials(api, db)
+    with Load(e2e, name) as load:
+        time.sleep(1)
+        job = api.wait_job(db["id"], api.ok("POST", f"/{db['id']}/credentials/rotate"))
+        time.sleep(1)
+    assert job["status"] == "succeeded", job
+    assert len(load.answers) > 20 and not load.failures(), load.failures()[:5]
+    new = credentials(api, db)
+    assert new["username"] != old["username"] and new["password"] != old["password"]
+    assert job["detail"]["revoked"] == [old["username"]] and job["detail"]["apps"] == [name]
+    counts = [int(text) for _, text in load.answers]
+    assert counts == sorted(counts)  # every request wrote and read the same data
+    if engine == "redis":
+        assert not redis_login_works(db, old["username"], old["password"])
+        assert redis_login_works(db, new["username"], new["password"])
+    else:
+        own = network_name(owner_id(e2e))
+        assert sql(engine, old, own, "SELECT 1")[0] != 0  # the old password is refused
+        assert sql(engine, new, own, "SELECT count(*) FROM hits")[0] == 0
+    assert api.events(db["id"], "credentials_rotated")
