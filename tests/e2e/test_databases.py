@@ -499,3 +499,128 @@ def test_rotation_under_load_loses_no_request_and_revokes_the_old_login(
         assert sql(engine, old, own, "SELECT 1")[0] != 0  # the old password is refused
         assert sql(engine, new, own, "SELECT count(*) FROM hits")[0] == 0
     assert api.events(db["id"], "credentials_rotated")
+
+
+# --- the data viewer -------------------------------------------------------------------------------
+HOSTILE = 'evil"; DROP TABLE notes; --`x'
+
+
+def admin_sql(db: dict[str, Any], engine: str, database: str, statements: str) -> str:
+    (container,) = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )
+    argv = ["ipaas-db", "admin", "-d", database, "-At", "-c"] if engine == "postgres" else [
+        "ipaas-db", "admin", database, "-N", "-B", "-e"]  # fmt: skip
+    result = container.exec_run([*argv, statements])
+    assert result.exit_code == 0, result.output
+    return str(result.output.decode())
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_viewer_pages_tables_and_quotes_hostile_names(
+    api: Api, databases: dict[str, Any], engine: str
+) -> None:
+    db = databases[engine]
+    database = credentials(api, db)["database"]
+    q = '"' if engine == "postgres" else "`"
+    hostile = q + HOSTILE.replace(q, q + q) + q
+    admin_sql(db, engine, database, f"CREATE TABLE viewed (id INT PRIMARY KEY, body TEXT); "
+              f"INSERT INTO viewed SELECT n, CONCAT('row ', n) FROM "
+              + ("generate_series(1, 250) n" if engine == "postgres" else
+                 "(SELECT seq AS n FROM seq_1_to_250) s")
+              + f"; CREATE TABLE {hostile} (v TEXT); INSERT INTO {hostile} VALUES ('kept')"
+              + ("; ANALYZE viewed" if engine == "postgres" else "; ANALYZE TABLE viewed"))  # fmt: skip
+    tables = {t["name"]: t for t in api.ok("GET", f"/{db['id']}/tables")}
+    assert HOSTILE in tables and tables["viewed"]["estimated_rows"] == 250
+    page = api.ok("GET", f"/{db['id']}/rows", params={"table": "viewed", "limit": 100})
+    assert [c["name"] for c in page["columns"]] == ["id", "body"] and page["columns"][0]["primary_key"]
+    assert page["columns"][0]["type"] in ("integer", "int(11)")
+    assert page["rows"][0] == [1, "row 1"] and len(page["rows"]) == 100
+    assert page["truncated"] and page["next_offset"] == 100
+    last = api.ok("GET", f"/{db['id']}/rows",
+                  params={"table": "viewed", "limit": 100, "offset": 200})  # fmt: skip
+    assert last["rows"][-1] == [250, "row 250"] and not last["truncated"]
+    # A name with quotes, a semicolon and a comment is only ever a quoted name.
+    evil = api.ok("GET", f"/{db['id']}/rows", params={"table": HOSTILE})
+    assert evil["rows"] == [["kept"]]
+    for bad in ('viewed"; DROP TABLE viewed; --', "viewed` ; DROP TABLE viewed; -- "):
+        r = api.call("GET", f"/{db['id']}/rows", params={"table": bad})
+        assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
+    assert api.ok("GET", f"/{db['id']}/rows", params={"table": "viewed", "limit": 1})["rows"]
+    r = api.call("GET", f"/{db['id']}/rows", params={"table": "viewed", "limit": 5000})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_limit"
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_console_reads_and_refuses_writes_ddl_and_runaways(
+    api: Api, databases: dict[str, Any], engine: str
+) -> None:
+    db = databases[engine]
+    database = credentials(api, db)["database"]
+    admin_sql(db, engine, database, "CREATE TABLE IF NOT EXISTS guarded (id INT, v TEXT); "
+              "INSERT INTO guarded VALUES (1, NULL), (2, 'a,b')")  # fmt: skip
+
+    def query(text: str) -> httpx.Response:
+        return api.call("POST", f"/{db['id']}/query", json={"sql": text})
+
+    r = query("SELECT id, v FROM guarded ORDER BY id")
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"] == [["1", None], ["2", "a,b"]]
+    assert [c["name"] for c in r.json()["columns"]] == ["id", "v"]
+    for write in ("INSERT INTO guarded VALUES (3, 'x')", "DELETE FROM guarded",
+                  "CREATE TABLE planted (a INT)", "DROP TABLE guarded",
+                  "SELECT 1; DROP TABLE guarded"):  # fmt: skip
+        r = query(write)
+        assert r.status_code == 403 and r.json()["code"] == "read_only", (write, r.text)
+    assert admin_sql(db, engine, database, "SELECT count(*) FROM guarded").strip() == "2"
+    runaway = "SELECT pg_sleep(30)" if engine == "postgres" else "SELECT SLEEP(30)"
+    started = time.monotonic()
+    r = query(runaway)
+    assert r.status_code == 422 and r.json()["code"] == "query_timeout", r.text
+    assert time.monotonic() - started < 20
+    many = ("SELECT n FROM generate_series(1, 100000) n" if engine == "postgres"
+            else "SELECT seq FROM seq_1_to_100000")  # fmt: skip
+    r = query(many)
+    assert r.status_code == 200 and r.json()["truncated"] and len(r.json()["rows"]) == 1000
+
+
+def test_redis_key_browser_scans_with_a_pattern(api: Api, databases: dict[str, Any]) -> None:
+    db = databases["redis"]
+    (container,) = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )
+    container.exec_run(["ipaas-db", "admin", "SET", "view:big", "x" * 5000, "EX", "600"])
+    container.exec_run(["ipaas-db", "admin", "RPUSH", "view:list", "a", "b"])
+    found: dict[str, Any] = {}
+    cursor = "0"
+    while True:
+        page = api.ok("GET", f"/{db['id']}/keys",
+                      params={"pattern": "view:*", "cursor": cursor, "count": 10})  # fmt: skip
+        found.update({k["key"]: k for k in page["keys"]})
+        cursor = page["cursor"]
+        if cursor == "0":
+            break
+    assert set(found) == {"view:big", "view:list"}
+    big = found["view:big"]
+    assert big["type"] == "string" and big["size"] == 5000 and len(big["preview"]) == 256
+    assert 0 < big["ttl_ms"] <= 600_000
+    assert found["view:list"]["preview"] == ["a", "b"] and found["view:list"]["ttl_ms"] == -1
+    r = api.call("GET", f"/{db['id']}/keys", params={"cursor": "1; FLUSHALL"})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
+    r = api.call("GET", f"/{databases['postgres']['id']}/keys")
+    assert r.status_code == 422 and r.json()["code"] == "not_redis"
+
+
+def test_viewer_is_the_owners_only(e2e: E2E, api: Api, databases: dict[str, Any]) -> None:
+    other_id, _ = e2e.make_user()
+    headers = {
+        "Authorization": f"Bearer {e2e.live.plane.stores.access_tokens.issue(other_id, 'user')}"
+    }
+    for engine, method, path, body in (
+        ("postgres", "GET", "/tables", None), ("postgres", "GET", "/rows?table=guarded", None),
+        ("mariadb", "POST", "/query", {"sql": "SELECT 1"}), ("redis", "GET", "/keys", None),
+        ("postgres", "POST", "/credentials/rotate", None), ("postgres", "GET", "/jobs", None),
+        ("postgres", "GET", "/events", None),
+    ):  # fmt: skip
+        r = api.call(method, f"/{databases[engine]['id']}{path}", headers=headers, json=body)
+        assert r.status_code == 404 and r.json()["code"] == "not_found", (path, r.text)
