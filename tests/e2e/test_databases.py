@@ -6,10 +6,12 @@ delete."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -524,8 +526,8 @@ def test_viewer_pages_tables_and_quotes_hostile_names(
     database = credentials(api, db)["database"]
     q = '"' if engine == "postgres" else "`"
     hostile = q + HOSTILE.replace(q, q + q) + q
-    admin_sql(db, engine, database, f"CREATE TABLE viewed (id INT PRIMARY KEY, body TEXT); "
-              f"INSERT INTO viewed SELECT n, CONCAT('row ', n) FROM "
+    admin_sql(db, engine, database, "CREATE TABLE viewed (id INT PRIMARY KEY, body TEXT); "
+              "INSERT INTO viewed SELECT n, CONCAT('row ', n) FROM "
               + ("generate_series(1, 250) n" if engine == "postgres" else
                  "(SELECT seq AS n FROM seq_1_to_250) s")
               + f"; CREATE TABLE {hostile} (v TEXT); INSERT INTO {hostile} VALUES ('kept')"
@@ -533,7 +535,9 @@ def test_viewer_pages_tables_and_quotes_hostile_names(
     tables = {t["name"]: t for t in api.ok("GET", f"/{db['id']}/tables")}
     assert HOSTILE in tables and tables["viewed"]["estimated_rows"] == 250
     page = api.ok("GET", f"/{db['id']}/rows", params={"table": "viewed", "limit": 100})
-    assert [c["name"] for c in page["columns"]] == ["id", "body"] and page["columns"][0]["primary_key"]
+    assert [c["name"] for c in page["columns"]] == ["id", "body"] and page["columns"][0][
+        "primary_key"
+    ]
     assert page["columns"][0]["type"] in ("integer", "int(11)")
     assert page["rows"][0] == [1, "row 1"] and len(page["rows"]) == 100
     assert page["truncated"] and page["next_offset"] == 100
@@ -624,3 +628,84 @@ def test_viewer_is_the_owners_only(e2e: E2E, api: Api, databases: dict[str, Any]
     ):  # fmt: skip
         r = api.call(method, f"/{databases[engine]['id']}{path}", headers=headers, json=body)
         assert r.status_code == 404 and r.json()["code"] == "not_found", (path, r.text)
+
+
+# --- restore jobs, final backups, schedules --------------------------------------------------------
+def backup_file(e2e: E2E, db: dict[str, Any], backup: dict[str, Any]) -> Path:
+    folder = e2e.settings.effective_backups_dir / db["id"]
+    (found,) = [p for p in folder.iterdir() if backup["id"][:8] in p.name]
+    return found
+
+
+def test_mariadb_restore_of_a_corrupt_file_fails_and_keeps_the_data(
+    e2e: E2E, api: Api, databases: dict[str, Any]
+) -> None:
+    db = databases["mariadb"]
+    database = credentials(api, db)["database"]
+    admin_sql(db, "mariadb", database, "CREATE TABLE precious (id INT PRIMARY KEY); "
+              "INSERT INTO precious VALUES (1), (2), (3)")  # fmt: skip
+    backup = api.wait_backup(db["id"], api.ok("POST", f"/{db['id']}/backups")["id"])
+    assert backup["status"] == "succeeded", backup
+    admin_sql(db, "mariadb", database, "INSERT INTO precious VALUES (4)")
+    # The file goes bad on disk after it was verified: its tables load, then a broken line.
+    path = backup_file(e2e, db, backup)
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()) + b"\nTHIS IS NOT SQL;\n"))
+    job = api.wait_job(db["id"], api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore"))
+    assert job["status"] == "failed" and "nothing was changed" in job["error"], job
+    assert admin_sql(db, "mariadb", database, "SELECT count(*) FROM precious").strip() == "4"
+    assert api.events(db["id"], "restore_failed")
+    # One job at a time: a second restore while one runs is refused.
+    running = api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore")
+    r = api.call("POST", f"/{db['id']}/backups/{backup['id']}/restore")
+    assert r.status_code == 409 and r.json()["code"] == "operation_running"
+    assert api.wait_job(db["id"], running)["status"] == "failed"
+
+
+def test_scheduled_backups_are_taken_and_pruned(
+    e2e: E2E, api: Api, databases: dict[str, Any]
+) -> None:
+    db = databases["redis"]
+    assert api.ok("GET", f"/{db['id']}")["backup_interval_s"] == 86400  # the platform's default
+    api.ok("PUT", f"/{db['id']}/backup-schedule", json={"interval_s": 1, "keep": 1})
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            scheduled = [b for b in api.ok("GET", f"/{db['id']}/backups")
+                         if b["reason"] == "scheduled"]  # fmt: skip
+            if len(scheduled) == 1 and scheduled[0]["status"] == "succeeded":
+                taken = scheduled[0]["id"]
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("no scheduled backup was taken")
+        # Another one later, and only the newest good one is kept (file and record).
+        while time.monotonic() < deadline:
+            scheduled = [b for b in api.ok("GET", f"/{db['id']}/backups")
+                         if b["reason"] == "scheduled" and b["status"] == "succeeded"]  # fmt: skip
+            if len(scheduled) == 1 and scheduled[0]["id"] != taken:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("the older scheduled backup was never pruned")
+    finally:
+        api.ok("PUT", f"/{db['id']}/backup-schedule", json={"interval_s": 0, "keep": 1})
+    folder = e2e.settings.effective_backups_dir / db["id"]
+    assert not [p for p in folder.iterdir() if taken[:8] in p.name]
+    r = api.call("PUT", f"/{db['id']}/backup-schedule", json={"interval_s": -1, "keep": 0})
+    assert r.status_code == 422
+
+
+def test_delete_takes_a_final_backup_that_outlives_the_database(api: Api) -> None:
+    db = api.ok("POST", json={"name": f"final-{uuid.uuid4().hex[:6]}", "engine": "redis"})
+    assert api.wait(db["id"], {"running", "failed"})["state"] == "running"
+    (container,) = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )
+    container.exec_run(["ipaas-db", "admin", "SET", "last", "words"])
+    assert api.call("DELETE", f"/{db['id']}").status_code == 202
+    api.wait_gone(db["id"])
+    (event,) = [e for e in api.ok("GET", "/events")
+                if e["database_id"] == db["id"] and e["kind"] == "deleted"]  # fmt: skip
+    kept = Path(event["detail"]["final_backup_path"])
+    assert kept.stat().st_size == event["detail"]["size_bytes"] > 0
+    assert event["detail"]["verified"]["keys"] == 1 and event["database_name"] == db["name"]

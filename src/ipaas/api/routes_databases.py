@@ -124,6 +124,8 @@ class JobOut(BaseModel):
 
 class EventOut(BaseModel):
     id: int
+    database_id: str
+    database_name: str
     kind: str
     message: str
     detail: dict[str, Any]
@@ -174,6 +176,13 @@ def database_out(db: Database, settings: DatabaseSettings) -> DatabaseOut:
     )  # fmt: skip
 
 
+def event_out(e: DatabaseEvent) -> EventOut:
+    return EventOut(
+        id=e.id, database_id=e.database_id, database_name=e.database_name, kind=e.kind,
+        message=e.message, detail=e.detail, at=e.at,
+    )  # fmt: skip
+
+
 def job_out(job: DatabaseJob) -> JobOut:
     return JobOut(
         id=job.id, kind=job.kind, status=job.status, detail=job.detail, error=job.error,
@@ -203,6 +212,17 @@ async def list_databases(
     who: Principal = Depends(current_user), svc: DatabaseService = Depends(database_service)
 ) -> list[DatabaseOut]:
     return [database_out(db, svc.settings) for db in await svc.list(who)]
+
+
+@router.get("/events", response_model=list[EventOut])
+async def list_all_events(
+    after: int = Query(0, ge=0, le=2**62),
+    who: Principal = Depends(current_user),
+    svc: DatabaseService = Depends(database_service),
+) -> list[EventOut]:
+    """Events of all the caller's databases, deleted ones too (a final backup's whereabouts),
+    oldest first after the id `after`."""
+    return [event_out(e) for e in await svc.store.events(owner_id=who.user_id, after_id=after)]
 
 
 @router.get("/{db_id}", response_model=DatabaseOut)
@@ -364,10 +384,7 @@ async def list_events(
     svc: DatabaseService = Depends(database_service),
 ) -> list[EventOut]:
     """What happened to the database (backups failed or overdue, restores, rotations)."""
-    found: list[DatabaseEvent] = list(await svc.store.events(database_id=db.id, after_id=after))
-    return [
-        EventOut(id=e.id, kind=e.kind, message=e.message, detail=e.detail, at=e.at) for e in found
-    ]
+    return [event_out(e) for e in await svc.store.events(database_id=db.id, after_id=after)]
 
 
 # --- the data viewer ---------------------------------------------------------------------------

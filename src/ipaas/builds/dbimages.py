@@ -41,7 +41,7 @@ def script_digest() -> str:
 
 def _script_of(tag: str) -> str | None:
     """The script digest an image carries; None when the image is missing."""
-    fmt = "{{index .Config.Labels \"" + LABEL_DB_SCRIPT + "\"}}"
+    fmt = '{{index .Config.Labels "' + LABEL_DB_SCRIPT + '"}}'
     result = subprocess.run(
         ["docker", "image", "inspect", "--format", fmt, tag], capture_output=True, timeout=30
     )
@@ -131,9 +131,7 @@ async def refresh_script(tag: str, log: Log) -> None:
     log(f"refreshed the ipaas-db script of {tag}")
 
 
-def engine_jobs(
-    selected: set[str] | None, force: bool, log: Log
-) -> list[tuple[Engine, str, bool]]:
+def engine_jobs(selected: set[str] | None, force: bool, log: Log) -> list[tuple[Engine, str, bool]]:
     """The engine images to build: (engine, tag, whole) for the selected ones missing, all
     selected ones with force; `whole` False when only the script is out of date."""
     jobs: list[tuple[Engine, str, bool]] = []

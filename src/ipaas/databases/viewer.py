@@ -120,7 +120,8 @@ class DataViewer:
         if not result.ok:
             raise _console_error(result)
         if db.engine == Engine.POSTGRES:
-            return parse_csv_result(result.output, token, s.console_rows_max)
+            cut = len(result.output.encode()) >= s.viewer_bytes_max
+            return parse_csv_result(result.output, token, s.console_rows_max, cut)
         return parse_xml_result(result.output, s.console_rows_max)
 
     # --- Redis keys ---------------------------------------------------------------------------

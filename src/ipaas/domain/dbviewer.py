@@ -141,19 +141,19 @@ def parse_json_rows(output: str, limit: int) -> tuple[list[list[Any]], bool]:
     return rows[:limit], cut or len(rows) > limit
 
 
-def parse_csv_result(output: str, null_token: str, limit: int) -> QueryResult:
-    """psql --csv: a header and the rows; NULL is printed as the token."""
+def parse_csv_result(output: str, null_token: str, limit: int, cut: bool) -> QueryResult:
+    """psql --csv: a header and the rows; NULL is printed as the token. `cut`: the output hit
+    the byte cap, so its last row may be partial (a cut inside quotes still parses) and goes."""
     reader = csv.reader(io.StringIO(output))
     header = next(reader, None)
     rows: list[list[Any]] = []
-    cut = False
     try:
         for record in reader:
             rows.append([None if v == null_token else v for v in record])
     except csv.Error:
         cut = True
-    if rows and header and len(rows[-1]) != len(header):
-        rows.pop()  # the byte cap fell inside it
+    if rows and (cut or (header and len(rows[-1]) != len(header))):
+        rows.pop()
         cut = True
     columns = [Column(name, None) for name in header or []]
     return QueryResult(columns, rows[:limit], cut or len(rows) > limit)
