@@ -67,6 +67,7 @@ class BuildSettings(BaseModel):
             "debian:*",
             "ubuntu:*",
             "alpine:*",
+            "ipaas-db/*",  # the database engines' images: an app can carry their clients
         ]
     )
     cpus: float = 1.0  # CPU quota of each build step; 0: no cap
@@ -182,6 +183,16 @@ class DatabaseSettings(BaseModel):
     max_per_user: int = 20
     recover_interval_s: float = 5.0  # how often half-done creates, restarts, deletes are taken up
     backups_dir: Path | None = None  # None: <data_dir>/backups
+    # The schedule a database has unless its owner sets one (0: no scheduled backups).
+    backup_interval_s: int = 86400
+    backup_keep: int = 7  # scheduled backups kept per database; older ones are removed
+    final_backup_keep_days: float = 7.0  # a deleted database's final backup is kept this long
+    rotation_timeout_s: float = 600.0  # a rotation waits this long for attached apps' rollouts
+    viewer_page_rows_max: int = 500  # rows one viewer page may ask for
+    viewer_bytes_max: int = 1_048_576  # a viewer page or console result is cut at this size
+    console_timeout_s: float = 5.0  # a console query's statement timeout
+    console_rows_max: int = 1000  # rows a console query returns at most
+    redis_preview_bytes: int = 256  # of each Redis value the key browser shows
     # Database containers keep only these capabilities (each engine starts as root to own its
     # volume, then runs as its own user).
     capabilities: list[str] = Field(

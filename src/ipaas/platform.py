@@ -35,7 +35,10 @@ from ipaas.config import Settings
 from ipaas.databases.backups import BackupService
 from ipaas.databases.links import DatabaseLinks
 from ipaas.databases.recovery import DatabaseRecovery
+from ipaas.databases.rotation import CredentialRotation
+from ipaas.databases.schedule import BackupSchedule
 from ipaas.databases.service import DatabaseService
+from ipaas.databases.viewer import DataViewer
 from ipaas.domain.hosts import HostNames
 from ipaas.logs.service import LogService
 from ipaas.notify.accounts import AccountMail
@@ -133,6 +136,8 @@ class ControlPlane:
     database_service: DatabaseService
     backup_service: BackupService
     account_removal: AccountRemoval
+    rotation: CredentialRotation
+    data_viewer: DataViewer
 
 
 def open_stores(settings: Settings) -> Stores:
@@ -311,21 +316,30 @@ def control_plane(
     )  # fmt: skip
     logs = LogService(adapters.runtime, stores.builds, settings.runtime.log_max_age_s)
     gate = AppGate(stores.apps, stores.app_passes, HostNames(settings.base_domain))
-    databases = DatabaseService(
-        stores.databases, stores.apps, stores.quotas, stores.cipher, adapters.databases,
-        deployer, settings.databases, bg,
-    )  # fmt: skip
     backups = BackupService(
         stores.databases, stores.cipher, adapters.databases, settings.databases,
         settings.effective_backups_dir, bg,
     )  # fmt: skip
+    databases = DatabaseService(
+        stores.databases, stores.apps, stores.quotas, stores.cipher, adapters.databases,
+        deployer, settings.databases, bg, backups,
+    )  # fmt: skip
+    rotation = CredentialRotation(
+        stores.databases, stores.apps, stores.cipher, adapters.databases, deployer,
+        settings.databases, bg,
+    )  # fmt: skip
+    viewer = DataViewer(adapters.databases, stores.cipher, settings.databases)
     if run_warden:
-        recovery = DatabaseRecovery(databases, backups, settings.databases.recover_interval_s)
+        schedule = BackupSchedule(stores.databases, backups, settings.databases)
+        recovery = DatabaseRecovery(
+            databases, backups, schedule, settings.databases.recover_interval_s
+        )
         lifecycle.add(recovery.start, recovery.stop)
     return ControlPlane(
         settings, stores, adapters, deployer, service, gate, logs, warden, worker, sender,
         AccountMail(stores.users, sender.renderer, settings.auth, settings.api_url), lifecycle,
         databases, backups, AccountRemoval(stores.users, stores.apps, deployer, databases),
+        rotation, viewer,
     )  # fmt: skip
 
 

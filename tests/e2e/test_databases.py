@@ -6,9 +6,12 @@ delete."""
 from __future__ import annotations
 
 import contextlib
+import gzip
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -112,6 +115,18 @@ class Api:
             assert time.monotonic() < deadline, f"database {db_id} was never deleted"
             time.sleep(0.3)
 
+    def wait_job(self, db_id: str, job: dict[str, Any], timeout_s: float = 300) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = self.ok("GET", f"/{db_id}/jobs/{job['id']}")
+            if found["status"] != "running":
+                return found
+            time.sleep(0.3)
+        raise AssertionError(f"job {job['id']} never finished")
+
+    def events(self, db_id: str, kind: str) -> list[Any]:
+        return [e for e in self.ok("GET", f"/{db_id}/events") if e["kind"] == kind]
+
     def wait_backup(self, db_id: str, backup_id: str) -> Any:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -141,7 +156,7 @@ def databases(api: Api) -> Iterator[dict[str, Any]]:
     for db in ready.values():
         for link in api.call("GET", f"/{db['id']}/attachments").json():
             api.call("DELETE", f"/{db['id']}/attachments/{link['app_id']}")
-        api.call("DELETE", f"/{db['id']}")
+        api.call("DELETE", f"/{db['id']}?final_backup=false")
     for db in ready.values():
         api.wait_gone(db["id"])
 
@@ -295,7 +310,9 @@ def test_backup_is_verified_and_restore_brings_the_data_back(
     assert download.status_code == 200 and len(download.content) == backup["size_bytes"] > 0
     code, out = sql(engine, creds, own, "DELETE FROM notes WHERE id = 1")
     assert code == 0, out
-    safety = api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore")
+    job = api.wait_job(db["id"], api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore"))
+    assert job["status"] == "succeeded", job
+    safety = api.ok("GET", f"/{db['id']}/backups/{job['detail']['safety_backup_id']}")
     assert safety["status"] == "succeeded" and safety["reason"] == "before-restore"
     code, out = sql(engine, creds, own, "SELECT count(*) FROM notes")
     assert (code, out) == (0, "2"), out
@@ -316,7 +333,8 @@ def test_redis_backup_is_verified_and_restored(
     backup = api.wait_backup(db["id"], api.ok("POST", f"/{db['id']}/backups")["id"])
     assert backup["status"] == "succeeded" and backup["verified"]["keys"] >= 1, backup
     admin("DEL", "kept")
-    api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore")
+    job = api.wait_job(db["id"], api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore"))
+    assert job["status"] == "succeeded", job
     assert api.wait(db["id"], {"running"})["state"] == "running"
     assert admin("GET", "kept") == "yes"
 
@@ -332,6 +350,9 @@ def test_a_backup_that_cannot_be_taken_is_recorded_failed(
     try:
         backup = api.wait_backup(db["id"], api.ok("POST", f"/{db['id']}/backups")["id"])
         assert backup["status"] == "failed" and backup["error"], backup
+        (event,) = [e for e in api.events(db["id"], "backup_failed")
+                    if e["detail"]["backup_id"] == backup["id"]]  # fmt: skip
+        assert backup["error"][:100] in event["detail"]["error"]
         r = api.call("GET", f"/{db['id']}/backups/{backup['id']}/download")
         assert r.status_code == 409 and r.json()["code"] == "backup_not_usable"
     finally:
@@ -354,3 +375,337 @@ def test_bad_requests_are_refused_and_delete_removes_everything(api: Api, e2e: E
     client = docker.from_env()
     assert not client.containers.list(all=True, filters={"label": f"org.ipaas.database={db['id']}"})
     assert not client.volumes.list(filters={"name": db_volume_name(db["id"])})
+
+
+# --- attached SQL apps, rotation under load ------------------------------------------------------
+# The lightest real app for a SQL database: the engine's own image (it has the client and perl),
+# a one-process HTTP server in core perl; each request writes a row and reads the count back
+# through DATABASE_URL with psql or mariadb.
+SQL_APP_SERVER = r"""
+use strict;
+use IO::Socket::INET;
+my %client = (
+    postgres => sub { my $q = shift; `psql "$ENV{DATABASE_URL}" -X -At -v ON_ERROR_STOP=1 -c "$q" 2>&1` },
+    mysql => sub {
+        my $q = shift;
+        my ($u, $p, $h, $port, $db) = $ENV{DATABASE_URL} =~ m{^mysql://([^:]+):([^@]+)@([^:]+):(\d+)/(.+)$};
+        local $ENV{MYSQL_PWD} = $p;
+        `mariadb -h $h -P $port -u $u -N -B $db -e "$q" 2>&1`
+    },
+);
+my $server = IO::Socket::INET->new(LocalPort => $ENV{PORT}, Listen => 64, ReuseAddr => 1) or die $!;
+while (my $c = $server->accept) {
+    my $line = <$c> // '';
+    while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
+    my ($path) = $line =~ m{^GET (\S+)};
+    my ($code, $body) = (200, 'ok');
+    if (($path // '') ne '/health') {
+        if (!$ENV{DATABASE_URL}) { $body = 'no database' }
+        else {
+            my ($scheme) = $ENV{DATABASE_URL} =~ m{^(\w+)://};
+            $body = $client{$scheme}->('CREATE TABLE IF NOT EXISTS hits (id INT); INSERT INTO hits VALUES (1); SELECT count(*) FROM hits');
+            $code = $? ? 503 : 200;
+            ($body) = $body =~ /([^\n]*)\n?\z/ if $code == 200;  # the count, the last line
+        }
+    }
+    print $c "HTTP/1.0 $code X\r\nContent-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body";
+    close $c;
+}
+"""
+
+
+def sql_app(engine: str) -> dict[str, str]:
+    return {
+        "Dockerfile": f"FROM {CLIENT_IMAGE[engine]}\nCOPY server.pl /srv/server.pl\n"
+        'ENTRYPOINT ["perl", "/srv/server.pl"]\n',
+        "server.pl": SQL_APP_SERVER,
+    }
+
+
+class Load:
+    """Requests one after another through the router until stopped; every answer kept."""
+
+    def __init__(self, e2e: E2E, name: str) -> None:
+        self.e2e, self.name = e2e, name
+        self.answers: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                r = self.e2e.via_router(self.name, "/")
+                self.answers.append((r.status_code, r.text))
+            except httpx.HTTPError as exc:
+                self.answers.append((0, repr(exc)))
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def failures(self) -> list[tuple[int, str]]:
+        return [a for a in self.answers if a[0] != 200 or not a[1].isdigit()]
+
+
+def attach_and_wait(e2e: E2E, api: Api, db: dict[str, Any], files: dict[str, str]) -> str:
+    """An app deployed and attached to the database, answering with a count it wrote."""
+    app_id = e2e.create(e2e.repo(files=files), health_check="/health")
+    assert e2e.wait(app_id)["state"] == "running", e2e.get(app_id, "/events")
+    name = e2e.get(app_id)["name"]
+    api.ok("POST", f"/{db['id']}/attachments", json={"app_id": app_id})
+    deadline = time.monotonic() + 120
+    while not e2e.via_router(name, "/").text.isdigit() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    first = int(e2e.via_router(name, "/").text)
+    assert int(e2e.via_router(name, "/").text) == first + 1  # written, and read back
+    return name
+
+
+def redis_login_works(db: dict[str, Any], user: str, password: str) -> bool:
+    (container,) = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )
+    result = container.exec_run(
+        ["redis-cli", "--no-auth-warning", "--user", user, "--pass", password, "ping"]
+    )
+    return result.output.decode().strip() == "PONG"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rotation_under_load_loses_no_request_and_revokes_the_old_login(
+    e2e: E2E, api: Api, databases: dict[str, Any], engine: str
+) -> None:
+    db = databases[engine]
+    name = attach_and_wait(e2e, api, db, REDIS_APP if engine == "redis" else sql_app(engine))
+    old = credentials(api, db)
+    with Load(e2e, name) as load:
+        time.sleep(1)
+        job = api.wait_job(db["id"], api.ok("POST", f"/{db['id']}/credentials/rotate"))
+        time.sleep(1)
+    assert job["status"] == "succeeded", job
+    assert len(load.answers) >= 5 and not load.failures(), load.failures()[:5]
+    new = credentials(api, db)
+    assert new["username"] != old["username"] and new["password"] != old["password"]
+    assert job["detail"]["revoked"] == [old["username"]] and job["detail"]["apps"] == [name]
+    counts = [int(text) for _, text in load.answers]
+    assert counts == sorted(counts)  # every request wrote and read the same data
+    if engine == "redis":
+        assert not redis_login_works(db, old["username"], old["password"])
+        assert redis_login_works(db, new["username"], new["password"])
+    else:
+        own = network_name(owner_id(e2e))
+        assert sql(engine, old, own, "SELECT 1")[0] != 0  # the old password is refused
+        assert sql(engine, new, own, "SELECT count(*) FROM hits")[0] == 0
+    assert api.events(db["id"], "credentials_rotated")
+
+
+# --- the data viewer -------------------------------------------------------------------------------
+HOSTILE = 'evil"; DROP TABLE notes; --`x'
+
+
+def admin_sql(db: dict[str, Any], engine: str, database: str, statements: str) -> str:
+    (container,) = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )
+    argv = ["ipaas-db", "admin", "-d", database, "-At", "-c"] if engine == "postgres" else [
+        "ipaas-db", "admin", database, "-N", "-B", "-e"]  # fmt: skip
+    result = container.exec_run([*argv, statements])
+    assert result.exit_code == 0, result.output
+    return str(result.output.decode())
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_viewer_pages_tables_and_quotes_hostile_names(
+    api: Api, databases: dict[str, Any], engine: str
+) -> None:
+    db = databases[engine]
+    database = credentials(api, db)["database"]
+    q = '"' if engine == "postgres" else "`"
+    hostile = q + HOSTILE.replace(q, q + q) + q
+    admin_sql(db, engine, database, "CREATE TABLE viewed (id INT PRIMARY KEY, body TEXT); "
+              "INSERT INTO viewed SELECT n, CONCAT('row ', n) FROM "
+              + ("generate_series(1, 250) n" if engine == "postgres" else
+                 "(SELECT seq AS n FROM seq_1_to_250) s")
+              + f"; CREATE TABLE {hostile} (v TEXT); INSERT INTO {hostile} VALUES ('kept')"
+              + ("; ANALYZE viewed" if engine == "postgres" else "; ANALYZE TABLE viewed"))  # fmt: skip
+    tables = {t["name"]: t for t in api.ok("GET", f"/{db['id']}/tables")}
+    assert HOSTILE in tables and tables["viewed"]["estimated_rows"] == 250
+    page = api.ok("GET", f"/{db['id']}/rows", params={"table": "viewed", "limit": 100})
+    assert [c["name"] for c in page["columns"]] == ["id", "body"] and page["columns"][0][
+        "primary_key"
+    ]
+    assert page["columns"][0]["type"] in ("integer", "int(11)")
+    assert page["rows"][0] == [1, "row 1"] and len(page["rows"]) == 100
+    assert page["truncated"] and page["next_offset"] == 100
+    last = api.ok("GET", f"/{db['id']}/rows",
+                  params={"table": "viewed", "limit": 100, "offset": 200})  # fmt: skip
+    assert last["rows"][-1] == [250, "row 250"] and not last["truncated"]
+    # A name with quotes, a semicolon and a comment is only ever a quoted name.
+    evil = api.ok("GET", f"/{db['id']}/rows", params={"table": HOSTILE})
+    assert evil["rows"] == [["kept"]]
+    for bad in ('viewed"; DROP TABLE viewed; --', "viewed` ; DROP TABLE viewed; -- "):
+        r = api.call("GET", f"/{db['id']}/rows", params={"table": bad})
+        assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
+    assert api.ok("GET", f"/{db['id']}/rows", params={"table": "viewed", "limit": 1})["rows"]
+    r = api.call("GET", f"/{db['id']}/rows", params={"table": "viewed", "limit": 5000})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_limit"
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_console_reads_and_refuses_writes_ddl_and_runaways(
+    api: Api, databases: dict[str, Any], engine: str
+) -> None:
+    db = databases[engine]
+    database = credentials(api, db)["database"]
+    admin_sql(db, engine, database, "CREATE TABLE IF NOT EXISTS guarded (id INT, v TEXT); "
+              "INSERT INTO guarded VALUES (1, NULL), (2, 'a,b')")  # fmt: skip
+
+    def query(text: str) -> httpx.Response:
+        return api.call("POST", f"/{db['id']}/query", json={"sql": text})
+
+    r = query("SELECT id, v FROM guarded ORDER BY id")
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"] == [["1", None], ["2", "a,b"]]
+    assert [c["name"] for c in r.json()["columns"]] == ["id", "v"]
+    for write in ("INSERT INTO guarded VALUES (3, 'x')", "DELETE FROM guarded",
+                  "CREATE TABLE planted (a INT)", "DROP TABLE guarded",
+                  "SELECT 1; DROP TABLE guarded"):  # fmt: skip
+        r = query(write)
+        assert r.status_code == 403 and r.json()["code"] == "read_only", (write, r.text)
+    assert admin_sql(db, engine, database, "SELECT count(*) FROM guarded").strip() == "2"
+    runaway = "SELECT pg_sleep(30)" if engine == "postgres" else "SELECT SLEEP(30)"
+    started = time.monotonic()
+    r = query(runaway)
+    assert r.status_code == 422 and r.json()["code"] == "query_timeout", r.text
+    assert time.monotonic() - started < 20
+    many = ("SELECT n FROM generate_series(1, 100000) n" if engine == "postgres"
+            else "SELECT seq FROM seq_1_to_100000")  # fmt: skip
+    r = query(many)
+    assert r.status_code == 200 and r.json()["truncated"] and len(r.json()["rows"]) == 1000
+
+
+def test_redis_key_browser_scans_with_a_pattern(api: Api, databases: dict[str, Any]) -> None:
+    db = databases["redis"]
+    (container,) = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )
+    container.exec_run(["ipaas-db", "admin", "SET", "view:big", "x" * 5000, "EX", "600"])
+    container.exec_run(["ipaas-db", "admin", "RPUSH", "view:list", "a", "b"])
+    found: dict[str, Any] = {}
+    cursor = "0"
+    while True:
+        page = api.ok("GET", f"/{db['id']}/keys",
+                      params={"pattern": "view:*", "cursor": cursor, "count": 10})  # fmt: skip
+        found.update({k["key"]: k for k in page["keys"]})
+        cursor = page["cursor"]
+        if cursor == "0":
+            break
+    assert set(found) == {"view:big", "view:list"}
+    big = found["view:big"]
+    assert big["type"] == "string" and big["size"] == 5000 and len(big["preview"]) == 256
+    assert 0 < big["ttl_ms"] <= 600_000
+    assert found["view:list"]["preview"] == ["a", "b"] and found["view:list"]["ttl_ms"] == -1
+    r = api.call("GET", f"/{db['id']}/keys", params={"cursor": "1; FLUSHALL"})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
+    r = api.call("GET", f"/{databases['postgres']['id']}/keys")
+    assert r.status_code == 422 and r.json()["code"] == "not_redis"
+
+
+def test_viewer_is_the_owners_only(e2e: E2E, api: Api, databases: dict[str, Any]) -> None:
+    other_id, _ = e2e.make_user()
+    headers = {
+        "Authorization": f"Bearer {e2e.live.plane.stores.access_tokens.issue(other_id, 'user')}"
+    }
+    for engine, method, path, body in (
+        ("postgres", "GET", "/tables", None), ("postgres", "GET", "/rows?table=guarded", None),
+        ("mariadb", "POST", "/query", {"sql": "SELECT 1"}), ("redis", "GET", "/keys", None),
+        ("postgres", "POST", "/credentials/rotate", None), ("postgres", "GET", "/jobs", None),
+        ("postgres", "GET", "/events", None),
+    ):  # fmt: skip
+        r = api.call(method, f"/{databases[engine]['id']}{path}", headers=headers, json=body)
+        assert r.status_code == 404 and r.json()["code"] == "not_found", (path, r.text)
+
+
+# --- restore jobs, final backups, schedules --------------------------------------------------------
+def backup_file(e2e: E2E, db: dict[str, Any], backup: dict[str, Any]) -> Path:
+    folder = e2e.settings.effective_backups_dir / db["id"]
+    (found,) = [p for p in folder.iterdir() if backup["id"][:8] in p.name]
+    return found
+
+
+def test_mariadb_restore_of_a_corrupt_file_fails_and_keeps_the_data(
+    e2e: E2E, api: Api, databases: dict[str, Any]
+) -> None:
+    db = databases["mariadb"]
+    database = credentials(api, db)["database"]
+    admin_sql(db, "mariadb", database, "CREATE TABLE precious (id INT PRIMARY KEY); "
+              "INSERT INTO precious VALUES (1), (2), (3)")  # fmt: skip
+    backup = api.wait_backup(db["id"], api.ok("POST", f"/{db['id']}/backups")["id"])
+    assert backup["status"] == "succeeded", backup
+    admin_sql(db, "mariadb", database, "INSERT INTO precious VALUES (4)")
+    # The file goes bad on disk after it was verified: its tables load, then a broken line.
+    path = backup_file(e2e, db, backup)
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()) + b"\nTHIS IS NOT SQL;\n"))
+    job = api.wait_job(db["id"], api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore"))
+    assert job["status"] == "failed" and "nothing was changed" in job["error"], job
+    assert admin_sql(db, "mariadb", database, "SELECT count(*) FROM precious").strip() == "4"
+    assert api.events(db["id"], "restore_failed")
+    # One job at a time: a second restore while one runs is refused.
+    running = api.ok("POST", f"/{db['id']}/backups/{backup['id']}/restore")
+    r = api.call("POST", f"/{db['id']}/backups/{backup['id']}/restore")
+    assert r.status_code == 409 and r.json()["code"] == "operation_running"
+    assert api.wait_job(db["id"], running)["status"] == "failed"
+
+
+def test_scheduled_backups_are_taken_and_pruned(
+    e2e: E2E, api: Api, databases: dict[str, Any]
+) -> None:
+    db = databases["redis"]
+    assert api.ok("GET", f"/{db['id']}")["backup_interval_s"] == 86400  # the platform's default
+    api.ok("PUT", f"/{db['id']}/backup-schedule", json={"interval_s": 1, "keep": 1})
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            scheduled = [b for b in api.ok("GET", f"/{db['id']}/backups")
+                         if b["reason"] == "scheduled"]  # fmt: skip
+            if len(scheduled) == 1 and scheduled[0]["status"] == "succeeded":
+                taken = scheduled[0]["id"]
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("no scheduled backup was taken")
+        # Another one later, and only the newest good one is kept (file and record).
+        while time.monotonic() < deadline:
+            scheduled = [b for b in api.ok("GET", f"/{db['id']}/backups")
+                         if b["reason"] == "scheduled" and b["status"] == "succeeded"]  # fmt: skip
+            if len(scheduled) == 1 and scheduled[0]["id"] != taken:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("the older scheduled backup was never pruned")
+    finally:
+        api.ok("PUT", f"/{db['id']}/backup-schedule", json={"interval_s": 0, "keep": 1})
+    folder = e2e.settings.effective_backups_dir / db["id"]
+    assert not [p for p in folder.iterdir() if taken[:8] in p.name]
+    r = api.call("PUT", f"/{db['id']}/backup-schedule", json={"interval_s": -1, "keep": 0})
+    assert r.status_code == 422
+
+
+def test_delete_takes_a_final_backup_that_outlives_the_database(api: Api) -> None:
+    db = api.ok("POST", json={"name": f"final-{uuid.uuid4().hex[:6]}", "engine": "redis"})
+    assert api.wait(db["id"], {"running", "failed"})["state"] == "running"
+    (container,) = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )
+    container.exec_run(["ipaas-db", "admin", "SET", "last", "words"])
+    assert api.call("DELETE", f"/{db['id']}").status_code == 202
+    api.wait_gone(db["id"])
+    (event,) = [e for e in api.ok("GET", "/events")
+                if e["database_id"] == db["id"] and e["kind"] == "deleted"]  # fmt: skip
+    kept = Path(event["detail"]["final_backup_path"])
+    assert kept.stat().st_size == event["detail"]["size_bytes"] > 0
+    assert event["detail"]["verified"]["keys"] == 1 and event["database_name"] == db["name"]

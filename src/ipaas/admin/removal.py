@@ -57,8 +57,9 @@ class AccountRemoval:
         owned = await self.databases.store.list(user_id)
         for db in owned:
             with contextlib.suppress(IllegalDbTransition, NotFound):
+                # No final backup: the admin confirmed, and its owner (who could restore it) goes.
                 await self.databases.store.transition(
-                    db.id, DbState.DELETING, "the owner was deleted"
+                    db.id, DbState.DELETING, "the owner was deleted", final_backup=False
                 )
             await self.databases.finish_delete(db.id)
         return len(owned)

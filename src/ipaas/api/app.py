@@ -137,6 +137,8 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.notice_sender = plane.notice_sender
     app.state.account_mail = plane.account_mail
     app.state.account_removal = plane.account_removal
+    app.state.rotation = plane.rotation
+    app.state.data_viewer = plane.data_viewer
     app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
     openapi.install(app)

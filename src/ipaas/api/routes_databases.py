@@ -6,19 +6,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from ipaas.api.deps import current_user
 from ipaas.api.schemas import DNS_LABEL, Strict
 from ipaas.apps.service import Principal
+from ipaas.config import DatabaseSettings
 from ipaas.databases.backups import BackupService
+from ipaas.databases.rotation import CredentialRotation
+from ipaas.databases.schedule import interval_of, keep_of
 from ipaas.databases.service import DatabaseRequest, DatabaseService
+from ipaas.databases.viewer import MAX_SQL_CHARS, DataViewer
 from ipaas.domain.databases import BackupStatus
 from ipaas.domain.errors import Conflict
 from ipaas.runtime.databases import host_name
-from ipaas.store.models import Database, DatabaseBackup
+from ipaas.store.models import Database, DatabaseBackup, DatabaseEvent, DatabaseJob
 
 router = APIRouter(prefix="/databases", tags=["databases"])
 
@@ -29,6 +33,14 @@ def database_service(request: Request) -> DatabaseService:
 
 def backup_service(request: Request) -> BackupService:
     return cast(BackupService, request.app.state.backup_service)
+
+
+def rotation(request: Request) -> CredentialRotation:
+    return cast(CredentialRotation, request.app.state.rotation)
+
+
+def data_viewer(request: Request) -> DataViewer:
+    return cast(DataViewer, request.app.state.data_viewer)
 
 
 async def owned_database(
@@ -57,6 +69,8 @@ class DatabaseOut(BaseModel):
     state: str
     state_reason: str | None
     host: str
+    backup_interval_s: int
+    backup_keep: int
     created_at: datetime
     updated_at: datetime
 
@@ -93,11 +107,86 @@ class BackupOut(BaseModel):
     finished_at: datetime | None
 
 
-def database_out(db: Database) -> DatabaseOut:
+class ScheduleRequest(Strict):
+    interval_s: int = Field(ge=0, le=31 * 86400, description="0: no scheduled backups")
+    keep: int = Field(ge=1, le=1000, description="scheduled backups kept")
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    detail: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class EventOut(BaseModel):
+    id: int
+    database_id: str
+    database_name: str
+    kind: str
+    message: str
+    detail: dict[str, Any]
+    at: datetime
+
+
+class TableOut(BaseModel):
+    schema_name: str
+    name: str
+    estimated_rows: int | None
+
+
+class ColumnOut(BaseModel):
+    name: str
+    type: str | None
+    primary_key: bool
+
+
+class RowsOut(BaseModel):
+    table: TableOut
+    columns: list[ColumnOut]
+    rows: list[list[Any]]
+    truncated: bool
+    next_offset: int | None
+
+
+class QueryRequest(Strict):
+    sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS)
+
+
+class QueryOut(BaseModel):
+    columns: list[ColumnOut]
+    rows: list[list[Any]]
+    truncated: bool
+
+
+class KeysOut(BaseModel):
+    cursor: str
+    keys: list[dict[str, Any]]
+
+
+def database_out(db: Database, settings: DatabaseSettings) -> DatabaseOut:
     return DatabaseOut(
         id=db.id, name=db.name, engine=db.engine, version=db.version, memory_mb=db.memory_mb,
         cpus=db.cpus, state=db.state, state_reason=db.state_reason, host=host_name(db.id),
+        backup_interval_s=interval_of(db, settings), backup_keep=keep_of(db, settings),
         created_at=db.created_at, updated_at=db.updated_at,
+    )  # fmt: skip
+
+
+def event_out(e: DatabaseEvent) -> EventOut:
+    return EventOut(
+        id=e.id, database_id=e.database_id, database_name=e.database_name, kind=e.kind,
+        message=e.message, detail=e.detail, at=e.at,
+    )  # fmt: skip
+
+
+def job_out(job: DatabaseJob) -> JobOut:
+    return JobOut(
+        id=job.id, kind=job.kind, status=job.status, detail=job.detail, error=job.error,
+        created_at=job.created_at, finished_at=job.finished_at,
     )  # fmt: skip
 
 
@@ -115,27 +204,42 @@ async def create_database(
     svc: DatabaseService = Depends(database_service),
 ) -> DatabaseOut:
     request = DatabaseRequest(body.name, body.engine, body.version, body.memory_mb, body.cpus)
-    return database_out(await svc.create(who, request))
+    return database_out(await svc.create(who, request), svc.settings)
 
 
 @router.get("", response_model=list[DatabaseOut])
 async def list_databases(
     who: Principal = Depends(current_user), svc: DatabaseService = Depends(database_service)
 ) -> list[DatabaseOut]:
-    return [database_out(db) for db in await svc.list(who)]
+    return [database_out(db, svc.settings) for db in await svc.list(who)]
+
+
+@router.get("/events", response_model=list[EventOut])
+async def list_all_events(
+    after: int = Query(0, ge=0, le=2**62),
+    who: Principal = Depends(current_user),
+    svc: DatabaseService = Depends(database_service),
+) -> list[EventOut]:
+    """Events of all the caller's databases, deleted ones too (a final backup's whereabouts),
+    oldest first after the id `after`."""
+    return [event_out(e) for e in await svc.store.events(owner_id=who.user_id, after_id=after)]
 
 
 @router.get("/{db_id}", response_model=DatabaseOut)
-async def get_database(db: Database = Depends(owned_database)) -> DatabaseOut:
-    return database_out(db)
+async def get_database(
+    db: Database = Depends(owned_database), svc: DatabaseService = Depends(database_service)
+) -> DatabaseOut:
+    return database_out(db, svc.settings)
 
 
 @router.delete("/{db_id}", status_code=202, response_model=DatabaseOut)
 async def delete_database(
-    db: Database = Depends(owned_database), svc: DatabaseService = Depends(database_service)
+    final_backup: bool = Query(True, description="take a verified backup first, kept a while"),
+    db: Database = Depends(owned_database),
+    svc: DatabaseService = Depends(database_service),
 ) -> DatabaseOut:
-    await svc.delete(db)
-    return database_out(await svc.store.get(db.id))
+    await svc.delete(db, final_backup)
+    return database_out(await svc.store.get(db.id), svc.settings)
 
 
 @router.post("/{db_id}/restart", status_code=202, response_model=DatabaseOut)
@@ -143,7 +247,7 @@ async def restart_database(
     db: Database = Depends(owned_database), svc: DatabaseService = Depends(database_service)
 ) -> DatabaseOut:
     await svc.restart(db)
-    return database_out(await svc.store.get(db.id))
+    return database_out(await svc.store.get(db.id), svc.settings)
 
 
 @router.get("/{db_id}/credentials", response_model=CredentialsOut)
@@ -227,11 +331,119 @@ async def download_backup(
     return FileResponse(path, media_type="application/octet-stream", filename=backup.file_name)
 
 
-@router.post("/{db_id}/backups/{backup_id}/restore", response_model=BackupOut)
+@router.post("/{db_id}/backups/{backup_id}/restore", status_code=202, response_model=JobOut)
 async def restore_backup(
     backup_id: str,
     db: Database = Depends(owned_database),
     backups: BackupService = Depends(backup_service),
-) -> BackupOut:
-    """Restore (waits until done); answers with the safety backup taken just before."""
-    return backup_out(await backups.restore(db, await backups.get(db, backup_id)))
+) -> JobOut:
+    """Start a restore job: a safety backup of the data there now, then the backup put back
+    (all or nothing). Follow it at /jobs/{id}; its detail names the safety backup."""
+    return job_out(await backups.start_restore(db, await backups.get(db, backup_id)))
+
+
+@router.put("/{db_id}/backup-schedule", response_model=DatabaseOut)
+async def set_backup_schedule(
+    body: ScheduleRequest,
+    db: Database = Depends(owned_database),
+    svc: DatabaseService = Depends(database_service),
+) -> DatabaseOut:
+    await svc.store.set_fields(db.id, backup_interval_s=body.interval_s, backup_keep=body.keep)
+    return database_out(await svc.store.get(db.id), svc.settings)
+
+
+@router.post("/{db_id}/credentials/rotate", status_code=202, response_model=JobOut)
+async def rotate_credentials(
+    db: Database = Depends(owned_database), rotations: CredentialRotation = Depends(rotation)
+) -> JobOut:
+    """Start a rotation job: a new login works before the old one is revoked; attached apps
+    are rolled out onto it in between."""
+    return job_out(await rotations.start(db))
+
+
+@router.get("/{db_id}/jobs", response_model=list[JobOut])
+async def list_jobs(
+    db: Database = Depends(owned_database), backups: BackupService = Depends(backup_service)
+) -> list[JobOut]:
+    return [job_out(j) for j in await backups.jobs(db)]
+
+
+@router.get("/{db_id}/jobs/{job_id}", response_model=JobOut)
+async def get_job(
+    job_id: str,
+    db: Database = Depends(owned_database),
+    backups: BackupService = Depends(backup_service),
+) -> JobOut:
+    return job_out(await backups.job(db, job_id))
+
+
+@router.get("/{db_id}/events", response_model=list[EventOut])
+async def list_events(
+    after: int = Query(0, ge=0, le=2**62),
+    db: Database = Depends(owned_database),
+    svc: DatabaseService = Depends(database_service),
+) -> list[EventOut]:
+    """What happened to the database (backups failed or overdue, restores, rotations)."""
+    return [event_out(e) for e in await svc.store.events(database_id=db.id, after_id=after)]
+
+
+# --- the data viewer ---------------------------------------------------------------------------
+@router.get("/{db_id}/tables", response_model=list[TableOut])
+async def list_tables(
+    db: Database = Depends(owned_database), viewer: DataViewer = Depends(data_viewer)
+) -> list[TableOut]:
+    return [
+        TableOut(schema_name=t.schema, name=t.name, estimated_rows=t.estimated_rows)
+        for t in await viewer.tables(db)
+    ]
+
+
+@router.get("/{db_id}/rows", response_model=RowsOut)
+async def table_rows(
+    table: str = Query(..., min_length=1, max_length=256),
+    schema: str | None = Query(None, max_length=256),
+    limit: int = Query(100, ge=1, le=100_000),
+    offset: int = Query(0, ge=0, le=2**62),
+    db: Database = Depends(owned_database),
+    viewer: DataViewer = Depends(data_viewer),
+) -> RowsOut:
+    """A page of a table's rows (in primary-key order), its columns and their types."""
+    found, columns, rows, cut = await viewer.rows(db, table, schema, limit, offset)
+    return RowsOut(
+        table=TableOut(
+            schema_name=found.schema, name=found.name, estimated_rows=found.estimated_rows
+        ),
+        columns=[ColumnOut(**c.__dict__) for c in columns],
+        rows=rows,
+        truncated=cut,
+        next_offset=offset + len(rows) if cut else None,
+    )
+
+
+@router.post("/{db_id}/query", response_model=QueryOut)
+async def run_query(
+    body: QueryRequest,
+    db: Database = Depends(owned_database),
+    viewer: DataViewer = Depends(data_viewer),
+) -> QueryOut:
+    """The read-only SQL console: one query as the SELECT-only login, with a statement
+    timeout and a row cap (`truncated` says more rows were left)."""
+    result = await viewer.console(db, body.sql)
+    return QueryOut(
+        columns=[ColumnOut(**c.__dict__) for c in result.columns],
+        rows=result.rows,
+        truncated=result.truncated,
+    )
+
+
+@router.get("/{db_id}/keys", response_model=KeysOut)
+async def redis_keys(
+    pattern: str = Query("*", min_length=1, max_length=512),
+    cursor: str = Query("0", max_length=20),
+    count: int = Query(100, ge=1, le=1000),
+    db: Database = Depends(owned_database),
+    viewer: DataViewer = Depends(data_viewer),
+) -> KeysOut:
+    """One SCAN step of a Redis database: keys with type, TTL (ms, -1 none), size and a capped
+    preview; go on with the `cursor` given until it is "0"."""
+    return KeysOut(**await viewer.keys(db, pattern, cursor, count))

@@ -9,9 +9,11 @@ Tagged `ipaas-db/<engine>:<major version>`; built by `ipaas images bootstrap` wh
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -21,7 +23,6 @@ from ipaas.builds.images import (
     BootstrapError,
     Log,
     Recipe,
-    _image_exists,
     _mmdebstrap_argv,
     _run,
     _run_pipeline,
@@ -29,7 +30,22 @@ from ipaas.builds.images import (
 from ipaas.domain.databases import ENGINES, LABEL_DB_PACKAGES, MOUNT_PATH, Engine, image_tag
 
 LABEL_DB_ENGINE = "org.ipaas.db.engine"
+LABEL_DB_SCRIPT = "org.ipaas.db.script"  # the digest of the image's ipaas-db script
 SCRIPT = "ipaas-db"
+
+
+def script_digest() -> str:
+    text = (resources.files("ipaas.builds") / "dbimage" / SCRIPT).read_bytes()
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
+def _script_of(tag: str) -> str | None:
+    """The script digest an image carries; None when the image is missing."""
+    fmt = '{{index .Config.Labels "' + LABEL_DB_SCRIPT + '"}}'
+    result = subprocess.run(
+        ["docker", "image", "inspect", "--format", fmt, tag], capture_output=True, timeout=30
+    )
+    return result.stdout.decode().strip() if result.returncode == 0 else None
 
 
 def engine_tags() -> dict[str, str]:
@@ -42,11 +58,16 @@ def engine_tags() -> dict[str, str]:
 
 
 def missing_engine_images() -> list[str]:
-    return [tag for tag in engine_tags().values() if not _image_exists(tag)]
+    """Tags missing, or carrying an older ipaas-db script (refreshed in a second)."""
+    wanted = script_digest()
+    return [tag for tag in engine_tags().values() if _script_of(tag) != wanted]
 
 
 def _dockerfile(rootfs: str, engine: Engine, packages: str) -> str:
-    labels = f"{LABEL_DB_ENGINE}={engine.value} {LABEL_DB_PACKAGES}={json.dumps(packages)}"
+    labels = (
+        f"{LABEL_DB_ENGINE}={engine.value} {LABEL_DB_PACKAGES}={json.dumps(packages)} "
+        f"{LABEL_DB_SCRIPT}={script_digest()}"
+    )
     return "\n".join(
         [
             f"FROM {rootfs}",
@@ -94,14 +115,33 @@ async def build_engine_image(engine: Engine, tag: str, log: Log) -> None:
     log(f"built {engine.value} database image {tag}: {versions}")
 
 
-def engine_jobs(selected: set[str] | None, force: bool, log: Log) -> list[tuple[Engine, str]]:
-    """The engine images to build: the selected ones missing (all selected ones with force)."""
-    jobs: list[tuple[Engine, str]] = []
+async def refresh_script(tag: str, log: Log) -> None:
+    """An image whose packages are current but whose ipaas-db script is older: the new script
+    is laid on top of it (no package download)."""
+    with tempfile.TemporaryDirectory(prefix="ipaas-dbimage-") as tmp:
+        context = Path(tmp)
+        with resources.as_file(resources.files("ipaas.builds") / "dbimage" / SCRIPT) as src:
+            shutil.copyfile(src, context / SCRIPT)
+        (context / SCRIPT).chmod(0o755)
+        (context / "Dockerfile").write_text(
+            f"FROM {tag}\nCOPY {SCRIPT} /usr/local/bin/{SCRIPT}\n"
+            f"LABEL {LABEL_DB_SCRIPT}={script_digest()}\n"
+        )
+        await _run(["docker", "build", "-q", "-t", tag, str(context)])
+    log(f"refreshed the ipaas-db script of {tag}")
+
+
+def engine_jobs(selected: set[str] | None, force: bool, log: Log) -> list[tuple[Engine, str, bool]]:
+    """The engine images to build: (engine, tag, whole) for the selected ones missing, all
+    selected ones with force; `whole` False when only the script is out of date."""
+    jobs: list[tuple[Engine, str, bool]] = []
+    wanted = script_digest()
     for name, tag in engine_tags().items():
         if selected is not None and name not in selected:
             continue
-        if not force and _image_exists(tag):
+        found = _script_of(tag)
+        if not force and found == wanted:
             log(f"{name}: {tag} already present")
             continue
-        jobs.append((Engine(name), tag))
+        jobs.append((Engine(name), tag, force or found is None))
     return jobs

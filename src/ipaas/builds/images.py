@@ -283,13 +283,16 @@ async def bootstrap(
         async with limit:
             await build_recipe(recipe, tags, settings, log)
 
-    async def engine(engine: Engine, tag: str) -> None:
+    async def engine(engine: Engine, tag: str, whole: bool) -> None:
         async with limit:
-            await dbimages.build_engine_image(engine, tag, log)
+            if whole:
+                await dbimages.build_engine_image(engine, tag, log)
+            else:
+                await dbimages.refresh_script(tag, log)
 
     engines = dbimages.engine_jobs(selected, force, log)
-    await asyncio.gather(*(one(r, t) for r, t in jobs), *(engine(e, t) for e, t in engines))
-    return [tag for _, tags in jobs for tag in tags] + [tag for _, tag in engines]
+    await asyncio.gather(*(one(r, t) for r, t in jobs), *(engine(*job) for job in engines))
+    return [tag for _, tags in jobs for tag in tags] + [tag for _, tag, _ in engines]
 
 
 def list_base_images(settings: Settings) -> list[dict[str, Any]]:

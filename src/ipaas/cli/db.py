@@ -1,5 +1,6 @@
 """`ipaas db ...`: database add-ons over the HTTP API (create, list, info, credentials, attach,
-detach, backup, backups, restore, delete). Databases and apps are named by id or by name."""
+detach, backup, backups, restore, rotate, schedule, delete). Databases and apps are named by id
+or by name."""
 
 from __future__ import annotations
 
@@ -201,8 +202,51 @@ def restore(
     """Put a verified backup back (a safety backup of the current data is taken first)."""
     with api() as client:
         db = resolve(client, database)
-        safety = client.post(f"{DATABASES}/{db['id']}/backups/{backup_id}/restore")
-    console().print(f"restored {backup_id}; the data from before is in backup {safety['id']}")
+        job = follow_job(
+            client, db, client.post(f"{DATABASES}/{db['id']}/backups/{backup_id}/restore")
+        )
+    safety = job["detail"].get("safety_backup_id")
+    console().print(f"restored {backup_id}; the data from before is in backup {safety}")
+
+
+def follow_job(client: Client, db: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """Wait for a restore or rotation; a failed one exits 1 with its reason."""
+    done = wait_until(client, f"{DATABASES}/{db['id']}/jobs/{job['id']}", "status", {"running"})
+    if done["status"] != "succeeded":
+        console().print(f"{done['kind']} {state_text(done['status'])}: {done.get('error') or ''}")
+        raise typer.Exit(1)
+    return done
+
+
+@db_app.command("rotate")
+@handles_errors
+def rotate(database: str = typer.Argument(..., help="id or name")) -> None:
+    """New credentials without downtime: attached apps move onto them, then the old ones are
+    revoked."""
+    with api() as client:
+        db = resolve(client, database)
+        job = follow_job(client, db, client.post(f"{DATABASES}/{db['id']}/credentials/rotate"))
+    apps = ", ".join(job["detail"].get("apps") or []) or "no app"
+    console().print(f"{db['name']}: new login {job['detail']['username']} ({apps} moved onto it)")
+
+
+@db_app.command("schedule")
+@handles_errors
+def schedule(
+    database: str = typer.Argument(..., help="id or name"),
+    every: int = typer.Option(..., "--every", help="seconds between backups; 0: none"),
+    keep: int = typer.Option(7, "--keep", help="scheduled backups kept"),
+) -> None:
+    """Set the database's backup schedule."""
+    with api() as client:
+        db = resolve(client, database)
+        body = {"interval_s": every, "keep": keep}
+        client.request("PUT", f"{DATABASES}/{db['id']}/backup-schedule", json=body)
+    console().print(
+        f"{db['name']}: a backup every {every} s, {keep} kept"
+        if every
+        else f"{db['name']}: no scheduled backups"
+    )
 
 
 @db_app.command("delete")
@@ -210,11 +254,14 @@ def restore(
 def delete(
     database: str = typer.Argument(..., help="id or name"),
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+    final_backup: bool = typer.Option(
+        True, "--final-backup/--no-final-backup", help="take a verified backup first, kept a while"
+    ),
 ) -> None:
     """Delete the database, its container and its volume (detach its apps first)."""
     with api() as client:
         db = resolve(client, database)
         if not yes and not typer.confirm(f"delete {db['name']} and all its data?"):
             raise typer.Exit(1)
-        client.delete(f"{DATABASES}/{db['id']}")
+        client.delete(f"{DATABASES}/{db['id']}", final_backup=str(final_backup).lower())
     console().print(f"{db['name']} is being deleted")

@@ -4,18 +4,20 @@ app at its next start)."""
 
 from __future__ import annotations
 
-import json
-
 from ipaas.auth.keys import Cipher
 from ipaas.domain.databases import Credentials, connection_url
+from ipaas.domain.dbaccounts import Accounts
 from ipaas.runtime.databases import host_name
 from ipaas.store.databases import DatabaseStore
 from ipaas.store.models import Database
 
 
+def accounts_of(cipher: Cipher, db: Database) -> Accounts:
+    return Accounts.from_json(cipher.decrypt(db.credentials_encrypted))
+
+
 def credentials_of(cipher: Cipher, db: Database) -> Credentials:
-    doc = json.loads(cipher.decrypt(db.credentials_encrypted))
-    return Credentials(doc["username"], doc["password"], doc["database"])
+    return accounts_of(cipher, db).app
 
 
 def url_of(cipher: Cipher, db: Database) -> str:

@@ -1,6 +1,6 @@
 """The databases' own small warden: at start and every few seconds, creates, restarts and
-deletes a killed process left half-done are finished (or failed past their deadline), and
-backups left running are failed with the reason."""
+deletes a killed process left half-done are finished (or failed past their deadline), backups
+and jobs left running are failed with the reason, and scheduled backups are taken and pruned."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import contextlib
 import structlog
 
 from ipaas.databases.backups import BackupService
+from ipaas.databases.schedule import BackupSchedule
 from ipaas.databases.service import DatabaseService
 
 log = structlog.get_logger()
@@ -17,16 +18,22 @@ log = structlog.get_logger()
 
 class DatabaseRecovery:
     def __init__(
-        self, databases: DatabaseService, backups: BackupService, interval_s: float
+        self,
+        databases: DatabaseService,
+        backups: BackupService,
+        schedule: BackupSchedule,
+        interval_s: float,
     ) -> None:
         self.databases = databases
         self.backups = backups
+        self.schedule = schedule
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
 
     async def once(self) -> None:
         await self.databases.recover()
         await self.backups.fail_abandoned()
+        await self.schedule.once()
 
     async def _loop(self) -> None:
         while True:

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -20,20 +18,17 @@ from ipaas.apps.deployer import Deployer
 from ipaas.apps.service import Principal
 from ipaas.auth.keys import Cipher
 from ipaas.config import DatabaseSettings
-from ipaas.databases.links import credentials_of, url_of
+from ipaas.databases.backups import BackupService
+from ipaas.databases.links import accounts_of, credentials_of, url_of
+from ipaas.databases.provisioning import container_spec, new_accounts, run_admin
 from ipaas.domain.databases import (
     ENGINES,
     MIN_MEMORY_MB,
-    Credentials,
     DbState,
+    Engine,
     IllegalDbTransition,
-    database_name,
     engine_info,
     env_name_problem,
-    image_tag,
-    provision_argv,
-    provision_input,
-    server_args,
 )
 from ipaas.domain.errors import Conflict, InvalidInput, LimitReached, NotFoundError
 from ipaas.domain.names import name_problem
@@ -46,7 +41,6 @@ from ipaas.store.quotas import QuotaExceeded, QuotaStore
 
 log = structlog.get_logger()
 D = DbState
-_ADMIN_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -68,35 +62,6 @@ class ShownCredentials:
     url: str
 
 
-def container_spec(db: Database, settings: DatabaseSettings) -> DbContainerSpec:
-    return DbContainerSpec(
-        database_id=db.id,
-        owner_id=db.owner_id,
-        image=image_tag(db.engine, db.version),
-        memory_mb=db.memory_mb,
-        cpus=db.cpus,
-        pids_limit=settings.pids_limit,
-        server_args=tuple(server_args(db.engine, db.memory_mb)),
-        ready_timeout_s=settings.create_timeout_s,
-    )
-
-
-async def run_admin(
-    runtime: DatabaseRuntime, container_id: str, engine: str, creds: Credentials
-) -> None:
-    """Create (or bring up to date) the database and its user; DbStartFailed when refused."""
-    stdin = provision_input(engine, creds).encode()
-    result = await runtime.exec(container_id, provision_argv(engine), _ADMIN_TIMEOUT_S, stdin)
-    if not result.ok:
-        raise DbStartFailed(f"creating the user failed: {result.output[-500:]}")
-
-
-def new_credentials(name: str, engine: str) -> Credentials:
-    """Generated, never chosen by the user: a random user name and a 32-character password."""
-    database = "0" if engine == "redis" else database_name(name)
-    return Credentials(f"u{secrets.token_hex(6)}", secrets.token_urlsafe(24), database)
-
-
 class DatabaseService:
     def __init__(
         self,
@@ -108,7 +73,9 @@ class DatabaseService:
         deployer: Deployer,
         settings: DatabaseSettings,
         background: Background,
+        backups: BackupService,
     ) -> None:
+        self.backups = backups
         self.store = store
         self.apps = apps
         self.quotas = quotas
@@ -151,7 +118,7 @@ class DatabaseService:
         cpus = body.cpus or self.settings.cpus
         if memory_mb < MIN_MEMORY_MB:
             raise InvalidInput(f"a database needs at least {MIN_MEMORY_MB} MB", code="too_small")
-        creds = new_credentials(body.name, engine)
+        accounts = new_accounts(body.name, engine)
         db = Database(
             id=new_id(),
             name=body.name,
@@ -161,7 +128,7 @@ class DatabaseService:
             memory_mb=memory_mb,
             cpus=cpus,
             state=D.CREATING.value,
-            credentials_encrypted=self.cipher.encrypt(json.dumps(creds.__dict__)),
+            credentials_encrypted=self.cipher.encrypt(accounts.to_json()),
             deadline=self._deadline(),
         )
         await self._insert(db)
@@ -215,8 +182,22 @@ class DatabaseService:
     async def _provision(self, db: Database) -> None:
         container_id = await self.runtime.start(self._spec(db))
         await self.store.set_fields(db.id, container_id=container_id)
-        await run_admin(self.runtime, container_id, db.engine, credentials_of(self.cipher, db))
+        await self.provision_users(db, container_id)
         await self.store.transition(db.id, D.RUNNING, "the server answers", deadline=None)
+
+    async def provision_users(self, db: Database, container_id: str) -> None:
+        """The users as stored (a database made before the viewer existed gets its viewer
+        here, at its next start)."""
+        accounts = accounts_of(self.cipher, db)
+        if accounts.reader is None and db.engine != Engine.REDIS:
+            fresh = new_accounts(db.name, db.engine).reader
+            accounts = replace(accounts, reader=fresh)
+            await self.store.set_fields(
+                db.id, credentials_encrypted=self.cipher.encrypt(accounts.to_json())
+            )
+        await run_admin(
+            self.runtime, container_id, db.engine, accounts, self.settings.console_timeout_s
+        )
 
     async def _bounded(self, db: Database, work: Awaitable[None], what: str) -> None:
         """Run a create or restart within its deadline; whatever happens, it ends running or
@@ -259,12 +240,12 @@ class DatabaseService:
             container_id = db.container_id
         else:  # never made (a failed create) or gone: made again on the same volume
             container_id = await self.runtime.start(self._spec(db))
-        await run_admin(self.runtime, container_id, db.engine, credentials_of(self.cipher, db))
+        await self.provision_users(db, container_id)
         await self.store.transition(
             db.id, D.RUNNING, "restarted", container_id=container_id, deadline=None
         )
 
-    async def delete(self, db: Database) -> None:
+    async def delete(self, db: Database, final_backup: bool = True) -> None:
         attached = await self.store.attachments(db.id)
         if attached:
             names = ", ".join(name for _, name in attached)
@@ -273,15 +254,39 @@ class DatabaseService:
                 code="database_attached",
                 apps=[name for _, name in attached],
             )
-        await self.store.transition(db.id, D.DELETING, "deleted by the user")
+        note = "deleted by the user" + ("" if final_backup else " (no final backup)")
+        await self.store.transition(db.id, D.DELETING, note, final_backup=final_backup)
         self.background.spawn(self.finish_delete(db.id), f"db-delete-{db.id}")
 
     async def finish_delete(self, db_id: str) -> None:
+        """A final backup first (unless opted out; a database that does not run has none to
+        give), then the container and volume. A final backup that fails stops the delete:
+        the database ends `failed`, its data kept, saying how to delete it anyway."""
         async with self._locks[db_id]:
+            try:
+                db = await self.store.get(db_id)
+            except NotFound:
+                return
+            final = None
+            if db.final_backup and await self._runs(db):
+                final = await self.backups.take_final(db)
+                if final is None:
+                    await self._fail(
+                        db_id,
+                        "the final backup failed, so nothing was deleted: see the backups; "
+                        "delete with final_backup=false to delete without one",
+                    )
+                    return
             await self.runtime.remove(db_id)
             await self.runtime.remove_volume(db_id)
+            await self.backups.forget(db, final)
             await self.store.delete(db_id)
         self._locks.pop(db_id, None)
+
+    async def _runs(self, db: Database) -> bool:
+        return (
+            bool(db.container_id) and await self.runtime.state(db.container_id or "") == "running"
+        )
 
     # --- attachments --------------------------------------------------------------------------
     async def attach(

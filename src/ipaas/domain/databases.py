@@ -89,7 +89,7 @@ DB_TRANSITIONS: dict[DbState, frozenset[DbState]] = {
     D.RUNNING: frozenset({D.RESTARTING, D.DELETING}),
     D.FAILED: frozenset({D.CREATING, D.RESTARTING, D.DELETING}),
     D.RESTARTING: frozenset({D.RUNNING, D.FAILED, D.DELETING}),
-    D.DELETING: frozenset(),
+    D.DELETING: frozenset({D.FAILED}),  # a final backup that failed keeps the database
 }
 DB_BUSY = frozenset({D.CREATING, D.RESTARTING, D.DELETING})
 
@@ -161,31 +161,6 @@ def server_args(engine: str, memory_mb: int) -> list[str]:
 def database_name(name: str) -> str:
     """The SQL database (and user) name for a database resource: its name, '-' as '_'."""
     return name.replace("-", "_")
-
-
-def provision_input(engine: str, creds: Credentials) -> str:
-    """What the engine's admin client reads (from a file, never argv) to create, or bring up
-    to date, the user and the database: idempotent, so an interrupted create runs it again."""
-    user, password, db = creds.username, creds.password, creds.database
-    if engine == Engine.POSTGRES:
-        return (
-            f"SELECT 'CREATE ROLE \"{user}\" LOGIN' WHERE NOT EXISTS "
-            f"(SELECT FROM pg_roles WHERE rolname = '{user}')\\gexec\n"
-            f"ALTER ROLE \"{user}\" LOGIN PASSWORD '{password}';\n"
-            f'SELECT \'CREATE DATABASE "{db}" OWNER "{user}"\' WHERE NOT EXISTS '
-            f"(SELECT FROM pg_database WHERE datname = '{db}')\\gexec\n"
-            f'REVOKE ALL ON DATABASE "{db}" FROM PUBLIC;\n'
-            f'GRANT ALL ON DATABASE "{db}" TO "{user}";\n'
-        )
-    if engine == Engine.MARIADB:
-        return (
-            f"CREATE DATABASE IF NOT EXISTS `{db}`;\n"
-            f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}';\n"
-            f"ALTER USER '{user}'@'%' IDENTIFIED BY '{password}';\n"
-            f"GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'%';\n"
-        )
-    # Redis: every command but the administrative ones (ACL, CONFIG, SHUTDOWN, ...).
-    return f"ACL SETUSER {user} reset on >{password} ~* &* +@all -@admin\nACL SAVE\n"
 
 
 def provision_argv(engine: str) -> list[str]:

@@ -18,12 +18,18 @@ from ipaas.store.models import (
     Database,
     DatabaseAttachment,
     DatabaseBackup,
+    DatabaseEvent,
+    DatabaseJob,
     utcnow,
 )
 
 
 class AlreadyAttached(Exception):
     pass
+
+
+class JobRunning(Exception):
+    """Another restore or rotation of the database is under way."""
 
 
 class DatabaseStore:
@@ -199,3 +205,120 @@ class DatabaseStore:
             result = await s.execute(stmt)
             await s.commit()
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def latest_backup(self, db_id: str, succeeded_only: bool) -> DatabaseBackup | None:
+        stmt = select(DatabaseBackup).where(DatabaseBackup.database_id == db_id)
+        if succeeded_only:
+            stmt = stmt.where(DatabaseBackup.status == BackupStatus.SUCCEEDED.value)
+        stmt = stmt.order_by(DatabaseBackup.created_at.desc(), DatabaseBackup.id).limit(1)
+        async with self.sessions() as s:
+            return (await s.execute(stmt)).scalar_one_or_none()
+
+    async def delete_backups(self, backup_ids: Sequence[str]) -> None:
+        async with self.sessions() as s:
+            await s.execute(delete(DatabaseBackup).where(DatabaseBackup.id.in_(backup_ids)))
+            await s.commit()
+
+    # --- jobs (restores, rotations) -----------------------------------------------------------
+    async def add_job(self, db_id: str, kind: str, detail: dict[str, Any]) -> DatabaseJob:
+        """A running job, unless one already runs on the database (JobRunning)."""
+        async with self.sessions() as s:
+            busy = (
+                await s.execute(
+                    select(DatabaseJob.id).where(
+                        DatabaseJob.database_id == db_id, DatabaseJob.status == "running"
+                    )
+                )
+            ).first()
+            if busy is not None:
+                raise JobRunning(busy[0])
+            row = DatabaseJob(database_id=db_id, kind=kind, status="running", detail=detail)
+            s.add(row)
+            await s.commit()
+        return row
+
+    async def finish_job(
+        self, job_id: str, status: str, error: str | None = None, **detail: Any
+    ) -> None:
+        async with self.sessions() as s:
+            row = await s.get(DatabaseJob, job_id)
+            if row is None:
+                return
+            row.status, row.error, row.finished_at = status, error, utcnow()
+            row.detail = {**row.detail, **detail}
+            await s.commit()
+
+    async def update_job(self, job_id: str, **detail: Any) -> None:
+        async with self.sessions() as s:
+            row = await s.get(DatabaseJob, job_id)
+            if row is not None:
+                row.detail = {**row.detail, **detail}
+                await s.commit()
+
+    async def job(self, db_id: str, job_id: str) -> DatabaseJob:
+        stmt = select(DatabaseJob).where(DatabaseJob.id == job_id, DatabaseJob.database_id == db_id)
+        async with self.sessions() as s:
+            row = (await s.execute(stmt)).scalar_one_or_none()
+        if row is None:
+            raise NotFound(job_id)
+        return row
+
+    async def jobs(self, db_id: str) -> Sequence[DatabaseJob]:
+        stmt = (
+            select(DatabaseJob)
+            .where(DatabaseJob.database_id == db_id)
+            .order_by(DatabaseJob.created_at.desc(), DatabaseJob.id)
+            .limit(100)
+        )
+        async with self.sessions() as s:
+            return (await s.execute(stmt)).scalars().all()
+
+    async def fail_running_jobs(self, started_before: datetime, error: str) -> int:
+        stmt = (
+            update(DatabaseJob)
+            .where(DatabaseJob.status == "running", DatabaseJob.created_at < started_before)
+            .values(status="failed", error=error, finished_at=utcnow())
+        )
+        async with self.sessions() as s:
+            result = await s.execute(stmt)
+            await s.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # --- events -------------------------------------------------------------------------------
+    async def add_event(
+        self, db: Database, kind: str, message: str, **detail: Any
+    ) -> DatabaseEvent:
+        row = DatabaseEvent(
+            owner_id=db.owner_id, database_id=db.id, database_name=db.name, kind=kind,
+            message=message, detail=detail,
+        )  # fmt: skip
+        async with self.sessions() as s:
+            s.add(row)
+            await s.commit()
+        return row
+
+    async def events(
+        self,
+        owner_id: str | None = None,
+        database_id: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> Sequence[DatabaseEvent]:
+        """Events oldest first after `after_id` (a reader's cursor), one owner's or all."""
+        stmt = select(DatabaseEvent).where(DatabaseEvent.id > after_id)
+        if owner_id is not None:
+            stmt = stmt.where(DatabaseEvent.owner_id == owner_id)
+        if database_id is not None:
+            stmt = stmt.where(DatabaseEvent.database_id == database_id)
+        async with self.sessions() as s:
+            return (await s.execute(stmt.order_by(DatabaseEvent.id).limit(limit))).scalars().all()
+
+    async def last_event(self, db_id: str, kind: str) -> DatabaseEvent | None:
+        stmt = (
+            select(DatabaseEvent)
+            .where(DatabaseEvent.database_id == db_id, DatabaseEvent.kind == kind)
+            .order_by(DatabaseEvent.id.desc())
+            .limit(1)
+        )
+        async with self.sessions() as s:
+            return (await s.execute(stmt)).scalar_one_or_none()

@@ -266,6 +266,10 @@ class Database(Base):
     credentials_encrypted: Mapped[str] = mapped_column(Text)
     container_id: Mapped[str | None] = mapped_column(String(128))
     deadline: Mapped[datetime | None] = mapped_column()  # when a busy state fails
+    # The backup schedule; None: the platform's (databases.backup_interval_s, backup_keep).
+    backup_interval_s: Mapped[int | None] = mapped_column(Integer)
+    backup_keep: Mapped[int | None] = mapped_column(Integer)
+    final_backup: Mapped[bool] = mapped_column(Boolean, default=True)  # taken when deleted
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -367,3 +371,35 @@ class AccountToken(Base):
     email: Mapped[str] = mapped_column(String(254))
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column()
+
+
+class DatabaseJob(Base):
+    """A long operation on a database that the user follows: a restore, a rotation."""
+
+    __tablename__ = "database_jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    database_id: Mapped[str] = mapped_column(
+        ForeignKey("databases.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # restore, rotate
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class DatabaseEvent(Base):
+    """Something about a database its owner should hear of (a failed or overdue backup, a
+    rotation, a final backup kept after a delete). Outlives the database; `id` only grows, so
+    a reader (notices) follows it with the last id it saw."""
+
+    __tablename__ = "database_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    database_id: Mapped[str] = mapped_column(String(32), index=True)
+    database_name: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

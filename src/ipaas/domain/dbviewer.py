@@ -1,0 +1,190 @@
+"""The built-in data viewer, the pure part: quoting the names a user picks, the queries that page
+through a table, and reading what the engines' clients print. No I/O.
+
+A table name comes from the user only to be looked up among the tables the catalog lists; the
+name that goes into a query is the catalog's, always quoted (a quote inside doubled), never
+pasted in as it came.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ipaas.domain.databases import Engine
+from ipaas.domain.errors import InvalidInput
+
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+
+@dataclass(frozen=True)
+class TableRef:
+    schema: str
+    name: str
+    estimated_rows: int | None
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str | None
+    primary_key: bool = False
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[Column]
+    rows: list[list[Any]]
+    truncated: bool
+
+
+def quote_ident(engine: str, name: str) -> str:
+    """An identifier as the engine reads it whatever it holds: in double quotes (PostgreSQL)
+    or backticks (MariaDB), the quote character doubled inside."""
+    if "\x00" in name:
+        raise InvalidInput("a name cannot hold a NUL character", code="invalid_table")
+    if engine == Engine.POSTGRES:
+        return '"' + name.replace('"', '""') + '"'
+    return "`" + name.replace("`", "``") + "`"
+
+
+def quote_literal(engine: str, text: str) -> str:
+    """A string literal: quotes doubled; MariaDB also reads backslash escapes, so backslashes
+    are doubled there (PostgreSQL's standard strings take them as they are)."""
+    if engine == Engine.MARIADB:
+        text = text.replace("\\", "\\\\")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def parse_tables(output: str) -> list[TableRef]:
+    found: list[TableRef] = []
+    for line in output.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 3:
+            continue
+        schema, name, rows = parts
+        found.append(TableRef(schema, name, int(rows) if rows.strip().isdigit() else None))
+    return found
+
+
+def find_table(tables: list[TableRef], schema: str | None, name: str) -> TableRef | None:
+    """The catalog's table of that name (in `schema`, or the only one of that name)."""
+    matches = [t for t in tables if t.name == name and (schema is None or t.schema == schema)]
+    if schema is None and len(matches) > 1:
+        matches = [t for t in matches if t.schema == "public"]
+    return matches[0] if len(matches) == 1 else None
+
+
+def columns_query(engine: str, table: TableRef) -> str:
+    """Each column's name, type and whether it is in the primary key (tab-separated)."""
+    schema, name = quote_literal(engine, table.schema), quote_literal(engine, table.name)
+    if engine == Engine.POSTGRES:
+        return (
+            "SELECT json_build_array(a.attname, format_type(a.atttypid, a.atttypmod), "
+            "coalesce(a.attnum = ANY(i.indkey), false))::text "
+            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
+            f"WHERE n.nspname = {schema} AND c.relname = {name} "
+            "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        )
+    return (
+        "SELECT JSON_ARRAY(column_name, column_type, column_key = 'PRI') "
+        "FROM information_schema.columns "
+        f"WHERE table_schema = {schema} AND table_name = {name} ORDER BY ordinal_position"
+    )
+
+
+def parse_columns(output: str) -> list[Column]:
+    found: list[Column] = []
+    for line in output.splitlines():
+        if line.strip():
+            name, kind, key = json.loads(line)
+            found.append(Column(name, kind, bool(key)))
+    return found
+
+
+def rows_query(engine: str, table: TableRef, columns: list[Column], limit: int, offset: int) -> str:
+    """One page of rows as JSON arrays (one per line), in primary-key order when there is one
+    so that pages do not overlap."""
+    q = quote_ident
+    source = f"{q(engine, table.schema)}.{q(engine, table.name)}"
+    keys = [c for c in columns if c.primary_key] or columns[:1]
+    order = ", ".join(q(engine, c.name) for c in keys)
+    if engine == Engine.POSTGRES:
+        items = ", ".join(f"t.{q(engine, c.name)}" for c in columns)
+        return (
+            f"SELECT json_build_array({items})::text FROM "
+            f"(SELECT * FROM {source} ORDER BY {order} LIMIT {limit} OFFSET {offset}) t"
+        )
+    items = ", ".join(q(engine, c.name) for c in columns)
+    return (
+        f"SELECT JSON_ARRAY({items}) FROM {source} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+    )
+
+
+def parse_json_rows(output: str, limit: int) -> tuple[list[list[Any]], bool]:
+    """The rows of a page; a last line cut by the byte cap is dropped (and reported)."""
+    rows: list[list[Any]] = []
+    cut = False
+    for line in output.split("\n"):
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            cut = True
+            break
+    return rows[:limit], cut or len(rows) > limit
+
+
+def parse_csv_result(output: str, null_token: str, limit: int, cut: bool) -> QueryResult:
+    """psql --csv: a header and the rows; NULL is printed as the token. `cut`: the output hit
+    the byte cap, so its last row may be partial (a cut inside quotes still parses) and goes."""
+    reader = csv.reader(io.StringIO(output))
+    header = next(reader, None)
+    rows: list[list[Any]] = []
+    try:
+        for record in reader:
+            rows.append([None if v == null_token else v for v in record])
+    except csv.Error:
+        cut = True
+    if rows and (cut or (header and len(rows[-1]) != len(header))):
+        rows.pop()
+        cut = True
+    columns = [Column(name, None) for name in header or []]
+    return QueryResult(columns, rows[:limit], cut or len(rows) > limit)
+
+
+def parse_xml_result(output: str, limit: int) -> QueryResult:
+    """mariadb --xml: one `resultset` (the last), rows of named fields, NULL marked xsi:nil."""
+    cut = False
+    text = output
+    if "</resultset>" not in text:  # the byte cap fell inside: keep the rows that are whole
+        cut = True
+        end = text.rfind("</row>")
+        text = (text[: end + len("</row>")] if end >= 0 else text[: text.find(">") + 1]) + (
+            "</resultset>"
+        )
+    body = text[text.find("<resultset") :]
+    if "<resultset" not in text:
+        return QueryResult([], [], cut)
+    import xml.etree.ElementTree as ET  # only a MariaDB console needs it
+
+    root = ET.fromstring(body)
+    columns: list[Column] = []
+    rows: list[list[Any]] = []
+    for row in root.iter("row"):
+        fields = list(row.iter("field"))
+        if not columns:
+            columns = [Column(f.get("name") or "", None) for f in fields]
+        rows.append([None if f.get(XSI_NIL) == "true" else (f.text or "") for f in fields])
+    return QueryResult(columns, rows[:limit], cut or len(rows) > limit)
+
+
+def redis_preview(value: Any) -> Any:
+    """cjson writes an empty Lua table as {}: an empty preview is a list."""
+    return [] if value == {} else value
