@@ -235,6 +235,13 @@ class EngineClient:
             self._client = None
 
 
+def _gone(exc: docker.errors.APIError) -> bool:
+    """A container that no longer exists, or is on its way out (its logs with it)."""
+    return isinstance(exc, docker.errors.NotFound) or (
+        exc.status_code == 409 and "marked for removal" in str(exc.explanation or exc)
+    )
+
+
 class DockerRuntime:
     """Runs app containers on one Docker engine; every call is a thread so the loop never blocks."""
 
@@ -520,8 +527,10 @@ class DockerRuntime:
     def _logs_sync(self, container_id: str, lines: int) -> str:
         try:
             raw = self._docker().api.logs(container_id, stdout=True, stderr=True, tail=lines)
-        except docker.errors.NotFound:
-            return ""
+        except docker.errors.APIError as exc:
+            if _gone(exc):
+                return ""
+            raise
         return bytes(raw).decode("utf-8", errors="replace").rstrip("\n")
 
     async def last_log_lines(self, container_id: str, lines: int = 20) -> str:
@@ -546,8 +555,10 @@ class DockerRuntime:
                 limit=limit,
                 stream=stream,
             )
-        except docker.errors.NotFound:
-            return SourceChunk([], cut=False)
+        except docker.errors.APIError as exc:
+            if _gone(exc):  # removed, or being removed (log retention), while we read it
+                return SourceChunk([], cut=False)
+            raise
 
     async def read_logs(
         self,
