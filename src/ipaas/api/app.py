@@ -20,6 +20,8 @@ from ipaas.api import (
     routes_auth,
     routes_databases,
     routes_gate,
+    routes_github,
+    routes_hooks,
     routes_logs,
     routes_notices,
     routes_quotas,
@@ -136,6 +138,9 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.notices = plane.stores.notices
     app.state.notice_sender = plane.notice_sender
     app.state.account_mail = plane.account_mail
+    app.state.push_hooks = plane.push_hooks
+    app.state.sources = plane.sources
+    app.state.github_signin = plane.github_signin
     app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
     openapi.install(app)
@@ -147,6 +152,8 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     api.include_router(routes_validate.router)
     api.include_router(routes_logs.router)
     api.include_router(routes_databases.router)
+    api.include_router(routes_github.router)
+    api.include_router(routes_hooks.router)
     app.include_router(api)
     app.include_router(routes_gate.router)
     routes_quotas.install(app)
