@@ -87,7 +87,7 @@ class PushHooks:
         await self.deliveries.settle(
             row, handled.outcome, handled.reason, handled.commit, handled.build
         )
-        log.info("webhook", app_id=app.id, event=delivery.event, outcome=handled.outcome)
+        log.info("webhook", app_id=app.id, kind=delivery.event, outcome=handled.outcome)
         return handled
 
     async def _app_with_secret(self, app_id: str) -> Application:
