@@ -62,14 +62,21 @@ async def sign_in(client: httpx.AsyncClient, github: StandInGitHub, login: str) 
     github.browser_user = login
     start = await client.get("/api/v1/auth/github/login")
     assert start.status_code == 302, start.text
-    approved = httpx.get(start.headers["location"])  # the stand-in approves at once
-    assert approved.status_code == 302, approved.text
-    back = urlsplit(approved.headers["location"])
+    back = urlsplit(await approve(start.headers["location"]))
     done = await client.get(f"{back.path}?{back.query}")
     assert done.status_code == 200, done.text
     headers = {"Authorization": f"Bearer {done.json()['access_token']}"}
     me = await client.get("/api/v1/users/me", headers=headers)
     return GitHubUser(login, headers, me.json()["id"])
+
+
+async def approve(authorize_url: str) -> str:
+    """The browser at GitHub's authorize page: where GitHub sends it back (the stand-in
+    approves at once for its signed-in user)."""
+    async with httpx.AsyncClient() as browser:
+        approved = await browser.get(authorize_url)
+    assert approved.status_code == 302, approved.text
+    return approved.headers["location"]
 
 
 def callback_query(location: str) -> dict[str, str]:
@@ -84,4 +91,4 @@ def repo_files(text: str = "v1") -> dict[str, Any]:
     return {"Dockerfile": "FROM busybox:stable\n", "version.txt": text}
 
 
-__all__ = ["Path", "callback_query", "new_login", "repo_files", "sign_in"]
+__all__ = ["Path", "approve", "callback_query", "new_login", "repo_files", "sign_in"]

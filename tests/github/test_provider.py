@@ -3,6 +3,7 @@ revalidation, the rate limit, files, and clone credentials that really clone."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -79,7 +80,7 @@ async def test_listings_are_cached_then_revalidated_with_etags(
         assert remaining is not None
         again = await p.repos(token, page=1, per_page=10)  # within the TTL: from memory
         assert p.api.requests_sent == sent and again == first
-        time.sleep(0.25)
+        await asyncio.sleep(0.25)
         before = len(github.requests)
         await p.repos(token, page=1, per_page=10)  # revalidated: a 304, not counted
         assert github.requests[before:][-1][2] == 304

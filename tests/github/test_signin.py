@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 
 from ipaas.platform import ControlPlane
-from tests.conftest import UserMaker, auth
-from tests.github.conftest import callback_query, new_login, sign_in
+from tests.conftest import auth, signed_in_user
+from tests.github.conftest import approve, callback_query, new_login, sign_in
 from tests.github_standin import StandInGitHub
 
 
@@ -27,25 +27,18 @@ async def test_first_sign_in_makes_an_account_and_the_second_finds_it(
 
 
 async def test_a_signed_in_user_links_github_to_their_account(
-    client: httpx.AsyncClient, github: StandInGitHub, make_user: UserMaker, plane: ControlPlane
+    client: httpx.AsyncClient, github: StandInGitHub, plane: ControlPlane
 ) -> None:
-    local = await _local_user(plane)
+    local = await signed_in_user(plane)
     login = new_login()
     github.add_user(login)
     github.browser_user = login
     start = await client.get("/api/v1/auth/github/login?format=json", headers=auth(local))
-    approved = httpx.get(start.json()["authorize_url"])
-    query = callback_query(approved.headers["location"])
+    query = callback_query(await approve(start.json()["authorize_url"]))
     done = await client.get("/api/v1/auth/github/callback", params=query)
     assert done.status_code == 200, done.text
     later = await sign_in(client, github, login)  # signing in with GitHub now: that account
     assert later.user_id == local["id"]
-
-
-async def _local_user(plane: ControlPlane) -> dict[str, str]:
-    from tests.conftest import signed_in_user
-
-    return await signed_in_user(plane)
 
 
 async def test_a_callback_from_another_browser_is_refused(
@@ -57,7 +50,7 @@ async def test_a_callback_from_another_browser_is_refused(
     github.add_user(attacker)
     github.browser_user = attacker
     start = await client.get("/api/v1/auth/github/login")
-    query = callback_query(httpx.get(start.headers["location"]).headers["location"])
+    query = callback_query(await approve(start.headers["location"]))
     transport = client._transport  # the same API, a browser without the attacker's cookie
     async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as victim:
         refused = await victim.get("/api/v1/auth/github/callback", params=query)
@@ -81,7 +74,7 @@ async def test_sign_in_can_be_limited_to_organisations(
     try:
         github.browser_user = outsider
         start = await client.get("/api/v1/auth/github/login")
-        query = callback_query(httpx.get(start.headers["location"]).headers["location"])
+        query = callback_query(await approve(start.headers["location"]))
         refused = await client.get("/api/v1/auth/github/callback", params=query)
         assert refused.status_code == 403 and refused.json()["code"] == "org_not_allowed"
         assert await plane.stores.users.by_username(outsider) is None  # no account was made
