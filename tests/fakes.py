@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from ipaas.builds.base import BuildFailed, BuildRequest, BuildResult
 from ipaas.config import Settings
 from ipaas.domain.logpages import SourceChunk
-from ipaas.platform import Adapters, ControlPlane, control_plane, open_stores
+from ipaas.platform import Adapters, ControlPlane, control_plane, github_provider, open_stores
 from ipaas.providers.git import GitCliProvider
 from ipaas.queue.jobtable import JobTableQueue
 from ipaas.router.base import Route
@@ -192,5 +192,6 @@ def fake_plane(settings: Settings) -> ControlPlane:
         builder=FakeBuilder(),
         queue=JobTableQueue(stores.builds, settings.build.lease_s),
         git=GitCliProvider(settings),
+        github=github_provider(settings),  # GitHub when the settings name one (a stand-in)
     )
     return control_plane(settings, stores, adapters, run_builder=False, run_warden=False)

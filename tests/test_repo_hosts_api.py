@@ -180,7 +180,7 @@ async def test_credentials_in_the_url_are_stored_encrypted_and_never_shown(
     assert stored == RepoCredentials("alice", TOKEN)
     # The builder is handed them apart from the URL.
     build = await core.stores.builds.new_build(app_id)
-    request = core.worker._request(row, build, by_admin=False)
+    request = await core.worker._request(row, build, by_admin=False)
     assert request.repo_url == row.repo and request.credentials == stored
     assert request.check_host and TOKEN not in repr(request)
 

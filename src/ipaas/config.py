@@ -248,6 +248,48 @@ class NotifySettings(BaseModel):
         return value
 
 
+class GitHubSettings(BaseModel):
+    """GitHub as a provider (SPEC §1): sign-in, repository listing, clone credentials, webhooks.
+    Off until `client_id` and `client_secret` are set (an OAuth App's, or a GitHub App's)."""
+
+    # oauth: an OAuth App; users' own tokens list and clone. app: a GitHub App; users sign in
+    # through it, and each clone gets an installation token minted with the App's private key.
+    mode: Literal["oauth", "app"] = "oauth"
+    client_id: str | None = None
+    client_secret: str | None = None
+    app_id: str | None = None  # app mode: the App's id (the JWT's issuer)
+    private_key_file: Path | None = None  # app mode: the App's PEM private key
+    app_slug: str | None = None  # app mode: for the "install the App" link
+    # Where GitHub is: the REST API, the web (OAuth pages) and the git host. GitHub Enterprise
+    # Server: https://HOST/api/v3, https://HOST.
+    api_url: str = "https://api.github.com"
+    web_url: str = "https://github.com"
+    git_url: str | None = None  # None: web_url
+    scopes: list[str] = Field(default_factory=lambda: ["repo", "read:org", "user:email"])
+    # Sign-in only for members of these organisations (logins); empty: any GitHub user.
+    allowed_orgs: list[str] = Field(default_factory=list)
+    # A first sign-in of an unknown GitHub user creates a local account; false: only users who
+    # linked GitHub to their account while signed in may sign in with it.
+    create_accounts: bool = True
+    cache_ttl_s: float = 60.0  # listings are served from memory this long, then revalidated
+    timeout_s: float = 10.0  # one request to GitHub
+    max_pages: int = 10  # a filtered listing reads at most this many pages of 100
+    state_ttl_s: int = 600  # how long a sign-in may take between leaving and coming back
+    max_previews: int = 3  # pull-request previews per app
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
+    @property
+    def effective_git_url(self) -> str:
+        return (self.git_url or self.web_url).rstrip("/")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (MASK if name == "client_secret" and value else value)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="IPAAS_", env_nested_delimiter="__", extra="ignore"
@@ -287,6 +329,7 @@ class Settings(BaseSettings):
     databases: DatabaseSettings = Field(default_factory=DatabaseSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
 
     @field_validator("repo_allowed_networks")
     @classmethod

@@ -23,11 +23,15 @@ from ipaas.apps.bus import ChangeBus
 from ipaas.apps.deployer import Deployer
 from ipaas.apps.gate import AppGate
 from ipaas.apps.handoff import Handoff, ToControlPlane
+from ipaas.apps.previews import Previews
+from ipaas.apps.pushes import PushHooks
 from ipaas.apps.scheduler import BuildScheduler
 from ipaas.apps.service import AppPolicy, AppService
+from ipaas.apps.signin import GitHubSignIn
+from ipaas.apps.sources import Sources
 from ipaas.apps.worker import BuildWorker
 from ipaas.auth.keys import Cipher, load_or_create_keys, private_dir
-from ipaas.auth.tokens import AccessTokens, AppPasses
+from ipaas.auth.tokens import AccessTokens, AppPasses, SignedStates
 from ipaas.builds.base import ImageBuilder
 from ipaas.builds.repo_guard import RepoGuard
 from ipaas.checkpoints import Checkpoints, checkpoints
@@ -46,6 +50,7 @@ from ipaas.notify.sender import Links, NoticeSender
 from ipaas.notify.templates import Renderer
 from ipaas.notify.webhooks import HttpWebhookPoster, WebhookGuard
 from ipaas.providers.base import GitProvider
+from ipaas.providers.github import GitHubProvider
 from ipaas.queue.base import BuildQueue
 from ipaas.router.base import Router
 from ipaas.runtime.base import Runtime
@@ -54,6 +59,8 @@ from ipaas.store.apps import AppStore
 from ipaas.store.builds import BuildStore
 from ipaas.store.databases import DatabaseStore
 from ipaas.store.db import holds_encrypted_data, make_engine, make_sessionmaker
+from ipaas.store.deliveries import DeliveryStore
+from ipaas.store.identities import IdentityStore
 from ipaas.store.identity import StoreIdentity
 from ipaas.store.models import utcnow
 from ipaas.store.notices import NoticeStore
@@ -83,6 +90,9 @@ class Stores:
     identity: StoreIdentity
     databases: DatabaseStore
     notices: NoticeStore
+    identities: IdentityStore
+    deliveries: DeliveryStore
+    states: SignedStates
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,7 @@ class Adapters:
     builder: ImageBuilder
     queue: BuildQueue
     git: GitProvider
+    github: GitHubProvider | None = None  # None: GitHub is not configured
 
 
 @dataclass
@@ -138,6 +149,9 @@ class ControlPlane:
     account_removal: AccountRemoval
     rotation: CredentialRotation
     data_viewer: DataViewer
+    push_hooks: PushHooks
+    sources: Sources
+    github_signin: GitHubSignIn | None
 
 
 def open_stores(settings: Settings) -> Stores:
@@ -161,6 +175,9 @@ def open_stores(settings: Settings) -> Stores:
         identity=StoreIdentity(sessions),
         databases=DatabaseStore(sessions),
         notices=NoticeStore(sessions),
+        identities=IdentityStore(sessions),
+        deliveries=DeliveryStore(sessions),
+        states=SignedStates(keys.jwt_key, settings.github.state_ttl_s),
     )
 
 
@@ -183,7 +200,17 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
         builder=DockerImageBuilder(settings, checkpoints=marks),
         queue=_queue(settings, stores.builds),
         git=GitCliProvider(settings),
+        github=github_provider(settings),
     )
+
+
+def github_provider(settings: Settings) -> GitHubProvider | None:
+    """GitHub, when the operator configured it (its HTTP client is made only then)."""
+    if not settings.github.enabled:
+        return None
+    import httpx
+
+    return GitHubProvider(settings.github, httpx.AsyncClient(follow_redirects=False))
 
 
 def _checkpoints(settings: Settings) -> Checkpoints:
@@ -253,6 +280,7 @@ def _worker(
     queue: BuildQueue,
     handoff: Handoff,
     bg: Background,
+    sources: Sources,
 ) -> BuildWorker:
     return BuildWorker(
         apps=stores.apps,
@@ -265,6 +293,7 @@ def _worker(
         settings=settings.build,
         background=bg,
         worker_id=_worker_id(),
+        sources=sources,
     )
 
 
@@ -288,7 +317,8 @@ def control_plane(
     bg = Background()
     deployer = _deployer(settings, stores, adapters, bg)
     scheduler = BuildScheduler(stores.builds, adapters.queue)
-    worker = _worker(settings, stores, adapters.builder, adapters.queue, deployer, bg)
+    sources = Sources(stores.cipher, stores.identities, adapters.github)
+    worker = _worker(settings, stores, adapters.builder, adapters.queue, deployer, bg, sources)
     warden = Warden(
         apps=stores.apps,
         builds=stores.builds,
@@ -303,6 +333,8 @@ def control_plane(
     )
     sender = notice_sender(settings, stores)
     lifecycle = _base_lifecycle(stores, adapters, bg)
+    if adapters.github is not None:
+        lifecycle.add(_nothing, adapters.github.close)
     lifecycle.add(lambda: _recall_ended_sessions(settings, stores), _nothing)
     if run_builder:
         lifecycle.add(worker.start, worker.stop)
@@ -312,7 +344,11 @@ def control_plane(
     service = AppService(
         stores.apps, stores.builds, scheduler, adapters.git, stores.cipher, deployer,
         _policy(settings), stores.bus, HostNames(settings.base_domain), stores.quotas,
-        RepoGuard.from_settings(settings),
+        RepoGuard.from_settings(settings), sources,
+    )  # fmt: skip
+    hooks = PushHooks(
+        stores.apps, stores.deliveries, stores.cipher, service,
+        Previews(stores.apps, service, settings.github.max_previews),
     )  # fmt: skip
     logs = LogService(adapters.runtime, stores.builds, settings.runtime.log_max_age_s)
     gate = AppGate(stores.apps, stores.app_passes, HostNames(settings.base_domain))
@@ -339,7 +375,19 @@ def control_plane(
         settings, stores, adapters, deployer, service, gate, logs, warden, worker, sender,
         AccountMail(stores.users, sender.renderer, settings.auth, settings.api_url), lifecycle,
         databases, backups, AccountRemoval(stores.users, stores.apps, deployer, databases),
-        rotation, viewer,
+        rotation, viewer, hooks, sources, _signin(settings, stores, adapters.github),
+    )  # fmt: skip
+
+
+def _signin(
+    settings: Settings, stores: Stores, github: GitHubProvider | None
+) -> GitHubSignIn | None:
+    if github is None:
+        return None
+    redirect = f"{settings.api_url.rstrip('/')}/api/v1/auth/github/callback"
+    return GitHubSignIn(
+        github, stores.identities, stores.users, stores.cipher, stores.states, settings.github,
+        redirect,
     )  # fmt: skip
 
 
@@ -413,8 +461,12 @@ def builder_process(settings: Settings) -> BuilderProcess:
     bg = Background()
     handoff = ToControlPlane(stores.apps)
     builder = DockerImageBuilder(settings, checkpoints=_checkpoints(settings))
-    worker = _worker(settings, stores, builder, queue, handoff, bg)
+    github = github_provider(settings)
+    sources = Sources(stores.cipher, stores.identities, github)
+    worker = _worker(settings, stores, builder, queue, handoff, bg, sources)
     lifecycle = Lifecycle()
+    if github is not None:
+        lifecycle.add(_nothing, github.close)
     lifecycle.add(_nothing, stores.engine.dispose)
     lifecycle.add(_nothing, queue.close)
     lifecycle.add(_nothing, bg.close)

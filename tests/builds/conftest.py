@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -209,33 +209,41 @@ class _GitHttpHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _backend(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        path, _, query = self.path.partition("?")
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "GIT_PROJECT_ROOT": str(self.server.site.base),
-            "GIT_HTTP_EXPORT_ALL": "1",
-            "PATH_INFO": path,
-            "QUERY_STRING": query,
-            "REQUEST_METHOD": self.command,
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)),
-            "REMOTE_USER": "test",
-            "REMOTE_ADDR": "127.0.0.1",
-        }
-        if self.headers.get("Content-Encoding"):
-            env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-        if self.headers.get("Git-Protocol"):
-            env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True)
-        head, _, payload = out.stdout.partition(b"\r\n\r\n")
-        status, headers = 200, []
-        for line in head.decode().split("\r\n"):
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.split()[0])
-            elif name:
-                headers.append((name, value.strip()))
-        return status, headers, payload
+        return http_backend(self.server.site.base, self.command, self.path, self.headers, body)
+
+
+def http_backend(
+    root: Path, method: str, target: str, headers: Mapping[str, str], body: bytes
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One smart-HTTP request answered by `git http-backend` for the repositories under root:
+    (status, headers, body)."""
+    path, _, query = target.partition("?")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GIT_PROJECT_ROOT": str(root),
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "REQUEST_METHOD": method,
+        "CONTENT_TYPE": headers.get("Content-Type", ""),
+        "CONTENT_LENGTH": str(len(body)),
+        "REMOTE_USER": "test",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    if headers.get("Content-Encoding"):
+        env["HTTP_CONTENT_ENCODING"] = headers["Content-Encoding"]
+    if headers.get("Git-Protocol"):
+        env["GIT_PROTOCOL"] = headers["Git-Protocol"]
+    out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True)
+    head, _, payload = out.stdout.partition(b"\r\n\r\n")
+    status, found = 200, []
+    for line in head.decode().split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.lower() == "status":
+            status = int(value.split()[0])
+        elif name:
+            found.append((name, value.strip()))
+    return status, found, payload
 
 
 class _GitHttpServer(http.server.ThreadingHTTPServer):

@@ -20,6 +20,8 @@ from ipaas.api import (
     routes_auth,
     routes_databases,
     routes_gate,
+    routes_github,
+    routes_hooks,
     routes_logs,
     routes_notices,
     routes_quotas,
@@ -139,6 +141,9 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.account_removal = plane.account_removal
     app.state.rotation = plane.rotation
     app.state.data_viewer = plane.data_viewer
+    app.state.push_hooks = plane.push_hooks
+    app.state.sources = plane.sources
+    app.state.github_signin = plane.github_signin
     app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
     openapi.install(app)
@@ -150,6 +155,8 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     api.include_router(routes_validate.router)
     api.include_router(routes_logs.router)
     api.include_router(routes_databases.router)
+    api.include_router(routes_github.router)
+    api.include_router(routes_hooks.router)
     app.include_router(api)
     app.include_router(routes_gate.router)
     routes_quotas.install(app)

@@ -16,7 +16,9 @@ from ipaas.domain.errors import (
     IpaasError,
     LimitReached,
     NotFoundError,
+    Throttled,
     Unauthenticated,
+    Unavailable,
 )
 
 PROBLEM_TYPE = "application/problem+json"
@@ -45,6 +47,8 @@ _ERROR_STATUS: tuple[tuple[type[IpaasError], int], ...] = (
     (Conflict, 409),
     (LimitReached, 409),
     (Unauthenticated, 401),
+    (Throttled, 429),
+    (Unavailable, 503),
 )
 
 
@@ -81,6 +85,8 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IpaasError)
     status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if "retry_after" in exc.extra:
+        headers = {"Retry-After": str(exc.extra["retry_after"])}
     return problem_response(status, exc.code, exc.detail, headers, **exc.extra)
 
 

@@ -68,6 +68,9 @@ class AppOut(BaseModel):
     resources: dict[str, Any]
     replicas: int
     visibility: str
+    provider: str  # git | github
+    previews: bool
+    preview_of: str | None  # a pull-request preview: the app it previews
     state: str
     state_reason: str | None
     current_release: int | None

@@ -26,11 +26,15 @@ class BuildScheduler:
         self.behind = True
 
     async def enqueue(
-        self, app_id: str, before_queue: Callable[[], Awaitable[None]] | None = None
+        self,
+        app_id: str,
+        before_queue: Callable[[], Awaitable[None]] | None = None,
+        commit: str | None = None,
     ) -> int:
-        """A new build of the app's source; returns its number. `before_queue` runs once the
-        build is recorded (the app is busy with it) but before any builder can take it."""
-        build = await self.builds.new_build(app_id)
+        """A new build of the app's source (at `commit` when given); returns its number.
+        `before_queue` runs once the build is recorded (the app is busy with it) but before
+        any builder can take it."""
+        build = await self.builds.new_build(app_id, commit)
         if before_queue is not None:
             await before_queue()
         try:

@@ -12,10 +12,12 @@ from ipaas.apps.bus import ChangeBus
 from ipaas.apps.deployer import Deployer
 from ipaas.apps.envs import encode_envs, env_vars, shown_envs
 from ipaas.apps.scheduler import BuildScheduler
+from ipaas.apps.sources import GITHUB, Sources, user_error
 from ipaas.auth.keys import Cipher
 from ipaas.builds.base import BuildFailed
 from ipaas.builds.repo_guard import RepoGuard
 from ipaas.domain.errors import Conflict, Forbidden, InvalidInput, NotFoundError
+from ipaas.domain.github import full_name_problem, looks_like_full_name
 from ipaas.domain.hosts import HostNames
 from ipaas.domain.names import DEFAULT_RESERVED, is_reserved, name_problem
 from ipaas.domain.repo_access import decode_credentials, repo_columns, split_credentials
@@ -24,7 +26,7 @@ from ipaas.domain.specs import AppCreate, AppUpdate, EnvVar
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.domain.statuses import BuildStatus
 from ipaas.domain.updates import Action, action_for, change_note
-from ipaas.providers.base import GitProvider, RepoError, RepoInfo
+from ipaas.providers.base import GitProvider, ProviderError, RepoError, RepoInfo
 from ipaas.runtime.base import ContainerInfo, ContainerStats
 from ipaas.store.apps import AppStore, NameTaken, NotFound, StatusRow
 from ipaas.store.builds import BuildStore
@@ -89,6 +91,7 @@ class AppService:
         hosts: HostNames,
         quotas: QuotaStore,
         repo_guard: RepoGuard,
+        sources: Sources,
     ) -> None:
         self.apps = apps
         self.builds = builds
@@ -101,6 +104,7 @@ class AppService:
         self.hosts = hosts
         self.quotas = quotas
         self.repo_guard = repo_guard
+        self.sources = sources
 
     # --- reading ------------------------------------------------------------------------------
     async def get(self, who: Principal, app_id: str) -> Application:
@@ -169,6 +173,8 @@ class AppService:
         return await self.apps.names_exist(name)
 
     async def check_repo(self, who: Principal, repo: str) -> RepoInfo:
+        if looks_like_full_name(repo):
+            return await self._github_info(who, repo)
         await check_repo_url(self.policy, self.repo_guard, who, repo)
         clean, credentials = split_credentials(repo)
         try:
@@ -181,9 +187,36 @@ class AppService:
         except RepoError as exc:
             raise InvalidInput(exc.detail, code=exc.code) from None
 
+    async def _github_info(self, who: Principal, full_name: str) -> RepoInfo:
+        """The repository as the caller's GitHub token sees it (422 when it cannot)."""
+        problem = full_name_problem(full_name)
+        if problem is not None:
+            raise InvalidInput(f"the repository is not valid: {problem}", code="invalid_repo")
+        github = self.sources.provider(GITHUB)
+        token = await self.sources.require_token(who.user_id)
+        try:
+            found = await github.repo(token, full_name)
+            page = await github.branches(token, full_name, page=1, per_page=100)
+        except ProviderError as exc:
+            if exc.code == "repo_not_found":
+                raise InvalidInput(exc.detail, code=exc.code) from None
+            raise user_error(exc) from None
+        heads = {b.name: b.commit for b in page.items}
+        return RepoInfo(full_name, found.default_branch, list(heads), heads)
+
+    async def _repo_columns(self, who: Principal, body: AppCreate) -> dict[str, Any]:
+        """`repo`, its credentials and its provider: a URL as given, or owner/repo of GitHub
+        (checked with the caller's token; its clone credentials are minted at each fetch)."""
+        provider = body.provider or ("github" if looks_like_full_name(body.repo) else "git")
+        if provider == GITHUB:
+            await self._github_info(who, body.repo)
+            return {"repo": body.repo, "repo_credentials_encrypted": None, "provider": GITHUB}
+        await check_repo_url(self.policy, self.repo_guard, who, body.repo)
+        return repo_columns(self.cipher, body.repo)
+
     # --- create and update --------------------------------------------------------------------
     async def create(self, who: Principal, body: AppCreate) -> Application:
-        await check_repo_url(self.policy, self.repo_guard, who, body.repo)
+        repo = await self._repo_columns(who, body)
         self._check_name(body.name)
         self._check_env_count(body.envs)
         app = Application(
@@ -192,7 +225,7 @@ class AppService:
             name_scope="",
             kind=body.kind,
             owner_id=who.user_id,
-            **repo_columns(self.cipher, body.repo),  # credentials split off, encrypted
+            **repo,  # credentials split off, encrypted
             branch=body.branch,
             commit=body.commit,
             root_directory=body.root_directory,
@@ -204,6 +237,7 @@ class AppService:
             resources=body.resources.model_dump(exclude_none=True),
             replicas=body.replicas,
             visibility=body.visibility,
+            previews=body.previews,
             state=State.PENDING.value,
             version=1,
         )
@@ -218,7 +252,10 @@ class AppService:
 
     async def update(self, who: Principal, app: Application, body: AppUpdate) -> Application:
         columns, changed, new_envs = self._changes(app, body)
-        if "repo" in changed:
+        if "repo" in changed and app.provider == GITHUB:
+            await self._github_info(who, columns["repo"])
+            columns["repo_credentials_encrypted"] = None
+        elif "repo" in changed:
             await check_repo_url(self.policy, self.repo_guard, who, body.repo or app.repo)
         if "name" in changed:
             self._check_name(columns["name"])
@@ -309,6 +346,10 @@ class AppService:
             if key == "repo":
                 if value is None:
                     continue  # `"repo": null` changes nothing, as for the other fields
+                if app.provider == GITHUB:
+                    if value != app.repo:
+                        columns["repo"] = value
+                    continue
                 repo = repo_columns(self.cipher, value, app.repo, app.repo_credentials_encrypted)
                 columns.update({k: v for k, v in repo.items() if getattr(app, k) != v})
                 continue
@@ -328,12 +369,13 @@ class AppService:
         return old != {e.key: e.value for e in new if e.build}
 
     # --- lifecycle ----------------------------------------------------------------------------
-    async def rebuild(self, app_id: str, reason: str) -> int:
+    async def rebuild(self, app_id: str, reason: str, commit: str | None = None) -> int:
+        """A new build (of `commit` when given, else of the app's commit or branch head)."""
         app = await self.apps.get(app_id)
         if app.state == S.DELETING:
             raise IllegalTransition(S.DELETING, S.ROLLING_OUT)
         if app.state not in REBUILD_STARTS:
-            return await self.scheduler.enqueue(app_id)
+            return await self.scheduler.enqueue(app_id, commit=commit)
 
         async def roll_out() -> None:
             # Once the build exists: a rolling-out app without one is a restart to finish.
@@ -341,11 +383,11 @@ class AppService:
             with contextlib.suppress(IllegalTransition):
                 await self.apps.transition(app_id, S.ROLLING_OUT, reason, expected=State(app.state))
 
-        return await self.scheduler.enqueue(app_id, before_queue=roll_out)
+        return await self.scheduler.enqueue(app_id, before_queue=roll_out, commit=commit)
 
     async def rollout(self, who: Principal, app: Application) -> int:
         """Rebuild the branch head, but only when it differs from what is built."""
-        if app.commit is None and app.built_commit:
+        if app.commit is None and app.built_commit and app.provider != GITHUB:
             try:
                 info = await self.git.inspect(
                     app.repo,

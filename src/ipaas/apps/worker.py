@@ -15,6 +15,7 @@ import structlog
 from ipaas.apps.background import Background
 from ipaas.apps.envs import env_dict
 from ipaas.apps.handoff import Handoff
+from ipaas.apps.sources import ProviderError, Sources
 from ipaas.auth.keys import Cipher
 from ipaas.builds.base import (
     BuildCancelled,
@@ -25,8 +26,6 @@ from ipaas.builds.base import (
     ImageBuilder,
 )
 from ipaas.config import BuildSettings
-from ipaas.domain.repo_access import decode_credentials
-from ipaas.domain.repos import is_local_repo
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.domain.statuses import BuildStatus
 from ipaas.queue.base import BuildJob, BuildQueue
@@ -77,6 +76,7 @@ class BuildWorker:
         settings: BuildSettings,
         background: Background,
         worker_id: str,
+        sources: Sources,
     ) -> None:
         self.apps = apps
         self.builds = builds
@@ -88,6 +88,7 @@ class BuildWorker:
         self.settings = settings
         self.background = background
         self.worker_id = worker_id
+        self.sources = sources
         self.slots = asyncio.Semaphore(settings.concurrency)
         self._task: asyncio.Task[None] | None = None
 
@@ -151,7 +152,7 @@ class BuildWorker:
         keeper = asyncio.create_task(self._keep_lease(job, cancel))
         try:
             owner = await self.users.get(app.owner_id)
-            request = self._request(app, build, owner is not None and owner.role == "admin")
+            request = await self._request(app, build, owner is not None and owner.role == "admin")
             result = await self.builder.build(request, writer, cancel)
         except BuildCancelled:
             await writer("--- build cancelled")
@@ -166,8 +167,14 @@ class BuildWorker:
             await writer.flush()
         await self._succeeded(job, build, app, result)
 
-    def _request(self, app: Application, build: Build, by_admin: bool) -> BuildRequest:
+    async def _request(self, app: Application, build: Build, by_admin: bool) -> BuildRequest:
         b = app.build or {}
+        try:
+            source = await self.sources.of_app(app)
+        except ProviderError as exc:
+            # GitHub down or rate-limited: the platform's fault, retried; not linked: the user's.
+            user_fault = exc.code not in ("provider_unavailable", "github_rate_limited")
+            raise BuildFailed(exc.detail, user_fault=user_fault, code=exc.code) from None
         options = BuildOptions(
             builder=b.get("builder", "auto"),
             dockerfile_path=b.get("dockerfile_path") or "Dockerfile",
@@ -181,14 +188,15 @@ class BuildWorker:
             app_id=app.id,
             app_name=app.name,
             release=build.number,
-            repo_url=app.repo,
+            repo_url=source.url,
             branch=app.branch,
-            commit=app.commit,
+            commit=build.requested_commit or app.commit,
             options=options,
             build_args=env_dict(self.cipher, app.envs_encrypted, build_only=True),
-            allow_local=is_local_repo(app.repo),
-            check_host=not by_admin,
-            credentials=decode_credentials(self.cipher, app.repo_credentials_encrypted),
+            allow_local=source.allow_local,
+            check_host=not by_admin and not source.trusted_host,
+            credentials=source.credentials,
+            extra_schemes=source.extra_schemes,
         )
 
     async def _keep_lease(self, job: BuildJob, cancel: asyncio.Event) -> None:

@@ -133,3 +133,29 @@ class AppPasses:
         if claims.get("typ") != "p" or not isinstance(claims.get("sub"), str):
             return None
         return AppPass(claims["sub"], str(claims.get("role", "user")), app_id)
+
+
+class InvalidState(Exception):
+    pass
+
+
+class SignedStates:
+    """Short-lived signed values that make a round trip through another site (the OAuth
+    `state`): whoever comes back with one did not make it up, and it says what was asked."""
+
+    def __init__(self, key: str, ttl_s: int) -> None:
+        self._key = key
+        self.ttl_s = ttl_s
+
+    def issue(self, nonce: str, **data: str) -> str:
+        claims = {**data, "n": nonce, "typ": "s", "exp": int(time.time()) + self.ttl_s}
+        return jwt.encode(claims, self._key, algorithm="HS256")
+
+    def verify(self, token: str) -> dict[str, str]:
+        try:
+            claims = jwt.decode(token, self._key, algorithms=["HS256"])
+        except jwt.PyJWTError:
+            raise InvalidState from None
+        if claims.get("typ") != "s" or not isinstance(claims.get("n"), str):
+            raise InvalidState
+        return {k: str(v) for k, v in claims.items() if k not in ("typ", "exp")}

@@ -38,6 +38,9 @@ class BuildRequest:
     # False only for admins' apps: everyone else's repository host is checked and pinned.
     check_host: bool = True
     credentials: RepoCredentials | None = field(default=None, repr=False)
+    # Schemes allowed for this URL besides the operator's list: the scheme of a provider's git
+    # host (an operator setting, like the host itself, which is then not checked either).
+    extra_schemes: tuple[str, ...] = ()
     no_cache: bool = False  # rebuild every layer (benchmarks, "clear build cache")
 
 

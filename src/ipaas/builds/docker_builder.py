@@ -255,7 +255,7 @@ class DockerImageBuilder:
                 timeout_s=self._settings.build.clone_timeout_s,
                 max_bytes=self._settings.build.max_repo_mb * 1_000_000,
                 allow_local=request.allow_local,
-                allowed_schemes=self._settings.allowed_repo_schemes,
+                allowed_schemes=[*self._settings.allowed_repo_schemes, *request.extra_schemes],
                 guard=RepoGuard.from_settings(self._settings) if request.check_host else None,
                 credentials=request.credentials,
             ),

@@ -100,22 +100,30 @@ def validate_commit(commit: str) -> str:
 
 
 _ASKPASS = """#!/bin/sh
-# Answers git's prompts from its environment, so credentials never reach an argument vector
-# or a file; with none given, it fails and git gives up instead of waiting.
+# Answers git's prompts from two files of the private HOME (mode 0600), so credentials reach
+# neither an argument vector nor an environment (both of which `ps` can show); with none
+# given, it fails and git gives up instead of waiting.
 case "$1" in
-  Username*) [ -n "${IPAAS_GIT_USERNAME+x}" ] && printf '%s\\n' "$IPAAS_GIT_USERNAME" ;;
-  *) [ -n "${IPAAS_GIT_PASSWORD+x}" ] && printf '%s\\n' "$IPAAS_GIT_PASSWORD" ;;
+  Username*) f="$HOME/.ipaas-username" ;;
+  *) f="$HOME/.ipaas-password" ;;
 esac
+[ -f "$f" ] && cat "$f" && printf '\\n'
 """
 
 
-def _private_home(home: Path) -> Path:
-    """Fill an empty HOME for git and ssh: their known_hosts and the askpass script."""
+def _private_home(home: Path, credentials: RepoCredentials | None) -> Path:
+    """Fill an empty HOME for git and ssh: their known_hosts, the askpass script and the
+    credentials it answers with (the folder is the caller's temporary one, mode 0700)."""
     ssh_dir = home / ".ssh"
     ssh_dir.mkdir(mode=0o700)
     askpass = home / "askpass"
     askpass.write_text(_ASKPASS)
     askpass.chmod(0o700)
+    if credentials is not None:
+        for name, value in (("username", credentials.username), ("password", credentials.password)):
+            secret = home / f".ipaas-{name}"
+            secret.touch(mode=0o600)
+            secret.write_text(value)
     return askpass
 
 
@@ -148,7 +156,7 @@ def _git_env(home: Path, pin: Pin | None, credentials: RepoCredentials | None) -
     """A minimal environment with nothing of the server's identity: an empty private HOME, no
     system or global git configuration, no credential helper, no ssh agent, never a prompt."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TMPDIR")}
-    askpass = _private_home(home)
+    askpass = _private_home(home, credentials)
     env.update(
         {
             "HOME": str(home),
@@ -165,9 +173,6 @@ def _git_env(home: Path, pin: Pin | None, credentials: RepoCredentials | None) -
             "LC_ALL": "C",  # stderr is matched against English messages
         }
     )
-    if credentials is not None:
-        env["IPAAS_GIT_USERNAME"] = credentials.username
-        env["IPAAS_GIT_PASSWORD"] = credentials.password
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     return env
 

@@ -120,7 +120,9 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
 @handles_errors
 def create(
     name: str = typer.Argument(..., help="the app's name, also its host name"),
-    repo: str = typer.Option(..., "--repo", help="git URL (or owner/repo of a provider)"),
+    repo: str = typer.Option(None, "--repo", help="git URL (or owner/repo of a provider)"),
+    github: str = typer.Option(None, "--github", help="owner/repo on the platform's GitHub"),
+    previews: bool = typer.Option(False, "--previews", help="a preview app per pull request"),
     branch: str = typer.Option(None, "--branch", help="default: the repo's default branch"),
     commit: str = typer.Option(None, "--commit", help="a commit to pin (default: branch head)"),
     port: int = typer.Option(None, "--port", help="the port the app listens on (default $PORT)"),
@@ -141,6 +143,8 @@ def create(
     timeout: float = TIMEOUT,
 ) -> None:
     """Create an app from a git repository, build it and start it."""
+    if (repo is None) == (github is None):
+        raise typer.BadParameter("give either --repo URL or --github owner/repo")
     build = _drop_none(
         {
             "builder": builder.value,
@@ -154,7 +158,9 @@ def create(
     body = _drop_none(
         {
             "name": name,
-            "repo": repo,
+            "repo": repo or github,
+            "provider": "github" if github else None,
+            "previews": previews or None,
             "branch": branch,
             "commit": commit,
             "port": port,

@@ -13,6 +13,7 @@ from ipaas.cli.account import account_app, users_app
 from ipaas.cli.apps import apps_app
 from ipaas.cli.db import db_app
 from ipaas.cli.images import images_app
+from ipaas.cli.repos import repos_app
 from ipaas.cli.session import register_session_commands
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ app.add_typer(worker_app, name="worker")
 
 app.add_typer(apps_app, name="apps", help="Your applications.")
 app.add_typer(db_app, name="db", help="Your databases.")
+app.add_typer(repos_app, name="repos", help="Your GitHub repositories and branches.")
 app.add_typer(images_app, name="images", help="Base images for builds.")
 app.add_typer(account_app, name="account", help="Your account, notices and webhooks.")
 admin_app.add_typer(users_app, name="users", help="Users, over the API (admins only).")

@@ -60,3 +60,15 @@ class Unauthenticated(IpaasError):
     """No valid credentials."""
 
     code = "unauthorized"
+
+
+class Throttled(IpaasError):
+    """An outside service (GitHub) asks us to wait; `retry_after` says how long."""
+
+    code = "too_many_requests"
+
+
+class Unavailable(IpaasError):
+    """An outside service the request needs did not answer; trying again later may work."""
+
+    code = "unavailable"

@@ -116,6 +116,10 @@ class AppCreate(Strict):
     resources: Resources = Field(default_factory=Resources)
     replicas: int = Field(default=1, ge=1, le=1)
     visibility: Literal["public", "private"] = "public"
+    # git: `repo` is a URL; github: owner/repo on the platform's GitHub. None: owner/repo
+    # means GitHub, anything else a URL.
+    provider: Literal["git", "github"] | None = None
+    previews: bool = False  # pull requests against the branch get preview apps
 
     _envs = field_validator("envs")(classmethod(lambda cls, v: _unique_envs(v)))
     _root = field_validator("root_directory")(classmethod(lambda cls, v: _relative(v)))
@@ -142,5 +146,6 @@ class AppUpdate(Strict):
     volumes: list[Volume] | None = Field(default=None, max_length=10)
     resources: Resources | None = None
     visibility: Literal["public", "private"] | None = None
+    previews: bool | None = None
 
     _envs = field_validator("envs")(classmethod(lambda cls, v: _unique_envs(v)))

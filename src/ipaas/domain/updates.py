@@ -29,6 +29,7 @@ FIELD_ACTIONS: dict[str, Action] = {
     "commit": Action.REBUILD,
     "root_directory": Action.REBUILD,
     "build": Action.REBUILD,
+    "previews": Action.NONE,  # read when a pull request's webhook arrives
 }
 
 

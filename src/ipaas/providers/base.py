@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from ipaas.domain.repo_access import RepoCredentials
 
@@ -35,3 +35,80 @@ class GitProvider(Protocol):
         check_host: bool = True,  # False for admins only: no address check of the host
         credentials: RepoCredentials | None = None,
     ) -> RepoInfo: ...
+
+
+class ProviderError(RepoError):
+    """A provider (GitHub) refused or failed; `retry_after_s` when it asks us to wait."""
+
+    def __init__(self, code: str, detail: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(code, detail)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    limit: int
+    remaining: int
+    reset_at: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class ProviderUser:
+    """Who a provider token belongs to."""
+
+    subject: str  # the provider's stable id (a login can be renamed)
+    login: str
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class RepoSummary:
+    full_name: str
+    private: bool
+    default_branch: str | None
+    pushed_at: str | None  # RFC 3339
+    html_url: str
+
+
+@dataclass(frozen=True)
+class Branch:
+    name: str
+    commit: str
+    default: bool
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    page: int
+    per_page: int
+    has_next: bool
+
+
+class RepoProvider(Protocol):
+    """A hosted provider (GitHub): everything is asked with the user's own token."""
+
+    async def identify(self, token: str) -> ProviderUser: ...
+
+    async def organisations(self, token: str) -> list[str]: ...
+
+    async def repos(
+        self, token: str, *, page: int, per_page: int, search: str | None = None
+    ) -> Page[RepoSummary]: ...
+
+    async def repo(self, token: str, full_name: str) -> RepoSummary: ...
+
+    async def branches(
+        self, token: str, full_name: str, *, page: int, per_page: int
+    ) -> Page[Branch]: ...
+
+    async def read_file(self, token: str, full_name: str, path: str, ref: str | None) -> bytes: ...
+
+    async def clone_credentials(self, token: str | None, full_name: str) -> RepoCredentials: ...
+
+    def clone_url(self, full_name: str) -> str: ...
+
+    def rate_limit(self, token: str) -> RateLimit | None: ...

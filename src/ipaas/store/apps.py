@@ -149,6 +149,16 @@ class AppStore:
             raise NotFound(app_id)
         return app
 
+    async def previews_of(self, app_id: str) -> Sequence[Application]:
+        """The pull-request previews of an app, by pull-request number."""
+        stmt = (
+            select(Application)
+            .where(Application.preview_of == app_id)
+            .order_by(Application.preview_number)
+        )
+        async with self.sessions() as s:
+            return (await s.execute(stmt)).scalars().all()
+
     async def status(self, app_id: str, owner_id: str | None, fresh: bool = False) -> StatusRow:
         """The hot path of status polling: the cache, else one indexed query of a few columns."""
         cached = None if fresh else self.cache.get(app_id)

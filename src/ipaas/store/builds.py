@@ -28,8 +28,9 @@ class BuildStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
-    async def new_build(self, app_id: str) -> Build:
-        """Record a queued build with the next number; a still-queued older one is superseded."""
+    async def new_build(self, app_id: str, commit: str | None = None) -> Build:
+        """Record a queued build with the next number (of `commit` when given, else of the
+        app's commit or branch head); a still-queued older one is superseded."""
         for _ in range(5):
             async with self.sessions() as s:
                 last = (
@@ -40,7 +41,9 @@ class BuildStore:
                     .where(Build.app_id == app_id, Build.status == BuildStatus.QUEUED)
                     .values(status=BuildStatus.SUPERSEDED, finished_at=utcnow())
                 )
-                build = Build(id=new_id(), app_id=app_id, number=(last or 0) + 1)
+                build = Build(
+                    id=new_id(), app_id=app_id, number=(last or 0) + 1, requested_commit=commit
+                )
                 s.add(build)
                 try:
                     await s.commit()

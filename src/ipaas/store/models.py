@@ -147,8 +147,35 @@ class Application(Base):
     address: Mapped[str | None] = mapped_column(String(255))  # host:port the app answers at
     container_id: Mapped[str | None] = mapped_column(String(128))  # the serving container
     url: Mapped[str | None] = mapped_column(String(2048))
+    # None: a git URL in `repo`; "github": `repo` is owner/repo on the configured GitHub.
+    provider: Mapped[str | None] = mapped_column(String(16))
+    # The secret push webhooks are signed with (Fernet); None until the owner asks for it.
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previews: Mapped[bool] = mapped_column(Boolean, default=False)  # pull-request previews
+    # A preview: the app it previews and the pull request's number.
+    preview_of: Mapped[str | None] = mapped_column(String(32), index=True)
+    preview_number: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One push webhook received for an app, with what it did (deduplicated by its id)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("app_id", "delivery_id", name="uq_delivery_app_id"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    delivery_id: Mapped[str] = mapped_column(String(100))
+    forge: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    commit: Mapped[str | None] = mapped_column(String(40))
+    build_number: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PlatformMeta(Base):
@@ -191,6 +218,8 @@ class Build(Base):
     error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(64))
     commit: Mapped[str | None] = mapped_column(String(40))
+    # The commit this build must build (a push webhook); None: the app's commit or branch head.
+    requested_commit: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()

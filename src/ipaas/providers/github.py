@@ -1,0 +1,229 @@
+"""GitHub as a repository provider: who a token is, its repositories and branches, one file,
+the OAuth code exchange, and clone credentials (the user's token, or in App mode an
+installation token minted from the App's private key for each clone)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+import jwt
+
+from ipaas.config import GitHubSettings
+from ipaas.domain.github import clone_url, full_name_problem
+from ipaas.domain.repo_access import RepoCredentials
+from ipaas.providers.base import (
+    Branch,
+    Page,
+    ProviderError,
+    ProviderUser,
+    RateLimit,
+    RepoSummary,
+)
+from ipaas.providers.github_api import GitHubApi
+
+# The user name git sends with a token: GitHub reads the token from the password.
+TOKEN_USER = "x-access-token"
+_FULL_PAGE = 100
+_MAX_FILE_BYTES = 1_048_576
+
+
+def _summary(data: dict[str, Any]) -> RepoSummary:
+    return RepoSummary(
+        full_name=str(data["full_name"]),
+        private=bool(data.get("private")),
+        default_branch=data.get("default_branch"),
+        pushed_at=data.get("pushed_at"),
+        html_url=str(data.get("html_url", "")),
+    )
+
+
+def _checked(full_name: str) -> str:
+    problem = full_name_problem(full_name)
+    if problem is not None:
+        raise ProviderError("invalid_repo", f"{full_name!r}: {problem}")
+    return full_name
+
+
+class GitHubApp:
+    """The GitHub App's own identity: a JWT signed with its private key (RS256, ten minutes at
+    most, as GitHub requires), used only to mint installation tokens."""
+
+    def __init__(self, app_id: str, private_key_file: Path) -> None:
+        self.app_id = app_id
+        self.private_key_file = private_key_file
+
+    def jwt(self) -> str:
+        now = int(time.time())
+        # Issued a minute back: GitHub refuses a JWT from the future when clocks drift.
+        claims = {"iat": now - 60, "exp": now + 540, "iss": self.app_id}
+        return jwt.encode(claims, self.private_key_file.read_bytes(), algorithm="RS256")
+
+
+class GitHubProvider:
+    def __init__(self, settings: GitHubSettings, client: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.client = client
+        self.api = GitHubApi(
+            settings.api_url,
+            timeout_s=settings.timeout_s,
+            cache_ttl_s=settings.cache_ttl_s,
+            client=client,
+        )
+        self.app: GitHubApp | None = None
+        if settings.mode == "app" and settings.app_id and settings.private_key_file:
+            self.app = GitHubApp(settings.app_id, settings.private_key_file)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # --- OAuth web flow ----------------------------------------------------------------------
+    def authorize_url(self, state: str, redirect_uri: str) -> str:
+        query = {"client_id": self.settings.client_id or "", "redirect_uri": redirect_uri}
+        query["state"] = state
+        if self.settings.mode == "oauth":  # a GitHub App's permissions are set on the App
+            query["scope"] = " ".join(self.settings.scopes)
+        return f"{self.settings.web_url.rstrip('/')}/login/oauth/authorize?{urlencode(query)}"
+
+    async def exchange_code(self, code: str, redirect_uri: str) -> str:
+        """The user's access token for an authorization code (single use, GitHub checks)."""
+        form = {
+            "client_id": self.settings.client_id or "",
+            "client_secret": self.settings.client_secret or "",
+            "code": code,
+            "redirect_uri": redirect_uri,
+        }
+        url = f"{self.settings.web_url.rstrip('/')}/login/oauth/access_token"
+        try:
+            response = await self.client.post(
+                url,
+                data=form,
+                headers={"Accept": "application/json"},
+                timeout=self.settings.timeout_s,
+            )
+            data = response.json()
+        except (httpx.HTTPError, ValueError):
+            raise ProviderError(
+                "provider_unavailable", "GitHub did not answer the sign-in"
+            ) from None
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            error = data.get("error", "no token") if isinstance(data, dict) else "no token"
+            raise ProviderError("github_signin_failed", f"GitHub refused the sign-in: {error}")
+        return token
+
+    # --- what a token sees -------------------------------------------------------------------
+    async def identify(self, token: str) -> ProviderUser:
+        data = (await self.api.get(token, "/user")).data
+        return ProviderUser(
+            subject=str(data["id"]), login=str(data["login"]), email=data.get("email")
+        )
+
+    async def organisations(self, token: str) -> list[str]:
+        answer = await self.api.get(token, f"/user/orgs?per_page={_FULL_PAGE}")
+        return [str(org["login"]) for org in answer.data]
+
+    async def repos(
+        self, token: str, *, page: int, per_page: int, search: str | None = None
+    ) -> Page[RepoSummary]:
+        """Newest push first. A search reads up to `max_pages` full pages and filters them."""
+        if not search:
+            query = urlencode(
+                {"sort": "pushed", "direction": "desc", "per_page": per_page, "page": page}
+            )
+            answer = await self.api.get(token, f"/user/repos?{query}")
+            items = [_summary(r) for r in answer.data]
+            return Page(items, page, per_page, "next" in answer.links)
+        query = urlencode({"sort": "pushed", "direction": "desc", "per_page": _FULL_PAGE})
+        found = [
+            r for r in await self._all(token, f"/user/repos?{query}")
+            if search.lower() in str(r["full_name"]).lower()
+        ]  # fmt: skip
+        start = (page - 1) * per_page
+        chunk = [_summary(r) for r in found[start : start + per_page]]
+        return Page(chunk, page, per_page, len(found) > start + per_page)
+
+    async def repo(self, token: str, full_name: str) -> RepoSummary:
+        return _summary((await self.api.get(token, f"/repos/{_checked(full_name)}")).data)
+
+    async def branches(
+        self, token: str, full_name: str, *, page: int, per_page: int
+    ) -> Page[Branch]:
+        """The default branch first, then the others by name."""
+        default = (await self.repo(token, full_name)).default_branch
+        rows = await self._all(token, f"/repos/{full_name}/branches?per_page={_FULL_PAGE}")
+        every = [
+            Branch(str(b["name"]), str(b["commit"]["sha"]), b["name"] == default) for b in rows
+        ]
+        every.sort(key=lambda b: (not b.default, b.name))
+        start = (page - 1) * per_page
+        return Page(every[start : start + per_page], page, per_page, len(every) > start + per_page)
+
+    async def read_file(self, token: str, full_name: str, path: str, ref: str | None) -> bytes:
+        clean = path.strip("/")
+        if not clean or any(part in ("", ".", "..") for part in clean.split("/")):
+            raise ProviderError("invalid_path", f"not a file path in a repository: {path!r}")
+        query = f"?{urlencode({'ref': ref})}" if ref else ""
+        data = (
+            await self.api.get(
+                token, f"/repos/{_checked(full_name)}/contents/{quote(clean)}{query}"
+            )
+        ).data
+        if not isinstance(data, dict) or data.get("type") != "file":
+            raise ProviderError("not_a_file", f"{clean} is not a file")
+        if int(data.get("size", 0)) > _MAX_FILE_BYTES:
+            raise ProviderError("file_too_large", f"{clean} is over {_MAX_FILE_BYTES} bytes")
+        try:
+            return base64.b64decode(str(data.get("content", "")))
+        except binascii.Error:
+            raise ProviderError("provider_unavailable", "GitHub sent an unreadable file") from None
+
+    def rate_limit(self, token: str) -> RateLimit | None:
+        return self.api.rate_limit(token)
+
+    # --- cloning -----------------------------------------------------------------------------
+    def clone_url(self, full_name: str) -> str:
+        return clone_url(self.settings.effective_git_url, _checked(full_name))
+
+    async def clone_credentials(self, token: str | None, full_name: str) -> RepoCredentials:
+        """App mode: a fresh installation token (one hour, this repository only); OAuth mode:
+        the owner's own token."""
+        _checked(full_name)
+        if self.app is not None:
+            return RepoCredentials(TOKEN_USER, await self._installation_token(full_name))
+        if token is None:
+            raise ProviderError("github_not_linked", "the app's owner has no GitHub account linked")
+        return RepoCredentials(TOKEN_USER, token)
+
+    async def _installation_token(self, full_name: str) -> str:
+        assert self.app is not None
+        app_jwt = self.app.jwt()
+        try:
+            installation = await self.api.get_as_app(app_jwt, f"/repos/{full_name}/installation")
+        except ProviderError as exc:
+            if exc.code == "repo_not_found":
+                raise ProviderError(
+                    "github_app_not_installed", f"the GitHub App is not installed on {full_name}"
+                ) from None
+            raise
+        repository = full_name.split("/", 1)[1]
+        path = f"/app/installations/{int(installation['id'])}/access_tokens"
+        minted = await self.api.post(app_jwt, path, {"repositories": [repository]})
+        return str(minted["token"])
+
+    async def _all(self, token: str, first: str) -> list[dict[str, Any]]:
+        """Every item of a paginated listing, following `next` links up to `max_pages`."""
+        items: list[dict[str, Any]] = []
+        url: str | None = first
+        for _ in range(self.settings.max_pages):
+            if url is None:
+                break
+            answer = await self.api.get(token, url)
+            items += answer.data
+            url = answer.links.get("next")
+        return items

@@ -1,0 +1,174 @@
+"""GitHub's REST API over httpx: ETag revalidation, rate limits, pagination links.
+
+Every answer is cached per token for `cache_ttl_s`; after that it is revalidated with
+`If-None-Match` (GitHub answers 304 without counting it against the rate limit). Once a token
+has used its limit, calls stop until the reset time instead of being refused one by one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+
+from ipaas.auth.tokens import hash_token
+from ipaas.domain.github import links
+from ipaas.providers.base import ProviderError, RateLimit
+
+log = structlog.get_logger()
+_ACCEPT = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+_MAX_CACHED = 2000  # answers kept in memory across every user
+
+
+@dataclass
+class Answer:
+    """A GitHub answer as the provider uses it: the JSON and the pagination links."""
+
+    data: Any
+    links: dict[str, str]
+    etag: str | None = None
+    fetched_at: float = 0.0
+
+
+def _rate_limit(headers: httpx.Headers) -> RateLimit | None:
+    try:
+        return RateLimit(
+            limit=int(headers["x-ratelimit-limit"]),
+            remaining=int(headers["x-ratelimit-remaining"]),
+            reset_at=float(headers["x-ratelimit-reset"]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+class GitHubApi:
+    """One client for the platform; answers and rate limits are kept per token (by hash)."""
+
+    def __init__(
+        self, api_url: str, *, timeout_s: float, cache_ttl_s: float, client: httpx.AsyncClient
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.cache_ttl_s = cache_ttl_s
+        self.client = client
+        self._cache: OrderedDict[tuple[str, str], Answer] = OrderedDict()
+        self._limits: dict[str, RateLimit] = {}
+        self.requests_sent = 0  # to GitHub (200s and 304s), for tests and metrics
+
+    def rate_limit(self, token: str) -> RateLimit | None:
+        """The token's limit as GitHub last reported it."""
+        return self._limits.get(hash_token(token))
+
+    def url(self, path: str) -> str:
+        """A path, or a URL from a Link header: only ever under the API's own URL, so a token
+        is never sent to another host."""
+        if not path.startswith(("http://", "https://")):
+            return self.api_url + path
+        if not path.startswith(self.api_url + "/"):
+            raise ProviderError("provider_unavailable", "GitHub linked to another host")
+        return path
+
+    async def get(self, token: str, path: str, *, cached: bool = True) -> Answer:
+        """GET a path (or a full URL from a Link header) as the token's owner."""
+        key = (hash_token(token), self.url(path))
+        hit = self._cache.get(key) if cached else None
+        if hit is not None and time.monotonic() - hit.fetched_at < self.cache_ttl_s:
+            self._cache.move_to_end(key)
+            return hit
+        self._check_budget(key[0])
+        headers = {**_ACCEPT, "Authorization": f"Bearer {token}"}
+        if hit is not None and hit.etag:
+            headers["If-None-Match"] = hit.etag
+        response = await self._send("GET", key[1], headers)
+        self._note_limit(key[0], response)
+        if response.status_code == 304 and hit is not None:
+            hit.fetched_at = time.monotonic()
+            return hit
+        answer = Answer(self._json(response), links(response.headers.get("link")))
+        answer.etag, answer.fetched_at = response.headers.get("etag"), time.monotonic()
+        if cached:
+            self._remember(key, answer)
+        return answer
+
+    async def post(self, bearer: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """POST as an App (its JWT) or a user; never cached."""
+        headers = {**_ACCEPT, "Authorization": f"Bearer {bearer}"}
+        response = await self._send("POST", self.url(path), headers, body or {})
+        return self._json(response)
+
+    async def get_as_app(self, app_jwt: str, path: str) -> Any:
+        headers = {**_ACCEPT, "Authorization": f"Bearer {app_jwt}"}
+        return self._json(await self._send("GET", self.url(path), headers))
+
+    def forget(self, token: str) -> None:
+        """Drop a token's cached answers (a user unlinked, or signed in again)."""
+        digest = hash_token(token)
+        for key in [k for k in self._cache if k[0] == digest]:
+            del self._cache[key]
+
+    # --- internals -----------------------------------------------------------------------------
+    def _check_budget(self, digest: str) -> None:
+        limit = self._limits.get(digest)
+        if limit is not None and limit.remaining <= 0 and limit.reset_at > time.time():
+            until = time.strftime("%H:%M:%S", time.gmtime(limit.reset_at))
+            raise ProviderError(
+                "github_rate_limited",
+                f"GitHub's rate limit is used up until {until} UTC",
+                retry_after_s=limit.reset_at - time.time(),
+            )
+
+    def _note_limit(self, digest: str, response: httpx.Response) -> None:
+        limit = _rate_limit(response.headers)
+        if limit is not None:
+            self._limits[digest] = limit
+
+    def _remember(self, key: tuple[str, str], answer: Answer) -> None:
+        self._cache[key] = answer
+        self._cache.move_to_end(key)
+        while len(self._cache) > _MAX_CACHED:
+            self._cache.popitem(last=False)
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        self.requests_sent += 1
+        try:
+            return await self.client.request(
+                method, url, headers=headers, json=body, timeout=self.timeout_s
+            )
+        except httpx.HTTPError as exc:
+            # The message names the host only: a token is never part of a URL here.
+            raise ProviderError(
+                "provider_unavailable", f"GitHub did not answer: {type(exc).__name__}"
+            ) from None
+
+    def _json(self, response: httpx.Response) -> Any:
+        status = response.status_code
+        if status < 300:
+            return response.json() if response.content else None
+        message = _message(response)
+        if status in (403, 429) and response.headers.get("x-ratelimit-remaining") == "0":
+            limit = _rate_limit(response.headers)
+            wait = (limit.reset_at - time.time()) if limit else 60.0
+            raise ProviderError(
+                "github_rate_limited",
+                f"GitHub's rate limit is used up: {message}",
+                retry_after_s=wait,
+            )
+        if status == 401:
+            raise ProviderError("github_unauthorized", f"GitHub refused the token: {message}")
+        if status == 404:
+            raise ProviderError("repo_not_found", "not found on GitHub (or no access to it)")
+        log.warning("github error", status=status, message=message)
+        raise ProviderError("provider_unavailable", f"GitHub answered {status}: {message}")
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))[:200]
+    except ValueError:
+        return response.text[:200]
