@@ -44,11 +44,12 @@ fast: venv
 	  tests/domain tests/apps tests/warden tests/contracts tests/test_*.py tests/cli $(PYTEST_ARGS)
 
 test-sqlite: venv
-	IPAAS_TEST_HYGIENE=$(HYGIENE) IPAAS_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	IPAAS_TEST_HYGIENE=$(HYGIENE) IPAAS_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
-# The whole suite again on PostgreSQL: one code path for both stores.
+# The suite again on PostgreSQL, but for the tests the store plays no part in (see
+# STORE_INDEPENDENT in tests/conftest.py): one code path for both stores.
 test-postgres: venv
-	IPAAS_TEST_HYGIENE=$(HYGIENE) IPAAS_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	IPAAS_TEST_STORE_ONLY=1 IPAAS_TEST_HYGIENE=$(HYGIENE) IPAAS_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

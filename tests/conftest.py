@@ -191,6 +191,36 @@ STRICT_HYGIENE = os.environ.get("IPAAS_TEST_HYGIENE") == "strict"
 ENGINE_BEFORE: list[EngineThings | None] = []
 
 
+# Tests whose outcome does not depend on the store: the builder, the runtime and the router
+# adapters, and end-to-end tests of the engine's side. `make test` runs them on SQLite only;
+# what the store decides (leases, transitions, recovery, chaos, queues, the API) runs on both.
+STORE_INDEPENDENT = (
+    "tests/builds/",
+    "tests/runtime/",
+    "tests/router/",
+    "tests/e2e/test_databases.py",
+    "tests/e2e/test_settings.py",
+    "tests/e2e/test_logs.py",
+    "tests/e2e/test_cli_e2e.py",
+    "tests/e2e/test_github.py",
+    "tests/e2e/test_private_apps.py",
+    "tests/e2e/test_deploy.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("IPAAS_TEST_STORE_ONLY") != "1":
+        return
+    root = Path(str(config.rootpath))
+    keep, drop = [], []
+    for item in items:
+        where = Path(str(item.path)).relative_to(root).as_posix()
+        (drop if where.startswith(STORE_INDEPENDENT) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if STRICT_HYGIENE:
         ENGINE_BEFORE.append(engine_things())
