@@ -26,6 +26,7 @@ from ipaas.apps.scheduler import BuildScheduler
 from ipaas.apps.service import AppPolicy, AppService
 from ipaas.apps.worker import BuildWorker
 from ipaas.auth.keys import Cipher, load_or_create_keys, private_dir
+from ipaas.auth.sessions import WebSessions
 from ipaas.auth.tokens import AccessTokens, AppPasses
 from ipaas.builds.base import ImageBuilder
 from ipaas.builds.repo_guard import RepoGuard
@@ -79,6 +80,7 @@ class Stores:
     identity: StoreIdentity
     databases: DatabaseStore
     notices: NoticeStore
+    web_sessions: WebSessions
 
 
 @dataclass(frozen=True)
@@ -141,10 +143,11 @@ def open_stores(settings: Settings) -> Stores:
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     bus = ChangeBus()
+    users = UserStore(sessions)
     return Stores(
         engine=engine,
         apps=AppStore(sessions, bus.notify, settings.status_cache_ttl_s),
-        users=UserStore(sessions),
+        users=users,
         builds=BuildStore(sessions),
         cipher=Cipher(keys.fernet_key),
         access_tokens=AccessTokens(keys.jwt_key, settings.auth.access_token_ttl_s),
@@ -154,6 +157,7 @@ def open_stores(settings: Settings) -> Stores:
         identity=StoreIdentity(sessions),
         databases=DatabaseStore(sessions),
         notices=NoticeStore(sessions),
+        web_sessions=WebSessions(users, keys.jwt_key, settings.auth.web_session_ttl_s),
     )
 
 
