@@ -57,25 +57,30 @@
 
     function say(text) { if (state) { state.textContent = text; } }
 
-    function atBottom() { return pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40; }
+    // Whether to keep the newest line in view, decided when the reader scrolls (reading the
+    // layout in every frame would force it to be computed twice a frame).
+    var stick = true;
+    pre.addEventListener("scroll", function () {
+      stick = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
+    }, { passive: true });
 
     function draw() {
       scheduled = false;
       if (paused || queue.length === 0) { return; }
-      var stick = atBottom();
       var batch = queue;
       queue = [];
-      var fragment = document.createDocumentFragment();
-      for (var i = 0; i < batch.length; i++) { fragment.appendChild(lineNode(batch[i])); }
-      pre.appendChild(fragment);
-      var extra = pre.childNodes.length - MAX_LINES;
-      if (extra > 0) {
+      var extra = pre.childNodes.length + batch.length - MAX_LINES;
+      if (extra > 0) {  // the oldest lines go first, in one range: one removal per batch
+        var last = Math.min(extra, pre.childNodes.length);
         var range = document.createRange();
         range.setStartBefore(pre.firstChild);
-        range.setEndAfter(pre.childNodes[extra - 1]);
+        range.setEndAfter(pre.childNodes[last - 1]);
         range.deleteContents();
         dropped += extra;
       }
+      var fragment = document.createDocumentFragment();
+      for (var i = 0; i < batch.length; i++) { fragment.appendChild(lineNode(batch[i])); }
+      pre.appendChild(fragment);
       if (stick) { pre.scrollTop = pre.scrollHeight; }
       say("live" + (dropped ? " · older lines let go: " + dropped : ""));
     }
