@@ -15,34 +15,29 @@ from typing import Any
 import pytest
 
 from tests.chromium import chromium
+from tests.e2e.apps import DOCKERFILE
 from tests.e2e.conftest import E2E
 
 __all__ = ["chromium"]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-DOCKERFILE = """FROM python:3.11-slim
-WORKDIR /srv
-COPY server.py .
-ENV PORT=8080
-CMD ["python3", "-u", "server.py"]
-"""
 # GET / answers GREETING; /say?text= prints the text; /emit?n= prints n lines at once.
 SERVER = r"""
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qsl, urlsplit
 
-class Handler(BaseHTTPRequestHandler):
+class Talker(BaseHTTPRequestHandler):
     def log_message(self, *args):
-        pass
+        return None
 
     def do_GET(self):
-        url = urlparse(self.path)
-        q = {k: v[0] for k, v in parse_qs(url.query).items()}
-        if url.path == "/say":
-            print(q["text"], flush=True)
-        if url.path == "/emit":
-            print("".join(f"burst {i}\n" for i in range(int(q["n"]))), end="", flush=True)
+        path, query = urlsplit(self.path)[2:4]
+        args = dict(parse_qsl(query))
+        if path == "/say":
+            print(args["text"], flush=True)
+        elif path == "/emit":
+            print("".join(f"burst {i}\n" for i in range(int(args["n"]))), end="", flush=True)
         body = os.environ.get("GREETING", "hello").encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -50,7 +45,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 print("listening", flush=True)
-ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Talker).serve_forever()
 """
 # Longest gap between two animation frames since the page started watching.
 WATCH_FRAMES = """() => { window.maxGap = 0; let last = performance.now();
@@ -123,7 +118,7 @@ async def test_deploy_follow_change_and_delete_an_app_in_the_browser(
         await shot("deleted")
     finally:
         await context.close()
-    assert problems == []
+    assert problems == [], problems
 
 
 def _screenshots(page: Any, folder: Path) -> Any:

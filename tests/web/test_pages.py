@@ -419,3 +419,18 @@ def _who(user: dict[str, str]):  # type: ignore[no-untyped-def]
     from ipaas.apps.service import Principal
 
     return Principal(user["id"], "user")
+
+
+async def test_polling_a_deleted_apps_status_stops_without_an_error(
+    new_browser: BrowserMaker, core: ControlPlane
+) -> None:
+    browser, user = await new_browser()
+    app = await running_app(core, user["id"])
+    await core.app_service.delete(app, volumes=False)
+
+    async def gone() -> bool:
+        r = await browser.get(f"/apps/{app.id}/status", headers={"HX-Request": "true"})
+        return r.status_code == 286 and 'data-state="gone"' in r.text
+
+    await wait_until_async(gone, 10, "the status fragment to say gone")
+    assert (await browser.get(f"/apps/{app.id}/status")).status_code == 404

@@ -70,9 +70,19 @@ async def overview(
 
 @router.get("/status")
 async def status_fragment(
-    request: Request, app: Application = Depends(owned), svc: AppService = Depends(app_service)
+    request: Request,
+    app_id: str,
+    who: Visitor = Depends(visitor),
+    svc: AppService = Depends(app_service),
 ) -> Response:
-    """The state badge, polled by htmx on every tab."""
+    """The state badge, polled by htmx on every tab. Once the app is gone, htmx's "stop
+    polling" status (286) rather than an error: a deleted app is no fault of the page."""
+    try:
+        app = await owned(app_id, who, svc)
+    except NotFoundError:
+        if not request.headers.get("hx-request"):
+            raise
+        return render(request, "_app_gone.html", 286)
     return render(request, "_app_status.html", app=app)
 
 

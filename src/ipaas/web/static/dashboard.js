@@ -20,8 +20,9 @@
   }
 
   // The log viewer: follows the page's Server-Sent Events stream. Lines are queued as they
-  // come and drawn once per animation frame (one DOM insertion per batch), and only the
-  // newest MAX_LINES stay in the page, so a fast app cannot freeze it nor fill memory.
+  // come and drawn once per animation frame (one DOM insertion per batch), each line a block
+  // of its own (so a new line lays out alone), and only the newest MAX_LINES stay in the
+  // page, so a fast app cannot freeze it nor fill memory.
   var MAX_LINES = 5000;
 
   function shortTime(iso) {
@@ -36,7 +37,7 @@
     var time = document.createElement("time");
     time.textContent = shortTime(entry.timestamp);
     span.appendChild(time);
-    span.appendChild(document.createTextNode(" " + entry.line + "\n"));
+    span.appendChild(document.createTextNode(" " + entry.line));
     return span;
   }
 
