@@ -197,7 +197,8 @@ one release each; one real and running).
 The apps page fetched {requests} times by one client (server rendering and the session lookup
 included), then 5 s of `wrk` with 8 connections. Then a real app writing {rate} lines/s for
 {seconds:.0f} s, its Logs tab open in Debian's Chromium (headless): the longest gap between two
-animation frames, the JS heap, and the lines the page keeps (cap 5,000).
+animation frames, the JS heap, and the lines the page keeps (cap 5,000). Load average of the
+machine at the end: {os.getloadavg()[0]:.1f} (frame gaps on a shared, busy machine are pessimistic).
 
 | measure | figure | target |
 |---|---|---|
