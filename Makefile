@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # HYGIENE=shared checks only this run's containers and processes (an engine others use too).
 HYGIENE ?= strict
 
-.PHONY: up test venv engine images lint fast test-sqlite test-postgres bench clean
+.PHONY: up test venv engine images chromium lint fast test-sqlite test-postgres bench clean
 
 up: venv engine
 	$(BIN)/ipaas up
 
-test: venv engine images lint test-sqlite test-postgres
+test: venv engine images chromium lint test-sqlite test-postgres
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ engine:
 images: venv engine
 	$(BIN)/ipaas images bootstrap
 
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; it never downloads one).
+chromium:
+	@test -x /usr/bin/chromium || apt-get install -y -qq --no-install-recommends chromium >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null)
+
 lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -41,7 +46,7 @@ lint: venv
 # The fast tier: no Docker, no broker; the store is SQLite. Under a minute.
 fast: venv
 	IPAAS_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not docker and not rabbitmq and not slow" \
-	  tests/domain tests/apps tests/warden tests/contracts tests/test_*.py tests/cli $(PYTEST_ARGS)
+	  tests/domain tests/apps tests/warden tests/contracts tests/test_*.py tests/cli tests/web $(PYTEST_ARGS)
 
 test-sqlite: venv
 	IPAAS_TEST_HYGIENE=$(HYGIENE) IPAAS_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)

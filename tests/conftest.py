@@ -205,6 +205,7 @@ STORE_INDEPENDENT = (
     "tests/e2e/test_github.py",
     "tests/e2e/test_private_apps.py",
     "tests/e2e/test_deploy.py",
+    "tests/e2e/test_dashboard.py",
 )
 
 

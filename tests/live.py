@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 
-from ipaas.api.app import create_app
 from ipaas.platform import ControlPlane
+from ipaas.web.site import create_site
 from tests.support import free_port
 
 T = TypeVar("T")
@@ -48,10 +48,10 @@ def start_live(
     timeout_s: float = 60,
     port: int | None = None,
 ) -> Live:
-    """Serve the platform's API (and, with manage_lifecycle, run its workers and warden), on
+    """Serve the platform's API and dashboard (and, with manage_lifecycle, run its workers and warden), on
     `port` (the one its settings name, where Caddy asks about private apps) or a free one."""
     port = port or free_port()
-    app = create_app(plane, manage_lifecycle=manage_lifecycle)
+    app = create_site(plane, manage_lifecycle=manage_lifecycle)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -152,6 +152,8 @@ class AuthSettings(BaseModel):
     login_refusal_delay_s: float = 1.0  # a refused login is answered after this long
     # How long a sign-in to a private app's URL lasts (a cookie for that app's host only).
     app_pass_ttl_s: int = 12 * 3600
+    # How long a dashboard sign-in lasts (an HttpOnly cookie; signing out ends it at once).
+    web_session_ttl_s: int = 12 * 3600
     verify_token_ttl_s: int = 2 * 86400  # the link that confirms an e-mail address
     reset_token_ttl_s: int = 3600  # the link that sets a forgotten password
     # Password-reset requests per address (and per client) within reset_window_s.

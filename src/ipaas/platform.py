@@ -31,6 +31,7 @@ from ipaas.apps.signin import GitHubSignIn
 from ipaas.apps.sources import Sources
 from ipaas.apps.worker import BuildWorker
 from ipaas.auth.keys import Cipher, load_or_create_keys, private_dir
+from ipaas.auth.sessions import WebSessions
 from ipaas.auth.tokens import AccessTokens, AppPasses, SignedStates
 from ipaas.builds.base import ImageBuilder
 from ipaas.builds.repo_guard import RepoGuard
@@ -93,6 +94,7 @@ class Stores:
     identities: IdentityStore
     deliveries: DeliveryStore
     states: SignedStates
+    web_sessions: WebSessions
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,11 @@ def open_stores(settings: Settings) -> Stores:
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     bus = ChangeBus()
+    users = UserStore(sessions)
     return Stores(
         engine=engine,
         apps=AppStore(sessions, bus.notify, settings.status_cache_ttl_s),
-        users=UserStore(sessions),
+        users=users,
         builds=BuildStore(sessions),
         cipher=Cipher(keys.fernet_key),
         access_tokens=AccessTokens(keys.jwt_key, settings.auth.access_token_ttl_s),
@@ -178,6 +181,7 @@ def open_stores(settings: Settings) -> Stores:
         identities=IdentityStore(sessions),
         deliveries=DeliveryStore(sessions),
         states=SignedStates(keys.jwt_key, settings.github.state_ttl_s),
+        web_sessions=WebSessions(users, keys.jwt_key, settings.auth.web_session_ttl_s),
     )
 
 

@@ -99,7 +99,7 @@ async def _me(users: UserStore, who: Principal) -> User:
     return user
 
 
-def _ended(request: Request, tokens: AccessTokens, user_id: str) -> None:
+def end_sessions_now(request: Request, tokens: AccessTokens, user_id: str) -> None:
     """The user's access tokens issued until now stop working, and no API token of theirs is
     answered from memory (the store says which still exist, and the role)."""
     tokens.end_sessions(user_id, time.time())
@@ -155,7 +155,7 @@ async def change_password(
         return too_many_attempts(exc.retry_after_s)
     keep = await _calling_api_token(request, p.users)
     await p.users.change_password(user.id, await logins.pool.hash(body.new_password), keep)
-    _ended(request, p.tokens, user.id)
+    end_sessions_now(request, p.tokens, user.id)
     return await p.issue_pair(user.id, user.role, new_id())
 
 
@@ -200,7 +200,7 @@ async def confirm_reset(
     done = await users.reset_password(hash_token(body.token), await pool.hash(body.new_password))
     if done is None:
         raise Problem(400, "invalid_token", "the link is unknown, used or expired")
-    _ended(request, tokens, done.id)
+    end_sessions_now(request, tokens, done.id)
     return _out(done)
 
 
@@ -291,11 +291,13 @@ async def admin_change_user(
         raise NotFoundError.of("user")
     if body.role is not None:
         await users.set_role(user_id, body.role)
-        _ended(request, tokens, user_id)  # access tokens carry the role: new ones are needed
+        end_sessions_now(
+            request, tokens, user_id
+        )  # access tokens carry the role: new ones are needed
     if body.disabled is not None:
         await users.set_disabled(user_id, body.disabled)
         if body.disabled:
-            _ended(request, tokens, user_id)
+            end_sessions_now(request, tokens, user_id)
     user = await users.get(user_id)
     assert user is not None
     return _out(user)
@@ -328,6 +330,6 @@ async def admin_delete_user(
             "type the user's name in `confirm` to delete them and everything they own",
             code="confirmation_mismatch",
         )
-    _ended(request, tokens, user_id)
+    end_sessions_now(request, tokens, user_id)
     removed = await removal.remove(user_id)
     return RemovedOut(apps=removed.apps, databases=removed.databases)

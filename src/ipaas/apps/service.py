@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ipaas.apps.bus import ChangeBus
@@ -118,6 +119,10 @@ class AppService:
         self, who: Principal, kind: str | None, state: str | None, limit: int, offset: int
     ) -> tuple[Sequence[Application], int]:
         return await self.apps.list(who.user_id, kind=kind, state=state, limit=limit, offset=offset)
+
+    async def last_deploys(self, apps: Sequence[Application]) -> dict[str, datetime]:
+        """When each app's newest release was made (one query for the whole list)."""
+        return await self.builds.last_release_times([a.id for a in apps])
 
     async def status(self, who: Principal, app_id: str) -> StatusRow:
         """The cheap status row (served from a short cache); another user's app is missing."""

@@ -26,16 +26,17 @@ T = TypeVar("T")
 def run_up(settings: Settings, *, bootstrap: bool = True) -> None:
     import uvicorn
 
-    from ipaas.api.app import create_app
     from ipaas.platform import admin_process, api_process
+    from ipaas.web.site import create_site
 
     migrate_in_child(settings.effective_database_url)
     if bootstrap:
         _bootstrap_images(settings)
     asyncio.run(_first_admin(_or_exit(admin_process, settings)))
-    typer.echo(f"ipaas is up: {settings.api_url}  (API docs: {settings.api_url}/docs)")
+    url = settings.api_url
+    typer.echo(f"ipaas is up: {url}  (dashboard: {url}/, API docs: {url}/docs)")
     uvicorn.run(
-        create_app(_or_exit(api_process, settings)),
+        create_site(_or_exit(api_process, settings)),
         host=settings.host,
         port=settings.port,
         log_level="warning",

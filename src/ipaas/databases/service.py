@@ -108,6 +108,10 @@ class DatabaseService:
     async def attachments(self, db: Database) -> Sequence[tuple[DatabaseAttachment, str]]:
         return await self.store.attachments(db.id)
 
+    async def attached_to(self, app_id: str) -> Sequence[tuple[DatabaseAttachment, Database]]:
+        """The databases attached to an app (the caller owns the app)."""
+        return await self.store.attached_to(app_id)
+
     # --- create -------------------------------------------------------------------------------
     async def create(self, who: Principal, body: DatabaseRequest) -> Database:
         problem = name_problem(body.name, ())

@@ -350,6 +350,18 @@ class BuildStore:
         async with self.sessions() as s:
             return (await s.execute(stmt)).scalar_one_or_none()
 
+    async def last_release_times(self, app_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each app's newest release was made (apps without one are left out)."""
+        if not app_ids:
+            return {}
+        stmt = (
+            select(Release.app_id, func.max(Release.created_at))
+            .where(Release.app_id.in_(list(app_ids)))
+            .group_by(Release.app_id)
+        )
+        async with self.sessions() as s:
+            return {app_id: at for app_id, at in await s.execute(stmt)}
+
     async def releases(self, app_id: str, limit: int = 50) -> Sequence[Release]:
         stmt = select(Release).where(Release.app_id == app_id).order_by(Release.number.desc())
         async with self.sessions() as s:

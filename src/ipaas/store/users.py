@@ -176,6 +176,28 @@ class UserStore:
             update(RefreshToken).where(RefreshToken.family_id == family_id).values(revoked=True)
         )
 
+    # --- browser sessions ---------------------------------------------------------------------
+    # A dashboard sign-in is a session family of one token that is never rotated (the browser
+    # keeps it in a cookie); ending a user's sessions (password changed, account disabled)
+    # revokes it like the refresh tokens, and signing out revokes its family.
+    async def open_web_session(self, user_id: str, token_hash: str, ttl_s: int) -> None:
+        await self.add_refresh_token(user_id, new_id(), token_hash, ttl_s)
+
+    async def web_session_user(self, token_hash: str) -> User | None:
+        """The enabled user whose live (unrevoked, unexpired) session this is."""
+        stmt = (
+            select(User)
+            .join(RefreshToken, RefreshToken.user_id == User.id)
+            .where(
+                RefreshToken.token_hash == token_hash,
+                RefreshToken.revoked.is_(False),
+                RefreshToken.expires_at > utcnow(),
+                User.disabled.is_(False),
+            )
+        )
+        async with self.sessions() as s:
+            return (await s.execute(stmt)).scalar_one_or_none()
+
     async def purge_expired(self) -> None:
         async with self.sessions() as s:
             await s.execute(delete(RefreshToken).where(RefreshToken.expires_at < utcnow()))

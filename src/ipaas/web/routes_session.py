@@ -1,0 +1,68 @@
+"""Signing in and out of the dashboard (a plain form; the same throttled password check as the
+API's login)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from ipaas.auth.login import BadCredentials, LoginRefused, PasswordLogin
+from ipaas.auth.passwords import PoolBusy
+from ipaas.domain.access import safe_next
+from ipaas.web.auth import (
+    SESSION_COOKIE,
+    Form,
+    checked_form,
+    first,
+    maybe_visitor,
+    set_cookie,
+    web_sessions,
+)
+from ipaas.web.pages import redirect, render
+
+router = APIRouter()
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    return redirect("/apps" if await maybe_visitor(request) else "/login")
+
+
+@router.get("/login")
+async def login_page(request: Request, next: str = "/apps") -> Response:  # noqa: A002
+    if await maybe_visitor(request):
+        return redirect(safe_next(next))
+    return render(request, "login.html", wanted=safe_next(next), username="", error=None)
+
+
+@router.post("/login")
+async def sign_in(request: Request, form: Form = Depends(checked_form)) -> Response:
+    username, password = first(form, "username", 64), first(form, "password", 1024)
+    wanted = safe_next(first(form, "next"))
+    logins: PasswordLogin = request.app.state.password_login
+    address = request.client.host if request.client else "unknown"
+    try:
+        user = await logins.authenticate(username, password, address)
+    except BadCredentials:
+        return _again(request, wanted, username, "Wrong user name or password.", 401)
+    except LoginRefused as exc:
+        wait = int(exc.retry_after_s) + 1
+        return _again(request, wanted, username, f"Too many attempts: wait {wait} s.", 429)
+    except PoolBusy:
+        return _again(request, wanted, username, "Too many sign-ins at once: retry.", 503)
+    sessions = web_sessions(request)
+    token = await sessions.open(user)
+    response = redirect(wanted)
+    set_cookie(request, response, SESSION_COOKIE, token, sessions.ttl_s)
+    return response
+
+
+def _again(request: Request, wanted: str, username: str, error: str, status: int) -> Response:
+    return render(request, "login.html", status, wanted=wanted, username=username, error=error)
+
+
+@router.post("/logout")
+async def sign_out(request: Request, _: Form = Depends(checked_form)) -> Response:
+    await web_sessions(request).close(request.cookies.get(SESSION_COOKIE))
+    response = redirect("/login")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
