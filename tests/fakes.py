@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from ipaas.builds.base import BuildFailed, BuildRequest, BuildResult
 from ipaas.config import Settings
+from ipaas.dnslookup.resolver import DnsResolver
 from ipaas.domain.logpages import SourceChunk
 from ipaas.platform import Adapters, ControlPlane, control_plane, open_stores
 from ipaas.providers.git import GitCliProvider
@@ -192,5 +193,6 @@ def fake_plane(settings: Settings) -> ControlPlane:
         builder=FakeBuilder(),
         queue=JobTableQueue(stores.builds, settings.build.lease_s),
         git=GitCliProvider(settings),
+        dns=DnsResolver(settings.domains),
     )
     return control_plane(settings, stores, adapters, run_builder=False, run_warden=False)

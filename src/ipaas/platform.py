@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ipaas.apps.background import Background
 from ipaas.apps.bus import ChangeBus
 from ipaas.apps.deployer import Deployer
+from ipaas.apps.domains import DomainService
 from ipaas.apps.gate import AppGate
 from ipaas.apps.handoff import Handoff, ToControlPlane
 from ipaas.apps.scheduler import BuildScheduler
@@ -35,6 +36,8 @@ from ipaas.databases.backups import BackupService
 from ipaas.databases.links import DatabaseLinks
 from ipaas.databases.recovery import DatabaseRecovery
 from ipaas.databases.service import DatabaseService
+from ipaas.dnslookup.base import DnsLookup
+from ipaas.dnslookup.resolver import DnsResolver
 from ipaas.domain.hosts import HostNames
 from ipaas.logs.service import LogService
 from ipaas.notify.accounts import AccountMail
@@ -50,6 +53,7 @@ from ipaas.store.apps import AppStore
 from ipaas.store.builds import BuildStore
 from ipaas.store.databases import DatabaseStore
 from ipaas.store.db import holds_encrypted_data, make_engine, make_sessionmaker
+from ipaas.store.domains import DomainStore
 from ipaas.store.identity import StoreIdentity
 from ipaas.store.models import utcnow
 from ipaas.store.notices import NoticeStore
@@ -79,6 +83,7 @@ class Stores:
     identity: StoreIdentity
     databases: DatabaseStore
     notices: NoticeStore
+    domains: DomainStore
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class Adapters:
     builder: ImageBuilder
     queue: BuildQueue
     git: GitProvider
+    dns: DnsLookup
 
 
 @dataclass
@@ -131,6 +137,7 @@ class ControlPlane:
     lifecycle: Lifecycle
     database_service: DatabaseService
     backup_service: BackupService
+    domain_service: DomainService
 
 
 def open_stores(settings: Settings) -> Stores:
@@ -154,6 +161,7 @@ def open_stores(settings: Settings) -> Stores:
         identity=StoreIdentity(sessions),
         databases=DatabaseStore(sessions),
         notices=NoticeStore(sessions),
+        domains=DomainStore(sessions),
     )
 
 
@@ -176,6 +184,7 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
         builder=DockerImageBuilder(settings, checkpoints=marks),
         queue=_queue(settings, stores.builds),
         git=GitCliProvider(settings),
+        dns=DnsResolver(settings.domains),
     )
 
 
@@ -236,6 +245,7 @@ def _deployer(settings: Settings, stores: Stores, adapters: Adapters, bg: Backgr
         identity=stores.identity,
         checkpoints=_checkpoints(settings),
         links=DatabaseLinks(stores.databases, stores.cipher),
+        domains=stores.domains,
     )
 
 
@@ -308,7 +318,13 @@ def control_plane(
         RepoGuard.from_settings(settings),
     )  # fmt: skip
     logs = LogService(adapters.runtime, stores.builds, settings.runtime.log_max_age_s)
-    gate = AppGate(stores.apps, stores.app_passes, HostNames(settings.base_domain))
+    gate = AppGate(stores.apps, stores.app_passes, HostNames(settings.base_domain), stores.domains)
+    domains = DomainService(
+        stores.domains, stores.apps, deployer, adapters.router, adapters.dns, settings.domains,
+        settings.base_domain, settings.router.kind == "caddy" and settings.router.tls,
+    )  # fmt: skip
+    if run_warden:
+        lifecycle.add(domains.start, domains.stop)
     databases = DatabaseService(
         stores.databases, stores.apps, stores.quotas, stores.cipher, adapters.databases,
         deployer, settings.databases, bg,
@@ -323,7 +339,7 @@ def control_plane(
     return ControlPlane(
         settings, stores, adapters, deployer, service, gate, logs, warden, worker, sender,
         AccountMail(stores.users, sender.renderer, settings.auth, settings.api_url), lifecycle,
-        databases, backups,
+        databases, backups, domains,
     )  # fmt: skip
 
 
