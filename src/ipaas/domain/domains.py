@@ -15,6 +15,8 @@ from enum import StrEnum
 CHALLENGE_LABEL = "_ipaas-challenge"
 MAX_DOMAIN_LENGTH = 253
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_NUMBER = r"(?:0x[0-9a-f]+|[0-9]+)"
+_NUMERIC_HOST = re.compile(rf"{_NUMBER}(?:\.{_NUMBER})+")
 
 # Names no user may claim (operators replace the list with `domains.reserved`): special-use
 # names (RFC 6761, 6762, 7686, 8375, 2606), and the suffixes of private networks.
@@ -56,9 +58,9 @@ def _is_ip_literal(name: str) -> bool:
     try:
         ipaddress.ip_address(candidate)
     except ValueError:
-        # Numbers in the last label are never a host name (`127.1`, `0x7f.1` are addresses to
-        # some resolvers); `_malformed` refuses them too, but as what they are.
-        return bool(re.fullmatch(r"[0-9.x]+", candidate)) and "." in candidate
+        # Dotted numbers in other notations (`127.1`, `0x7f.1`) are addresses to some
+        # resolvers: refused as what they are.
+        return bool(_NUMERIC_HOST.fullmatch(candidate))
     return True
 
 
