@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import json
 import os
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -152,7 +153,8 @@ class Pebble:
         """The root it issues under (made at its start), from its management interface."""
         deadline = time.monotonic() + 10
         while True:
-            r = httpx.get(f"{self.management}/roots/0", verify=str(self.listener.cert))
+            trust = ssl.create_default_context(cafile=str(self.listener.cert))
+            r = httpx.get(f"{self.management}/roots/0", verify=trust)
             if r.status_code == 200 or time.monotonic() > deadline:
                 r.raise_for_status()
                 return r.text
