@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: up test venv engine images lint fast test-sqlite test-postgres bench clean
+.PHONY: up test venv engine images tools lint fast test-sqlite test-postgres bench clean
 
 up: venv engine
 	$(BIN)/ipaas up
 
-test: venv engine images lint test-sqlite test-postgres
+test: venv engine images tools lint test-sqlite test-postgres
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml
 
 engine:
 	@scripts/ensure-docker.sh
+
+# Debian packages only the tests use: Pebble, Let's Encrypt's test CA, and its DNS server.
+tools:
+	@command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble >/dev/null)
 
 images: venv engine
 	$(BIN)/ipaas images bootstrap
