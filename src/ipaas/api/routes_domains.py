@@ -18,7 +18,7 @@ from ipaas.store.models import Application
 
 router = APIRouter(prefix="/applications", tags=["domains"])
 ask_router = APIRouter(include_in_schema=False)
-DomainName = Path(max_length=MAX_DOMAIN_LENGTH + 1)
+DomainName = Path(description="the domain, e.g. shop.example.com")
 
 
 def domain_service(request: Request) -> DomainService:
