@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # HYGIENE=shared checks only this run's containers and processes (an engine others use too).
 HYGIENE ?= strict
 
-.PHONY: up test venv engine images chromium lint fast test-sqlite test-postgres bench clean
+.PHONY: up test venv engine images chromium tools lint fast test-sqlite test-postgres bench clean
 
 up: venv engine
 	$(BIN)/ipaas up
 
-test: venv engine images chromium lint test-sqlite test-postgres
+test: venv engine images chromium tools lint test-sqlite test-postgres
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ $(STAMP): pyproject.toml
 
 engine:
 	@scripts/ensure-docker.sh
+
+# Debian packages only the tests use: Pebble, Let's Encrypt's test CA, and its DNS server.
+tools:
+	@command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble >/dev/null)
 
 images: venv engine
 	$(BIN)/ipaas images bootstrap

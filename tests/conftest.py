@@ -206,6 +206,7 @@ STORE_INDEPENDENT = (
     "tests/e2e/test_private_apps.py",
     "tests/e2e/test_deploy.py",
     "tests/e2e/test_dashboard.py",
+    "tests/e2e/test_domains.py",
 )
 
 

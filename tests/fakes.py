@@ -1,4 +1,4 @@
-"""In-memory stand-ins for the runtime, router and image builder seams, for the fast tier.
+"""In-memory stand-ins for the runtime, router, image builder and DNS seams, for the fast tier.
 
 They keep the same promises as the real adapters: `tests/contracts/` runs one set of
 contract tests against each fake and its real counterpart, so a fake cannot drift.
@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 from ipaas.builds.base import BuildFailed, BuildRequest, BuildResult
 from ipaas.config import Settings
+from ipaas.dnslookup.resolver import DnsResolver
+from ipaas.domain.domains import Lookup
 from ipaas.domain.logpages import SourceChunk
 from ipaas.platform import Adapters, ControlPlane, control_plane, github_provider, open_stores
 from ipaas.providers.git import GitCliProvider
@@ -180,6 +182,14 @@ async def _no_network(owner_id: str) -> str:
     raise RuntimeError("a plane on the in-memory runtime has no networks for databases")
 
 
+class UnknownNames:
+    """DNS in which no name exists, so that no query leaves the machine; tests that need
+    answers set `domains.nameserver` to a DNS server of their own (tests/acme.py)."""
+
+    async def lookup(self, name: str) -> Lookup:
+        return Lookup()
+
+
 def fake_plane(settings: Settings) -> ControlPlane:
     """An API process on the real store and queue with in-memory runtime, router and builder,
     and no loops running: apps stay where the API (or the test) puts them."""
@@ -193,5 +203,6 @@ def fake_plane(settings: Settings) -> ControlPlane:
         queue=JobTableQueue(stores.builds, settings.build.lease_s),
         git=GitCliProvider(settings),
         github=github_provider(settings),  # GitHub when the settings name one (a stand-in)
+        dns=DnsResolver(settings.domains) if settings.domains.nameserver else UnknownNames(),
     )
     return control_plane(settings, stores, adapters, run_builder=False, run_warden=False)

@@ -31,6 +31,8 @@ _CHECKS = {
     "docker": _docker_up,
     "postgres": lambda: _port_open(5432),
     "rabbitmq": lambda: _port_open(5672),
+    # Let's Encrypt's test CA and its DNS server (Debian: apt-get install pebble).
+    "pebble": lambda: all(shutil.which(b) for b in ("pebble", "pebble-challtestsrv")),
 }
 _seen: dict[str, bool] = {}
 

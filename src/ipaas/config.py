@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ipaas.checkpoints import Phase
+from ipaas.domain.domains import DEFAULT_RESERVED_DOMAINS
 from ipaas.domain.names import DEFAULT_RESERVED_NAMES
 from ipaas.redact import MASK, redact_url
 
@@ -123,6 +124,38 @@ class RouterSettings(BaseModel):
     http_port: int = 8080
     https_port: int = 8443
     tls: bool = False
+    # Certificates of custom domains (with `tls`): Caddy's ACME client, at this directory.
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str | None = None  # the ACME account's contact (expiry warnings)
+    # A PEM file of roots the ACME server's own HTTPS certificate chains to (a test CA).
+    acme_ca_root: Path | None = None
+
+
+class DomainSettings(BaseModel):
+    """Custom domains of apps: limits and how ownership is checked in DNS."""
+
+    max_per_app: int = 20  # counting the www/apex partners that redirect
+    # The addresses the platform's router answers on from the internet: a domain resolving
+    # to them is verified. Empty: only the TXT record verifies.
+    public_addresses: list[str] = Field(default_factory=list)
+    # The name server asked (None: the system's, from /etc/resolv.conf), and its port.
+    nameserver: str | None = None
+    nameserver_port: int = 53
+    lookup_timeout_s: float = 5.0
+    # Names and their subdomains no user may claim (replaces the default list).
+    reserved: list[str] = Field(default_factory=lambda: list(DEFAULT_RESERVED_DOMAINS))
+    # How often Caddy's issuance results are read (failures become app events).
+    watch_interval_s: float = 5.0
+
+    @field_validator("public_addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_address(a)) for a in value]  # ValueError names the bad one
+
+    @field_validator("nameserver")
+    @classmethod
+    def _nameserver(cls, value: str | None) -> str | None:
+        return None if value is None else str(ipaddress.ip_address(value))
 
 
 class WardenSettings(BaseModel):
@@ -332,6 +365,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     github: GitHubSettings = Field(default_factory=GitHubSettings)
+    domains: DomainSettings = Field(default_factory=DomainSettings)
 
     @field_validator("repo_allowed_networks")
     @classmethod

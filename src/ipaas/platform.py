@@ -21,6 +21,7 @@ from ipaas.admin.removal import AccountRemoval
 from ipaas.apps.background import Background
 from ipaas.apps.bus import ChangeBus
 from ipaas.apps.deployer import Deployer
+from ipaas.apps.domains import DomainService
 from ipaas.apps.gate import AppGate
 from ipaas.apps.handoff import Handoff, ToControlPlane
 from ipaas.apps.previews import Previews
@@ -44,6 +45,8 @@ from ipaas.databases.rotation import CredentialRotation
 from ipaas.databases.schedule import BackupSchedule
 from ipaas.databases.service import DatabaseService
 from ipaas.databases.viewer import DataViewer
+from ipaas.dnslookup.base import DnsLookup
+from ipaas.dnslookup.resolver import DnsResolver
 from ipaas.domain.hosts import HostNames
 from ipaas.logs.service import LogService
 from ipaas.notify.accounts import AccountMail
@@ -61,6 +64,7 @@ from ipaas.store.builds import BuildStore
 from ipaas.store.databases import DatabaseStore
 from ipaas.store.db import holds_encrypted_data, make_engine, make_sessionmaker
 from ipaas.store.deliveries import DeliveryStore
+from ipaas.store.domains import DomainStore
 from ipaas.store.identities import IdentityStore
 from ipaas.store.identity import StoreIdentity
 from ipaas.store.models import utcnow
@@ -95,6 +99,7 @@ class Stores:
     deliveries: DeliveryStore
     states: SignedStates
     web_sessions: WebSessions
+    domains: DomainStore
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class Adapters:
     builder: ImageBuilder
     queue: BuildQueue
     git: GitProvider
+    dns: DnsLookup
     github: GitHubProvider | None = None  # None: GitHub is not configured
 
 
@@ -154,6 +160,7 @@ class ControlPlane:
     push_hooks: PushHooks
     sources: Sources
     github_signin: GitHubSignIn | None
+    domain_service: DomainService
 
 
 def open_stores(settings: Settings) -> Stores:
@@ -182,6 +189,7 @@ def open_stores(settings: Settings) -> Stores:
         deliveries=DeliveryStore(sessions),
         states=SignedStates(keys.jwt_key, settings.github.state_ttl_s),
         web_sessions=WebSessions(users, keys.jwt_key, settings.auth.web_session_ttl_s),
+        domains=DomainStore(sessions),
     )
 
 
@@ -205,6 +213,7 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
         queue=_queue(settings, stores.builds),
         git=GitCliProvider(settings),
         github=github_provider(settings),
+        dns=DnsResolver(settings.domains),
     )
 
 
@@ -274,6 +283,7 @@ def _deployer(settings: Settings, stores: Stores, adapters: Adapters, bg: Backgr
         identity=stores.identity,
         checkpoints=_checkpoints(settings),
         links=DatabaseLinks(stores.databases, stores.cipher),
+        domains=stores.domains,
     )
 
 
@@ -355,7 +365,13 @@ def control_plane(
         Previews(stores.apps, service, settings.github.max_previews),
     )  # fmt: skip
     logs = LogService(adapters.runtime, stores.builds, settings.runtime.log_max_age_s)
-    gate = AppGate(stores.apps, stores.app_passes, HostNames(settings.base_domain))
+    gate = AppGate(stores.apps, stores.app_passes, HostNames(settings.base_domain), stores.domains)
+    domains = DomainService(
+        stores.domains, stores.apps, deployer, adapters.router, adapters.dns, settings.domains,
+        settings.base_domain, settings.router.kind == "caddy" and settings.router.tls,
+    )  # fmt: skip
+    if run_warden:
+        lifecycle.add(domains.start, domains.stop)
     backups = BackupService(
         stores.databases, stores.cipher, adapters.databases, settings.databases,
         settings.effective_backups_dir, bg,
@@ -380,6 +396,7 @@ def control_plane(
         AccountMail(stores.users, sender.renderer, settings.auth, settings.api_url), lifecycle,
         databases, backups, AccountRemoval(stores.users, stores.apps, deployer, databases),
         rotation, viewer, hooks, sources, _signin(settings, stores, adapters.github),
+        domains,
     )  # fmt: skip
 
 

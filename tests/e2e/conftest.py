@@ -34,12 +34,19 @@ ADMIN_PASSWORD = "correct horse battery"
 TERMINAL = {"running", "failed", "crashed", "stopped"}
 
 
-def e2e_settings(data_dir: Path, database_url: str) -> Settings:
+def e2e_settings(
+    data_dir: Path, database_url: str, router: dict[str, Any] | None = None, **overrides: Any
+) -> Settings:
+    """`router` adds to (or replaces) the free ports given to Caddy."""
     return make_settings(
         data_dir,
         database_url,
         port=free_port(),  # the API: Caddy asks it about requests to private apps
-        router={"admin_address": f"127.0.0.1:{free_port()}", "http_port": free_port()},
+        router={
+            "admin_address": f"127.0.0.1:{free_port()}",
+            "http_port": free_port(),
+            **(router or {}),
+        },
         runtime={
             "health_timeout_s": 30,
             "stop_timeout_s": 3,
@@ -54,6 +61,7 @@ def e2e_settings(data_dir: Path, database_url: str) -> Settings:
             "crash_window_s": 60,
         },
         build={"lease_s": 30, "retry_base_s": 0.5},
+        **overrides,
     )
 
 
@@ -142,9 +150,17 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 def e2e(
     module_database_url: str, base_images: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[E2E]:
-    need("docker")
-    upgrade(module_database_url)
     settings = e2e_settings(tmp_path_factory.mktemp("e2e"), module_database_url)
+    with running_platform(settings, tmp_path_factory) as platform:
+        yield platform
+
+
+@contextlib.contextmanager
+def running_platform(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    """The whole platform on `settings` (its store migrated here), with an admin; at the end
+    the apps' containers, images and network go."""
+    need("docker")
+    upgrade(settings.effective_database_url)
     plane = api_process(settings)
     live = start_live(plane, port=settings.port)
     admin = live.run(

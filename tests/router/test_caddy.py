@@ -261,3 +261,45 @@ async def test_tls_mode_serves_https_and_redirects_plain_http(
             assert plain.headers["location"].startswith("https://secure.localhost")
     finally:
         await router.close()
+
+
+def test_routes_with_domains_and_redirects_are_adopted_as_they_were(tmp_path: Path) -> None:
+    """A restarted platform reads its routes back from Caddy (or its file): custom domains
+    and www redirects included, public or private."""
+    from ipaas.router.caddy import _route_from_json
+
+    caddy = CaddyRouter(RouterSettings(), "localhost", tmp_path, upstream_files=False)
+    for private in (False, True):
+        route = Route(
+            "shop.localhost",
+            "127.0.0.1:9",
+            private=private,
+            domains=("shop.acme.io", "store.acme.io"),
+            redirects=(("www.shop.acme.io", "shop.acme.io"),),
+        )
+        caddy._routes = {route.host: route}
+        assert _route_from_json(caddy._route_json(route.host)) == route
+    plain = Route("plain.localhost", "127.0.0.1:9")
+    caddy._routes = {plain.host: plain}
+    assert _route_from_json(caddy._route_json(plain.host)) == plain
+    assert "tls" not in caddy.config()["apps"]
+
+
+def test_only_custom_domains_get_on_demand_certificates_from_the_acme_ca(tmp_path: Path) -> None:
+    settings = RouterSettings(
+        tls=True, acme_directory="https://ca.test/dir", acme_email="ops@acme.io"
+    )
+    caddy = CaddyRouter(settings, "localhost", tmp_path, gate_dial="127.0.0.1:8123")
+    caddy._routes = {
+        "a.localhost": Route("a.localhost", "127.0.0.1:9", domains=("shop.acme.io",),
+                             redirects=(("www.shop.acme.io", "shop.acme.io"),)),
+        "b.localhost": Route("b.localhost", "127.0.0.1:10"),
+    }  # fmt: skip
+    automation = caddy.config()["apps"]["tls"]["automation"]
+    [policy] = automation["policies"]
+    assert policy["subjects"] == ["shop.acme.io", "www.shop.acme.io"] and policy["on_demand"]
+    assert policy["issuers"] == [
+        {"module": "acme", "ca": "https://ca.test/dir", "email": "ops@acme.io"}
+    ]
+    ask = automation["on_demand"]["permission"]
+    assert ask == {"module": "http", "endpoint": "http://127.0.0.1:8123/.ipaas/ask"}

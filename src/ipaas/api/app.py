@@ -19,6 +19,7 @@ from ipaas.api import (
     routes_apps,
     routes_auth,
     routes_databases,
+    routes_domains,
     routes_gate,
     routes_github,
     routes_hooks,
@@ -135,6 +136,7 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.app_gate = plane.app_gate
     app.state.database_service = plane.database_service
     app.state.backup_service = plane.backup_service
+    app.state.domain_service = plane.domain_service
     app.state.notices = plane.stores.notices
     app.state.notice_sender = plane.notice_sender
     app.state.account_mail = plane.account_mail
@@ -152,6 +154,7 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     api.include_router(routes_accounts.router)
     api.include_router(routes_notices.router)
     api.include_router(routes_apps.router)
+    api.include_router(routes_domains.router)
     api.include_router(routes_validate.router)
     api.include_router(routes_logs.router)
     api.include_router(routes_databases.router)
@@ -159,6 +162,7 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     api.include_router(routes_hooks.router)
     app.include_router(api)
     app.include_router(routes_gate.router)
+    app.include_router(routes_domains.ask_router)
     routes_quotas.install(app)
     _meta_routes(app)
     app.add_middleware(BodyLimit, max_bytes=plane.settings.max_body_bytes)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -38,7 +39,7 @@ from ipaas.runtime.base import (
 from ipaas.store.apps import AppStore, NotFound
 from ipaas.store.builds import BuildStore
 from ipaas.store.identity import StoreIdentity
-from ipaas.store.models import Application, Release
+from ipaas.store.models import AppDomain, Application, Release
 
 log = structlog.get_logger()
 S = State
@@ -54,6 +55,17 @@ class LinkedEnv(Protocol):
 
 class NoLinks:
     async def env_for(self, app_id: str) -> dict[str, str]:
+        return {}
+
+
+class VerifiedDomains(Protocol):
+    """The custom domains an app's route carries: its verified ones."""
+
+    async def verified_by_app(self, app_ids: Sequence[str]) -> dict[str, list[AppDomain]]: ...
+
+
+class NoDomains:
+    async def verified_by_app(self, app_ids: Sequence[str]) -> dict[str, list[AppDomain]]:
         return {}
 
 
@@ -79,8 +91,10 @@ class Deployer:
         identity: StoreIdentity,
         checkpoints: Checkpoints | None = None,
         links: LinkedEnv | None = None,
+        domains: VerifiedDomains | None = None,
     ) -> None:
         self.links = links or NoLinks()
+        self.domains = domains or NoDomains()
         self.apps = apps
         self.builds = builds
         self.runtime = runtime
@@ -120,14 +134,24 @@ class Deployer:
         async with self.routes_lock:  # read under it: a rollout may be switching the address
             app = await self.apps.get(app_id)
             if app.state in (S.RUNNING, S.CRASHED, S.ROLLING_OUT) and app.address:
-                url = await self.router.set_route(self._route(app, app.address))
+                url = await self.router.set_route(await self._route(app, app.address))
                 if old_name != app.name:
                     await self.router.remove_route(self.hosts.host(old_name))
                 await self.apps.set_fields(app_id, url=url)
 
-    def _route(self, app: Application, address: str) -> Route:
+    async def _route(self, app: Application, address: str) -> Route:
+        domains = await self.domains.verified_by_app([app.id])
+        return self._route_with(app, address, domains.get(app.id, []))
+
+    def _route_with(self, app: Application, address: str, domains: list[AppDomain]) -> Route:
         private = app.visibility == Visibility.PRIVATE
-        return Route(self.hosts.host(app.name), address, private=private)
+        return Route(
+            self.hosts.host(app.name),
+            address,
+            private=private,
+            domains=tuple(d.host for d in domains if d.redirect_to is None),
+            redirects=tuple((d.host, d.redirect_to) for d in domains if d.redirect_to),
+        )
 
     async def delete(self, app_id: str, volumes: bool) -> None:
         await self.apps.transition(app_id, S.DELETING, "deleted by the user")
@@ -137,7 +161,10 @@ class Deployer:
     async def finish_delete(self, app_id: str, volumes: bool = False) -> None:
         app = await self.apps.get(app_id)
         async with self._locks[app_id]:
+            domains = (await self.domains.verified_by_app([app_id])).get(app_id, [])
             await self.router.remove_route(self.hosts.host(app.name))
+            for domain in domains:  # the rows go with the app; the certificates go now
+                self.router.forget_certificate(domain.host)
             await self.checkpoints.reached(Phase.DELETE)
             await self._retire(app_id, keep=None, remove_all=True)
             await self.runtime.remove_app_images(app_id)
@@ -248,7 +275,7 @@ class Deployer:
         address = upstream_of(info, app.port or DEFAULT_PORT)
         try:
             async with self.routes_lock:
-                url = await self.router.set_route(self._route(app, address))
+                url = await self.router.set_route(await self._route(app, address))
                 await self.checkpoints.reached(Phase.ROUTE_SWITCH)
                 await self.apps.transition(
                     app.id,
@@ -377,5 +404,8 @@ class Deployer:
         """Routes exactly for the apps that have a serving address, read under the lock."""
         async with self.routes_lock:
             apps = await self.apps.all_in_states([S.RUNNING, S.CRASHED, S.ROLLING_OUT])
-            routes = [self._route(a, a.address) for a in apps if a.address]
+            domains = await self.domains.verified_by_app([a.id for a in apps])
+            routes = [
+                self._route_with(a, a.address, domains.get(a.id, [])) for a in apps if a.address
+            ]
             await self.router.sync(routes)

@@ -6,12 +6,15 @@ reaches the app, is sent to sign in, or is refused.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from ipaas.auth.tokens import AppPasses
 from ipaas.domain.access import Gate, gate
+from ipaas.domain.domains import normalize
 from ipaas.domain.hosts import HostNames
-from ipaas.store.apps import AppStore
+from ipaas.store.apps import AppStore, NotFound
+from ipaas.store.domains import DomainStore
 from ipaas.store.models import Application
 
 
@@ -22,14 +25,25 @@ class Verdict:
 
 
 class AppGate:
-    def __init__(self, apps: AppStore, passes: AppPasses, hosts: HostNames) -> None:
+    def __init__(
+        self, apps: AppStore, passes: AppPasses, hosts: HostNames, domains: DomainStore
+    ) -> None:
         self.apps = apps
         self.passes = passes
         self.hosts = hosts
+        self.domains = domains
 
     async def app_at(self, host_header: str) -> Application | None:
+        """The app at `<name>.<base_domain>`, or the one a verified custom domain serves."""
         name = self.hosts.name_of(host_header)
-        return await self.apps.by_name(name) if name else None
+        if name:
+            return await self.apps.by_name(name)
+        app_id = await self.domains.app_at(normalize(host_header.rsplit(":", 1)[0]))
+        if app_id is None:
+            return None
+        with contextlib.suppress(NotFound):
+            return await self.apps.get(app_id)
+        return None
 
     async def check(self, host_header: str, pass_token: str | None) -> Verdict:
         app = await self.app_at(host_header)

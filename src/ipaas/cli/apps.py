@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from ipaas.cli.client import APPS, ApiError, Client
+from ipaas.cli.domains import domains_app
 from ipaas.cli.ui import (
     OUTPUT_OPTION,
     Markup,
@@ -33,6 +34,7 @@ env_app = typer.Typer(no_args_is_help=True, help="An app's environment variables
 builds_app = typer.Typer(no_args_is_help=True, help="An app's builds and their logs.")
 apps_app.add_typer(env_app, name="env")
 apps_app.add_typer(builds_app, name="builds")
+apps_app.add_typer(domains_app, name="domains")
 
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 DEFAULT_TIMEOUT_S = 1800.0  # a first build of a big app can take a while

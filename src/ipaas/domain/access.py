@@ -7,6 +7,8 @@ from enum import StrEnum
 # Paths a private app's host serves from the control plane, and the cookie of a sign-in there.
 GATE_PREFIX = "/.ipaas/"
 GATE_CHECK = "/.ipaas/check"
+# Caddy asks here before it requests a certificate for a custom domain (`?domain=<name>`).
+ASK_PATH = "/.ipaas/ask"
 PASS_COOKIE = "ipaas_pass"
 
 

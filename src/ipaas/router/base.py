@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
+
+from ipaas.domain.domains import CertificateInfo
 
 
 @dataclass(frozen=True)
@@ -12,6 +15,23 @@ class Route:
     upstream: str  # "127.0.0.1:49153": where the app answers
     # Private: every request first asks the control plane whether its sender may pass.
     private: bool = False
+    # The app's verified custom domains: served like `host`, with certificates on demand.
+    domains: tuple[str, ...] = ()
+    # (from, to): a www/apex partner answering with a permanent redirect to its domain.
+    redirects: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def custom_hosts(self) -> tuple[str, ...]:
+        return self.domains + tuple(source for source, _ in self.redirects)
+
+
+@dataclass(frozen=True)
+class Issuance:
+    """The proxy tried to obtain a certificate: it got one (`error` None), or the CA's error."""
+
+    host: str
+    error: str | None
+    at: datetime
 
 
 class Router(Protocol):
@@ -22,7 +42,8 @@ class Router(Protocol):
     async def close(self) -> None: ...
 
     async def set_route(self, route: Route) -> str:
-        """Point the host at the upstream; return the URL users reach the app at."""
+        """Point the host (and its domains) at the upstream; return the host's URL. Domains
+        no longer on the route stop being served."""
         ...
 
     async def remove_route(self, host: str) -> None: ...
@@ -32,3 +53,15 @@ class Router(Protocol):
         ...
 
     def url_for(self, host: str) -> str: ...
+
+    def certificate(self, host: str) -> CertificateInfo | None:
+        """The certificate the proxy holds for the host, if any."""
+        ...
+
+    def forget_certificate(self, host: str) -> None:
+        """Drop what the proxy keeps of the host's certificate (the domain was removed)."""
+        ...
+
+    def issuances(self) -> list[Issuance]:
+        """Certificate requests that ended since the last call, oldest first."""
+        ...

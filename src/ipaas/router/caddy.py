@@ -12,16 +12,19 @@ import signal
 import sys
 import sysconfig
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
 from ipaas.config import RouterSettings
-from ipaas.domain.access import GATE_CHECK, GATE_PREFIX, PASS_COOKIE
+from ipaas.domain.access import ASK_PATH, GATE_CHECK, GATE_PREFIX, PASS_COOKIE
+from ipaas.domain.domains import CertificateInfo
 from ipaas.net import tcp_open
-from ipaas.router.base import Route
+from ipaas.router.base import Issuance, Route
 
 log = structlog.get_logger()
 
@@ -117,26 +120,52 @@ def _gate_check_json(gate_dial: str) -> dict[str, Any]:
     }
 
 
-def route_json(host: str, dial: str, gate_dial: str | None = None) -> dict[str, Any]:
-    """One host -> one upstream. A private app's host (`gate_dial` given) first serves the
-    sign-in pages from the control plane and checks every other request there."""
+def _app_handlers(dial: str, gate_dial: str | None) -> list[dict[str, Any]]:
+    """Proxy to the app; a private app's host (`gate_dial` given) first serves the sign-in
+    pages from the control plane and checks every other request there."""
     if gate_dial is None:
-        return {
-            "@id": route_id(host),
-            "match": [{"host": [host]}],
-            "handle": [_proxy_json(dial)],
-            "terminal": True,
-        }
+        return [_proxy_json(dial)]
     gate_pages = {
         "match": [{"path": [GATE_PREFIX + "*"]}],
         "handle": [_proxy_json(gate_dial)],
         "terminal": True,
     }
     checked = {"handle": [_gate_check_json(gate_dial), _proxy_json(dial)]}
+    return [{"handler": "subroute", "routes": [gate_pages, checked]}]
+
+
+def _redirect_json(source: str, target_url: str) -> dict[str, Any]:
+    """A www/apex partner: a permanent redirect to its domain, path and query kept."""
+    return {
+        "match": [{"host": [source]}],
+        "handle": [
+            {
+                "handler": "static_response",
+                "status_code": 308,
+                "headers": {"Location": [target_url.rstrip("/") + "{http.request.uri}"]},
+            }
+        ],
+        "terminal": True,
+    }
+
+
+def route_json(
+    host: str,
+    dial: str,
+    gate_dial: str | None = None,
+    domains: tuple[str, ...] = (),
+    redirects: tuple[tuple[str, str], ...] = (),
+) -> dict[str, Any]:
+    """One app: its host and custom domains -> one upstream; `redirects` are (partner, URL
+    of the domain it redirects to)."""
+    handle = _app_handlers(dial, gate_dial)
+    if redirects:
+        routes = [_redirect_json(source, url) for source, url in redirects]
+        handle = [{"handler": "subroute", "routes": [*routes, {"handle": handle}]}]
     return {
         "@id": route_id(host),
-        "match": [{"host": [host]}],
-        "handle": [{"handler": "subroute", "routes": [gate_pages, checked]}],
+        "match": [{"host": [host, *domains, *(source for source, _ in redirects)]}],
+        "handle": handle,
         "terminal": True,
     }
 
@@ -150,16 +179,45 @@ def _fallback_json() -> dict[str, Any]:
     }
 
 
+def _walk(handlers: list[Any]) -> list[dict[str, Any]]:
+    """Every handler, nested subroutes included, in order."""
+    found: list[dict[str, Any]] = []
+    for handler in handlers:
+        found.append(handler)
+        for sub in handler.get("routes", []) if handler.get("handler") == "subroute" else []:
+            found += _walk(sub.get("handle", []))
+    return found
+
+
+def _redirect_sources(handlers: list[Any]) -> set[str]:
+    sources: set[str] = set()
+    for handler in handlers:
+        for sub in handler.get("routes", []) if handler.get("handler") == "subroute" else []:
+            if sub.get("handle", [{}])[0].get("handler") == "static_response":
+                sources.update(sub["match"][0]["host"])
+    return sources
+
+
+def _redirect_target(handlers: list[Any], source: str) -> str | None:
+    for handler in handlers:
+        for sub in handler.get("routes", []) if handler.get("handler") == "subroute" else []:
+            if source in sub.get("match", [{}])[0].get("host", []):
+                location = str(sub["handle"][0]["headers"]["Location"][0])
+                return urlsplit(location).hostname
+    return None
+
+
 def _route_from_json(raw: dict[str, Any]) -> Route | None:
     """The inverse of route_json, to adopt the routes of a Caddy that was already running."""
     try:
-        host = raw["match"][0]["host"][0]
-        handler = raw["handle"][0]
-        private = handler["handler"] == "subroute"
-        if private:  # the app's proxy is the last handler of the checked route
-            handler = handler["routes"][-1]["handle"][-1]
-        dial = handler["upstreams"][0]["dial"]
-    except (KeyError, IndexError, TypeError):
+        host, *others = raw["match"][0]["host"]
+        handlers = _walk(raw["handle"])
+        private = any(h.get("rewrite", {}).get("uri") == GATE_CHECK for h in handlers)
+        proxies = [h for h in handlers if h.get("handler") == "reverse_proxy"]
+        dial = proxies[-1]["upstreams"][0]["dial"]  # the app's proxy comes last
+        sources = _redirect_sources(raw["handle"])
+        targets = {s: _redirect_target(raw["handle"], s) or host for s in others if s in sources}
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
         return None
     match = _FILE_DIAL_RE.match(dial)
     if match:
@@ -167,7 +225,9 @@ def _route_from_json(raw: dict[str, Any]) -> Route | None:
             dial = Path(match.group(1)).read_text().strip()
         except OSError:
             return None
-    return Route(host=host, upstream=dial, private=private)
+    domains = tuple(h for h in others if h not in sources)
+    redirects = tuple(targets.items())
+    return Route(host=host, upstream=dial, private=private, domains=domains, redirects=redirects)
 
 
 class CaddyRouter:
@@ -218,6 +278,7 @@ class CaddyRouter:
         self._lock = asyncio.Lock()
         self._closing = False
         self._admin: httpx.AsyncClient | None = None
+        self._log_offset: int | None = None  # how far issuances() has read Caddy's log
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -243,6 +304,9 @@ class CaddyRouter:
             # Certificates (ACME for public names; Caddy's own CA for *.localhost and the
             # like) are issued per route host; never touch the machine's trust store.
             apps["pki"] = {"certificate_authorities": {"local": {"install_trust": False}}}
+            custom = sorted(h for route in self._routes.values() for h in route.custom_hosts)
+            if custom:
+                apps["tls"] = self._on_demand_json(custom)
         else:
             server["automatic_https"] = {"disable": True}
         return {
@@ -251,6 +315,23 @@ class CaddyRouter:
             # Certificates and keys live with the platform's data, not in $HOME.
             "storage": {"module": "file_system", "root": str(self.certificates_dir)},
             "apps": apps,
+        }
+
+    def _on_demand_json(self, hosts: list[str]) -> dict[str, Any]:
+        """Custom domains get their certificates from the configured ACME CA at their first
+        TLS handshake, and only after the control plane said yes for the name (so no one can
+        make the platform ask a CA for names it does not serve)."""
+        issuer: dict[str, Any] = {"module": "acme", "ca": self.settings.acme_directory}
+        if self.settings.acme_email:
+            issuer["email"] = self.settings.acme_email
+        if self.settings.acme_ca_root:
+            issuer["trusted_roots_pem_files"] = [str(self.settings.acme_ca_root)]
+        ask = f"http://{self.gate_dial}{ASK_PATH}"
+        return {
+            "automation": {
+                "policies": [{"subjects": hosts, "issuers": [issuer], "on_demand": True}],
+                "on_demand": {"permission": {"module": "http", "endpoint": ask}},
+            }
         }
 
     def _persist(self) -> None:
@@ -264,7 +345,9 @@ class CaddyRouter:
         dial = route.upstream
         if self.upstream_files:
             dial = "{file.%s}" % (self.upstreams_dir / host)
-        return route_json(host, dial, self.gate_dial if route.private else None)
+        redirects = tuple((source, self.url_for(target)) for source, target in route.redirects)
+        gate = self.gate_dial if route.private else None
+        return route_json(host, dial, gate, route.domains, redirects)
 
     def _write_upstream(self, route: Route) -> None:
         self.upstreams_dir.mkdir(parents=True, exist_ok=True)
@@ -338,6 +421,8 @@ class CaddyRouter:
 
     async def start(self) -> None:
         self._closing = False
+        if self._log_offset is None:  # issuances from now on
+            self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         async with self._lock:
             if self._proc is None and await self._alive():
                 await self._attach()
@@ -482,19 +567,27 @@ class CaddyRouter:
     # -- routes -------------------------------------------------------------------------------
 
     async def set_route(self, route: Route) -> str:
-        route = Route(clean_host(route.host), route.upstream, route.private)
+        route = _cleaned(route)
         async with self._lock:
+            before = self._custom_hosts()
             self._routes[route.host] = route
             self._write_upstream(route)  # an existing route now proxies to the new upstream
             self._persist()
             try:
-                await self._ensure_route(route.host)
+                await self._ensure_route(route.host, before != self._custom_hosts())
             except httpx.TransportError:
                 await self._recover()
         return self.url_for(route.host)
 
-    async def _ensure_route(self, host: str) -> None:
-        """Add the host's route unless Caddy has it already (then no reload happens)."""
+    def _custom_hosts(self) -> set[str]:
+        return {h for route in self._routes.values() for h in route.custom_hosts}
+
+    async def _ensure_route(self, host: str, tls_changed: bool = False) -> None:
+        """Add the host's route unless Caddy has it already (then no reload happens). A
+        change of custom domains under TLS changes the certificate policy too: one load."""
+        if tls_changed and self.settings.tls:
+            await self._load()
+            return
         body = self._route_json(host)
         path = f"/id/{route_id(host)}"
         current = await self._request("GET", path)
@@ -510,10 +603,15 @@ class CaddyRouter:
     async def remove_route(self, host: str) -> None:
         host = clean_host(host)
         async with self._lock:
+            before = self._custom_hosts()
             self._routes.pop(host, None)
             self._persist()
             try:
-                response = await self._request("DELETE", f"/id/{route_id(host)}")
+                if before != self._custom_hosts() and self.settings.tls:
+                    await self._load()
+                    response = None
+                else:
+                    response = await self._request("DELETE", f"/id/{route_id(host)}")
             except httpx.TransportError:
                 await self._recover()
                 response = None
@@ -525,7 +623,7 @@ class CaddyRouter:
         async with self._lock:
             self._routes = {}
             for r in routes:
-                route = Route(clean_host(r.host), r.upstream, r.private)
+                route = _cleaned(r)
                 self._routes[route.host] = route
                 self._write_upstream(route)
             self._persist()
@@ -534,6 +632,88 @@ class CaddyRouter:
             except httpx.TransportError:
                 await self._recover()
             self._prune_upstreams()
+
+    # -- certificates -------------------------------------------------------------------------
+
+    def _certificate_dirs(self, host: str) -> list[Path]:
+        """Caddy keeps a name's certificate in `certificates/<issuer>/<name>/` of its storage."""
+        return [p for p in (self.certificates_dir / "certificates").glob(f"*/{host}") if p.is_dir()]
+
+    def forget_certificate(self, host: str) -> None:
+        """A domain removed from its app (and so from its route: Caddy dropped the certificate
+        from memory with that configuration): its files go too, so nothing serves it again."""
+        for folder in self._certificate_dirs(clean_host(host)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def certificate(self, host: str) -> CertificateInfo | None:
+        found = [
+            info
+            for folder in self._certificate_dirs(clean_host(host))
+            if (info := _read_certificate(folder / f"{folder.name}.crt")) is not None
+        ]
+        return max(found, key=lambda info: info.not_after, default=None)
+
+    def issuances(self) -> list[Issuance]:
+        """Caddy logs each certificate it obtains or fails to obtain: read what it logged
+        since the last call."""
+        try:
+            size = self.log_path.stat().st_size
+        except OSError:
+            return []
+        offset = self._log_offset or 0
+        if size < offset:  # a new log file
+            offset = 0
+        with open(self.log_path, "rb") as log_file:
+            log_file.seek(offset)
+            chunk = log_file.read(size - offset)
+        complete = chunk.rfind(b"\n") + 1  # a line still being written waits for next time
+        self._log_offset = offset + complete
+        found = (_issuance(line) for line in chunk[:complete].splitlines())
+        return [issuance for issuance in found if issuance is not None]
+
+
+def _cleaned(route: Route) -> Route:
+    return Route(
+        clean_host(route.host),
+        route.upstream,
+        route.private,
+        tuple(clean_host(h) for h in route.domains),
+        tuple((clean_host(a), clean_host(b)) for a, b in route.redirects),
+    )
+
+
+_OBTAINED = "certificate obtained successfully"
+_NOT_OBTAINED = "could not get certificate from issuer"
+
+
+def _issuance(line: bytes) -> Issuance | None:
+    """An issuance from one line of Caddy's JSON log, or None for any other line."""
+    if b'"tls.obtain"' not in line:
+        return None
+    try:
+        entry = json.loads(line)
+        host, message = str(entry["identifier"]), entry.get("msg")
+        at = datetime.fromtimestamp(float(entry["ts"]), UTC)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if message == _OBTAINED:
+        return Issuance(host, None, at)
+    if message == _NOT_OBTAINED:
+        return Issuance(host, str(entry.get("error") or "unknown error"), at)
+    return None
+
+
+def _read_certificate(path: Path) -> CertificateInfo | None:
+    """The issuer and validity of the first certificate of a PEM chain."""
+    from cryptography import x509  # only when a domain's certificate is shown
+
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    names = cert.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    issuer = str(names[0].value) if names else cert.issuer.rfc4514_string()
+    return CertificateInfo(issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
 
 
 def _same_config(live: Any, ours: dict[str, Any]) -> bool:

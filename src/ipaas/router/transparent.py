@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from ipaas.router.base import Route
+from ipaas.domain.domains import CertificateInfo
+from ipaas.router.base import Issuance, Route
 
 
 class TransparentRouter:
-    """For development and benchmarks: the URL is the upstream itself, nothing is proxied."""
+    """For development and benchmarks: the URL is the upstream itself, nothing is proxied
+    (so no custom domain is served and no certificate is held)."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
@@ -30,3 +32,12 @@ class TransparentRouter:
     def url_for(self, host: str) -> str:
         route = self.routes.get(host)
         return f"http://{route.upstream}/" if route else f"http://{host}/"
+
+    def certificate(self, host: str) -> CertificateInfo | None:
+        return None
+
+    def forget_certificate(self, host: str) -> None:
+        return None
+
+    def issuances(self) -> list[Issuance]:
+        return []

@@ -432,3 +432,26 @@ class DatabaseEvent(Base):
     message: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppDomain(Base):
+    """A custom domain of an app (or the www/apex partner of one, which redirects to it).
+    A name belongs to one app on the whole platform; it is served once verified."""
+
+    __tablename__ = "app_domains"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    host: Mapped[str] = mapped_column(String(253), unique=True)
+    # Set on a partner: the domain it redirects to (removed with it).
+    redirect_to: Mapped[str | None] = mapped_column(String(253))
+    token: Mapped[str] = mapped_column(String(64))  # what the TXT record must hold
+    verified_at: Mapped[datetime | None] = mapped_column()
+    verified_by: Mapped[str | None] = mapped_column(String(16))  # address | txt
+    checked_at: Mapped[datetime | None] = mapped_column()
+    # What the last check found: {"addresses": [...], "txt": [...], "error": "..."}.
+    lookup: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    cert_error: Mapped[str | None] = mapped_column(Text)  # the last failed issuance's ACME error
+    cert_error_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
