@@ -12,6 +12,7 @@ import signal
 import sys
 import sysconfig
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,6 +21,7 @@ import structlog
 
 from ipaas.config import RouterSettings
 from ipaas.domain.access import GATE_CHECK, GATE_PREFIX, PASS_COOKIE
+from ipaas.domain.swarm import split_upstreams
 from ipaas.net import tcp_open
 from ipaas.router.base import Route
 
@@ -69,10 +71,33 @@ def clean_host(host: str) -> str:
 # and checks every other request at GATE_CHECK first (Caddy's forward_auth, spelled out).
 
 
-def _proxy_json(dial: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Balancing:
+    """For a route with several upstreams (Swarm tasks): a request whose upstream refused it
+    goes to another for up to `try_s`; an upstream that failed is left out for `fail_s`."""
+
+    try_s: float = 5.0
+    fail_s: float = 2.0
+
+
+def _balancing_json(balancing: Balancing) -> dict[str, Any]:
+    return {
+        "load_balancing": {
+            "selection_policy": {"policy": "round_robin"},
+            "try_duration": f"{balancing.try_s:g}s",
+            "try_interval": "20ms",
+        },
+        "health_checks": {"passive": {"fail_duration": f"{balancing.fail_s:g}s", "max_fails": 1}},
+    }
+
+
+def _proxy_json(dial: str, balancing: Balancing | None = None) -> dict[str, Any]:
+    dials = split_upstreams(dial)
+    extra = _balancing_json(balancing or Balancing()) if len(dials) > 1 else {}
     return {
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": dial}],
+        "upstreams": [{"dial": d} for d in dials],
+        **extra,
         # No `flush_interval: -1`: Caddy already flushes at once for text/event-stream
         # and for responses without a length (streams), and forcing it on every
         # response costs ~40 us per request (bench/router.py).
@@ -117,14 +142,17 @@ def _gate_check_json(gate_dial: str) -> dict[str, Any]:
     }
 
 
-def route_json(host: str, dial: str, gate_dial: str | None = None) -> dict[str, Any]:
-    """One host -> one upstream. A private app's host (`gate_dial` given) first serves the
-    sign-in pages from the control plane and checks every other request there."""
+def route_json(
+    host: str, dial: str, gate_dial: str | None = None, balancing: Balancing | None = None
+) -> dict[str, Any]:
+    """One host -> its upstream (or upstreams, `a:p,b:p`). A private app's host (`gate_dial`
+    given) first serves the sign-in pages from the control plane and checks every other
+    request there."""
     if gate_dial is None:
         return {
             "@id": route_id(host),
             "match": [{"host": [host]}],
-            "handle": [_proxy_json(dial)],
+            "handle": [_proxy_json(dial, balancing)],
             "terminal": True,
         }
     gate_pages = {
@@ -132,7 +160,7 @@ def route_json(host: str, dial: str, gate_dial: str | None = None) -> dict[str, 
         "handle": [_proxy_json(gate_dial)],
         "terminal": True,
     }
-    checked = {"handle": [_gate_check_json(gate_dial), _proxy_json(dial)]}
+    checked = {"handle": [_gate_check_json(gate_dial), _proxy_json(dial, balancing)]}
     return {
         "@id": route_id(host),
         "match": [{"host": [host]}],
@@ -158,7 +186,7 @@ def _route_from_json(raw: dict[str, Any]) -> Route | None:
         private = handler["handler"] == "subroute"
         if private:  # the app's proxy is the last handler of the checked route
             handler = handler["routes"][-1]["handle"][-1]
-        dial = handler["upstreams"][0]["dial"]
+        dial = ",".join(u["dial"] for u in handler["upstreams"])
     except (KeyError, IndexError, TypeError):
         return None
     match = _FILE_DIAL_RE.match(dial)
@@ -262,9 +290,12 @@ class CaddyRouter:
     def _route_json(self, host: str) -> dict[str, Any]:
         route = self._routes[host]
         dial = route.upstream
-        if self.upstream_files:
+        # Several upstreams (Swarm tasks) are written into the route: they change only when
+        # nodes come or go, not when a release does (docs/swarm.md).
+        if self.upstream_files and len(split_upstreams(dial)) == 1:
             dial = "{file.%s}" % (self.upstreams_dir / host)
-        return route_json(host, dial, self.gate_dial if route.private else None)
+        balancing = Balancing(self.settings.upstream_try_s, self.settings.upstream_fail_s)
+        return route_json(host, dial, self.gate_dial if route.private else None, balancing)
 
     def _write_upstream(self, route: Route) -> None:
         self.upstreams_dir.mkdir(parents=True, exist_ok=True)
