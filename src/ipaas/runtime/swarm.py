@@ -19,6 +19,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,7 @@ from ipaas.domain.swarm import (
     free_port,
     gave_up,
     running,
+    split_upstreams,
     task_state,
     update_order,
     upstream_list,
@@ -327,7 +329,8 @@ class SwarmRuntime:
         info = await self.inspect(service_id)
         if info is None:
             raise StartFailed("the service disappeared while starting")
-        return ContainerInfo(**{**info.__dict__, "upstreams": upstreams, "note": note})
+        # Every node the app may run on: the route then outlives updates and rescheduling.
+        return replace(info, upstreams=tuple(split_upstreams(upstreams)), note=note)
 
     async def _undo(self, service_id: str, updated: bool) -> None:
         """A start that failed: an update goes back to what ran; a new service stops."""
