@@ -8,7 +8,6 @@ from ipaas.runtime.base import Runtime
 from tests.fakes import FakeRuntime
 from tests.runtime.conftest import SpecFactory
 
-
 SWARM = pytest.param("swarm", marks=[pytest.mark.docker, pytest.mark.swarm, pytest.mark.slow])
 
 

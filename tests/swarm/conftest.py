@@ -22,8 +22,8 @@ from ipaas.runtime.docker import network_name
 from ipaas.runtime.registry import ImagePublisher, LocalRegistry
 from ipaas.runtime.swarm import SwarmRuntime
 from tests import services
-from tests.runtime.conftest import SpecFactory
 from tests.router.conftest import make_router, router, router_settings
+from tests.runtime.conftest import SpecFactory
 from tests.runtime.images import build_image
 from tests.support import free_port
 from tests.swarm.cluster import SUBNET_PREFIX, LocalSwarm

@@ -15,8 +15,8 @@ from ipaas.router.base import Route
 from ipaas.router.caddy import CaddyRouter
 from ipaas.runtime.base import StartFailed, VolumeMount
 from ipaas.runtime.swarm import SwarmRuntime
-from tests.runtime.conftest import SpecFactory
 from tests.e2e.load import ClientLoad
+from tests.runtime.conftest import SpecFactory
 from tests.swarm.cluster import LocalSwarm
 
 pytestmark = [pytest.mark.swarm, pytest.mark.docker, pytest.mark.slow]

@@ -41,6 +41,10 @@ class LocalRegistry:
         self._relay: asyncio.Server | None = None
         self._watch: asyncio.Task[None] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def _config(self) -> str:
         # JSON is YAML: no YAML writer needed.
         return json.dumps(
