@@ -319,6 +319,7 @@ async def test_bad_input_is_4xx_with_a_code_and_creates_nothing(
         "invalid_repo",
         "local_repo_forbidden",
         "too_many_envs",
+        "too_many_replicas",
     }
     assert (await client.get(APPS, headers=auth(user))).json()["total"] == 0
 

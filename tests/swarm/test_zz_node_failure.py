@@ -42,8 +42,10 @@ async def test_a_lost_node_s_task_moves_and_the_app_keeps_answering(
 
         async def rescheduled() -> bool:
             now = await swarm_runtime.inspect(info.id)
-            return now is not None and len(now.upstreams) == 2 and victim.address not in str(
-                now.upstreams
+            return (
+                now is not None
+                and len(now.upstreams) == 2
+                and victim.address not in str(now.upstreams)
             )
 
         deadline = killed_at + 60
