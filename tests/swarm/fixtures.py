@@ -12,18 +12,17 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 
 from ipaas.config import RegistrySettings, RuntimeSettings, SwarmSettings, WardenSettings
-from ipaas.runtime.base import LABEL_APP, ContainerSpec
+from ipaas.runtime.base import LABEL_APP
 from ipaas.runtime.docker import network_name
 from ipaas.runtime.registry import ImagePublisher, LocalRegistry
 from ipaas.runtime.swarm import SwarmRuntime
 from tests import services
-from tests.runtime.conftest import SpecFactory
+from tests.runtime.conftest import SpecFactory, spec_maker
 from tests.runtime.images import build_image
 from tests.support import free_port
 from tests.swarm.cluster import SUBNET_PREFIX, LocalSwarm
@@ -132,25 +131,5 @@ def swarm_spec(swarm_image: str, manager_client: docker.DockerClient) -> Iterato
     """ContainerSpecs of the test image with fresh ids; their services go after the test."""
     app_ids: set[str] = set()
     owners: set[str] = set()
-    default_owner = uuid.uuid4().hex
-
-    def factory(**overrides: Any) -> ContainerSpec:
-        fields: dict[str, Any] = {
-            "app_id": uuid.uuid4().hex,
-            "app_name": f"t-{uuid.uuid4().hex[:8]}",
-            "owner_id": default_owner,
-            "release": 1,
-            "image": swarm_image,
-            "port": 8080,
-            "memory_mb": 64,
-            "cpus": 0.5,
-            "pids_limit": 64,
-            "health_timeout_s": 30.0,
-        }
-        fields.update(overrides)
-        app_ids.add(fields["app_id"])
-        owners.add(fields["owner_id"])
-        return ContainerSpec(**fields)
-
-    yield factory
+    yield spec_maker(swarm_image, app_ids, owners, health_timeout_s=30.0)
     remove_services(manager_client, app_ids, owners)
