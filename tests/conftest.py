@@ -27,6 +27,9 @@ from tests.host_listener import HostListener
 from tests.hygiene import EngineThings, engine_things
 from tests.services import need
 
+# The multi-node Swarm and what runs on it: one per session, whichever tests ask for it.
+pytest_plugins = ["tests.swarm.fixtures"]
+
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 # Every platform of a run (and every process it starts) shares one state store, so they share
 # one key too: a second key would make what the first encrypted unreadable, and ipaas refuses to
@@ -207,6 +210,7 @@ STORE_INDEPENDENT = (
     "tests/e2e/test_deploy.py",
     "tests/e2e/test_dashboard.py",
     "tests/e2e/test_domains.py",
+    "tests/swarm/",
 )
 
 

@@ -297,6 +297,7 @@ BAD_BODIES = [
     {"name": "ok-name", "repo": "https://x.invalid/r", "volumes": [{"name": "v1", "mount_path": "/"}]},
     {"name": "ok-name", "repo": "https://x.invalid/r", "resources": {"memory_mb": 10**9}},
     {"name": "ok-name", "repo": "https://x.invalid/r", "replicas": 1000},
+    {"name": "ok-name", "repo": "https://x.invalid/r", "replicas": 2},  # max_replicas is 1
     {"name": "ok-name", "repo": "https://x.invalid/r", "health_check": "udp"},
     {"name": "ok-name", "repo": "--upload-pack=touch /tmp/pwned"},
     {"name": "ok-name", "repo": "ext::sh -c touch% /tmp/pwned"},
@@ -318,6 +319,7 @@ async def test_bad_input_is_4xx_with_a_code_and_creates_nothing(
         "invalid_repo",
         "local_repo_forbidden",
         "too_many_envs",
+        "too_many_replicas",
     }
     assert (await client.get(APPS, headers=auth(user))).json()["total"] == 0
 

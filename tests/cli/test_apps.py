@@ -256,6 +256,21 @@ def test_set_waits_for_the_rebuild_it_started(user_cli: Cli) -> None:
     assert "running at http://x.localhost/" in result.stdout
 
 
+def test_scale_restarts_with_the_replicas_and_refuses_more_than_allowed(user_cli: Cli) -> None:
+    name, app_id = create(user_cli)
+    running(user_cli, app_id)
+    result = user_cli("apps", "scale", name, "3", "--no-wait")
+    assert result.exit_code == 0, result.output
+    assert f"{name}: saved" in result.stdout
+    assert as_json(user_cli, "apps", "show", name)["replicas"] == 3
+    events = as_json(user_cli, "apps", "events", name)
+    assert any("settings changed: replicas" in e["reason"] for e in events)
+    refused = user_cli("apps", "scale", name, "6")
+    assert refused.exit_code == 1 and "(too_many_replicas)" in refused.stderr
+    assert "at most 5 replicas" in refused.stderr
+    assert user_cli("apps", "scale", name, "0").exit_code == 2  # usage error
+
+
 def test_rename(user_cli: Cli) -> None:
     name, app_id = create(user_cli)
     running(user_cli, app_id)

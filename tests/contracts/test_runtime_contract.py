@@ -8,12 +8,16 @@ from ipaas.runtime.base import Runtime
 from tests.fakes import FakeRuntime
 from tests.runtime.conftest import SpecFactory
 
+SWARM = pytest.param("swarm", marks=[pytest.mark.docker, pytest.mark.swarm, pytest.mark.slow])
 
-@pytest.fixture(params=["fake", pytest.param("docker", marks=pytest.mark.docker)])
+
+@pytest.fixture(params=["fake", pytest.param("docker", marks=pytest.mark.docker), SWARM])
 def engine(request: pytest.FixtureRequest) -> Runtime:
     if request.param == "fake":
         return FakeRuntime()
-    found: Runtime = request.getfixturevalue("runtime")
+    found: Runtime = request.getfixturevalue(
+        "swarm_runtime" if request.param == "swarm" else "runtime"
+    )
     return found
 
 
@@ -34,7 +38,8 @@ def spec(request: pytest.FixtureRequest, engine: Runtime) -> SpecFactory:
             return ContainerSpec(**{**base, **fields})  # type: ignore[arg-type]
 
         return fake_spec
-    made: SpecFactory = request.getfixturevalue("make_spec")
+    swarm = request.node.callspec.params.get("engine") == "swarm"
+    made: SpecFactory = request.getfixturevalue("swarm_spec" if swarm else "make_spec")
     return made
 
 

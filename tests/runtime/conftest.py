@@ -54,11 +54,9 @@ def cleanup(client: docker.DockerClient, app_ids: set[str], owner_ids: set[str])
                 net.remove()
 
 
-@pytest.fixture
-def make_spec(app_image: str, docker_client: docker.DockerClient) -> Iterator[SpecFactory]:
-    """Build ContainerSpecs with fresh ids; everything they create is removed after the test."""
-    app_ids: set[str] = set()
-    owner_ids: set[str] = set()
+def spec_maker(image: str, app_ids: set[str], owner_ids: set[str], **defaults: Any) -> SpecFactory:
+    """A factory of small ContainerSpecs of `image` with fresh ids, noting the ids it gives
+    out (for the cleanup)."""
     default_owner = uuid.uuid4().hex
 
     def factory(**overrides: Any) -> ContainerSpec:
@@ -67,17 +65,26 @@ def make_spec(app_image: str, docker_client: docker.DockerClient) -> Iterator[Sp
             "app_name": f"t-{uuid.uuid4().hex[:8]}",
             "owner_id": default_owner,
             "release": 1,
-            "image": app_image,
+            "image": image,
             "port": 8080,
             "memory_mb": 64,
             "cpus": 0.5,
             "pids_limit": 64,
             "health_timeout_s": 10.0,
+            **defaults,
         }
         fields.update(overrides)
         app_ids.add(fields["app_id"])
         owner_ids.add(fields["owner_id"])
         return ContainerSpec(**fields)
 
-    yield factory
+    return factory
+
+
+@pytest.fixture
+def make_spec(app_image: str, docker_client: docker.DockerClient) -> Iterator[SpecFactory]:
+    """Build ContainerSpecs with fresh ids; everything they create is removed after the test."""
+    app_ids: set[str] = set()
+    owner_ids: set[str] = set()
+    yield spec_maker(app_image, app_ids, owner_ids)
     cleanup(docker_client, app_ids, owner_ids)

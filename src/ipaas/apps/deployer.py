@@ -70,8 +70,11 @@ class NoDomains:
 
 
 def upstream_of(info: ContainerInfo, port: int) -> str:
-    """Where the app answers: its address on the owner's network (the engine is local, and
-    this skips the engine's port-forwarding hop), else the port published on loopback."""
+    """Where the app answers: its tasks' addresses (a Swarm service: `a:p,b:p`), its address
+    on the owner's network (the engine is local, and this skips the engine's port-forwarding
+    hop), else the port published on loopback."""
+    if info.upstreams:
+        return ",".join(info.upstreams)
     if info.ip_address:
         return f"{info.ip_address}:{port}"
     return f"127.0.0.1:{info.host_port}"
@@ -272,6 +275,8 @@ class Deployer:
         info, reason = await self._start_with_retries(spec)
         if info is None:
             return reason
+        if info.note:
+            await self.apps.note(app.id, info.note)
         address = upstream_of(info, app.port or DEFAULT_PORT)
         try:
             async with self.routes_lock:
@@ -311,6 +316,7 @@ class Deployer:
             release=release.number,
             image=release.image_id,
             port=port,
+            replicas=app.replicas,
             env=env,
             memory_mb=int(app.resources.get("memory_mb") or rt.memory_mb),
             cpus=float(app.resources.get("cpus") or rt.cpus),

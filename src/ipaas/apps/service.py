@@ -58,6 +58,7 @@ class AppPolicy:
 
     allowed_repo_schemes: Sequence[str] = DEFAULT_SCHEMES
     max_envs: int = 100
+    max_replicas: int = 1
     reserved_names: frozenset[str] = field(default=DEFAULT_RESERVED)
 
 
@@ -224,6 +225,7 @@ class AppService:
         repo = await self._repo_columns(who, body)
         self._check_name(body.name)
         self._check_env_count(body.envs)
+        self._check_replicas(body.replicas)
         app = Application(
             id=new_id(),
             name=body.name,
@@ -264,6 +266,8 @@ class AppService:
             await check_repo_url(self.policy, self.repo_guard, who, body.repo or app.repo)
         if "name" in changed:
             self._check_name(columns["name"])
+        if "replicas" in changed:
+            self._check_replicas(columns["replicas"])
         action = action_for(changed)
         if new_envs is not None and self._build_envs_changed(app, new_envs):
             action = Action.REBUILD
@@ -328,6 +332,13 @@ class AppService:
     def _check_name(self, name: str) -> None:
         if is_reserved(name, self.policy.reserved_names):
             raise InvalidInput(f"the name {name!r} is reserved", code="name_reserved")
+
+    def _check_replicas(self, replicas: int | None) -> None:
+        limit = self.policy.max_replicas
+        if replicas is not None and replicas > limit:
+            raise InvalidInput(
+                f"at most {limit} replicas per app on this platform", code="too_many_replicas"
+            )
 
     def _check_env_count(self, envs: list[EnvVar]) -> None:
         limit = self.policy.max_envs

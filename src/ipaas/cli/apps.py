@@ -246,6 +246,7 @@ def _show_rows(a: dict[str, Any]) -> list[tuple[str, Any]]:
         ("builder", a["build"].get("builder")),
         ("health check", a["health_check"]),
         ("resources", resources),
+        ("replicas", a["replicas"]),
         ("volumes", volumes),
         ("envs", ", ".join(e["key"] for e in a["envs"])),
         ("created", short_time(a["created_at"])),
@@ -436,6 +437,21 @@ def set_settings(
     with api() as client:
         found = client.resolve_app(app)
         _saved(client, client.patch(app_path(found), patch_body(changes, found)), no_wait, timeout)
+
+
+@apps_app.command()
+@handles_errors
+def scale(
+    app: str = typer.Argument(..., help="id or name"),
+    replicas: int = typer.Argument(..., min=1, metavar="N", help="how many tasks answer"),
+    no_wait: bool = NO_WAIT,
+    timeout: float = TIMEOUT,
+) -> None:
+    """Run N replicas of the app (Swarm runtime; at most runtime.max_replicas); waits until
+    they all answer. The router balances over every healthy one."""
+    with api() as client:
+        found = client.resolve_app(app)
+        _saved(client, client.patch(app_path(found), {"replicas": replicas}), no_wait, timeout)
 
 
 @apps_app.command()

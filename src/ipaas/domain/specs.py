@@ -15,6 +15,7 @@ SECRET_KEY_WORDS = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE|C
 REDACTED = "********"
 # The schema's ceiling on env vars per app; the `max_envs` setting (default 100) is the limit.
 MAX_ENVS_HARD = 1000
+MAX_REPLICAS_HARD = 100  # the schema's bound; the setting runtime.max_replicas is the real one
 # Build and release numbers, event ids: what a 32-bit column holds, far beyond any real count.
 MAX_NUMBER = 2**31 - 1
 
@@ -114,7 +115,8 @@ class AppCreate(Strict):
     health_check: HealthCheck = "tcp"
     volumes: list[Volume] = Field(default_factory=list, max_length=10)
     resources: Resources = Field(default_factory=Resources)
-    replicas: int = Field(default=1, ge=1, le=1)
+    # Up to the setting runtime.max_replicas, checked where settings are known.
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS_HARD)
     visibility: Literal["public", "private"] = "public"
     # git: `repo` is a URL; github: owner/repo on the platform's GitHub. None: owner/repo
     # means GitHub, anything else a URL.
@@ -147,5 +149,6 @@ class AppUpdate(Strict):
     resources: Resources | None = None
     visibility: Literal["public", "private"] | None = None
     previews: bool | None = None
+    replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS_HARD)
 
     _envs = field_validator("envs")(classmethod(lambda cls, v: _unique_envs(v)))

@@ -12,6 +12,7 @@ import signal
 import sys
 import sysconfig
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +24,7 @@ import structlog
 from ipaas.config import RouterSettings
 from ipaas.domain.access import ASK_PATH, GATE_CHECK, GATE_PREFIX, PASS_COOKIE
 from ipaas.domain.domains import CertificateInfo
+from ipaas.domain.swarm import split_upstreams
 from ipaas.net import tcp_open
 from ipaas.router.base import Issuance, Route
 
@@ -72,10 +74,33 @@ def clean_host(host: str) -> str:
 # and checks every other request at GATE_CHECK first (Caddy's forward_auth, spelled out).
 
 
-def _proxy_json(dial: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Balancing:
+    """For a route with several upstreams (Swarm tasks): a request whose upstream refused it
+    goes to another for up to `try_s`; an upstream that failed is left out for `fail_s`."""
+
+    try_s: float = 5.0
+    fail_s: float = 2.0
+
+
+def _balancing_json(balancing: Balancing) -> dict[str, Any]:
+    return {
+        "load_balancing": {
+            "selection_policy": {"policy": "round_robin"},
+            "try_duration": f"{balancing.try_s:g}s",
+            "try_interval": "20ms",
+        },
+        "health_checks": {"passive": {"fail_duration": f"{balancing.fail_s:g}s", "max_fails": 1}},
+    }
+
+
+def _proxy_json(dial: str, balancing: Balancing | None = None) -> dict[str, Any]:
+    dials = split_upstreams(dial)
+    extra = _balancing_json(balancing or Balancing()) if len(dials) > 1 else {}
     return {
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": dial}],
+        "upstreams": [{"dial": d} for d in dials],
+        **extra,
         # No `flush_interval: -1`: Caddy already flushes at once for text/event-stream
         # and for responses without a length (streams), and forcing it on every
         # response costs ~40 us per request (bench/router.py).
@@ -120,17 +145,19 @@ def _gate_check_json(gate_dial: str) -> dict[str, Any]:
     }
 
 
-def _app_handlers(dial: str, gate_dial: str | None) -> list[dict[str, Any]]:
+def _app_handlers(
+    dial: str, gate_dial: str | None, balancing: Balancing | None = None
+) -> list[dict[str, Any]]:
     """Proxy to the app; a private app's host (`gate_dial` given) first serves the sign-in
     pages from the control plane and checks every other request there."""
     if gate_dial is None:
-        return [_proxy_json(dial)]
+        return [_proxy_json(dial, balancing)]
     gate_pages = {
         "match": [{"path": [GATE_PREFIX + "*"]}],
         "handle": [_proxy_json(gate_dial)],
         "terminal": True,
     }
-    checked = {"handle": [_gate_check_json(gate_dial), _proxy_json(dial)]}
+    checked = {"handle": [_gate_check_json(gate_dial), _proxy_json(dial, balancing)]}
     return [{"handler": "subroute", "routes": [gate_pages, checked]}]
 
 
@@ -155,10 +182,11 @@ def route_json(
     gate_dial: str | None = None,
     domains: tuple[str, ...] = (),
     redirects: tuple[tuple[str, str], ...] = (),
+    balancing: Balancing | None = None,
 ) -> dict[str, Any]:
     """One app: its host and custom domains -> one upstream; `redirects` are (partner, URL
     of the domain it redirects to)."""
-    handle = _app_handlers(dial, gate_dial)
+    handle = _app_handlers(dial, gate_dial, balancing)
     if redirects:
         routes = [_redirect_json(source, url) for source, url in redirects]
         handle = [{"handler": "subroute", "routes": [*routes, {"handle": handle}]}]
@@ -214,7 +242,8 @@ def _route_from_json(raw: dict[str, Any]) -> Route | None:
         handlers = _walk(raw["handle"])
         private = any(h.get("rewrite", {}).get("uri") == GATE_CHECK for h in handlers)
         proxies = [h for h in handlers if h.get("handler") == "reverse_proxy"]
-        dial = proxies[-1]["upstreams"][0]["dial"]  # the app's proxy comes last
+        # The app's proxy comes last; several upstreams are a Swarm app's replicas.
+        dial = ",".join(u["dial"] for u in proxies[-1]["upstreams"])
         sources = _redirect_sources(raw["handle"])
         targets = {s: _redirect_target(raw["handle"], s) or host for s in others if s in sources}
     except (KeyError, IndexError, TypeError, ValueError, AttributeError):
@@ -343,11 +372,14 @@ class CaddyRouter:
     def _route_json(self, host: str) -> dict[str, Any]:
         route = self._routes[host]
         dial = route.upstream
-        if self.upstream_files:
+        # Several upstreams (Swarm tasks) are written into the route: they change only when
+        # nodes come or go, not when a release does (docs/swarm.md).
+        if self.upstream_files and len(split_upstreams(dial)) == 1:
             dial = "{file.%s}" % (self.upstreams_dir / host)
         redirects = tuple((source, self.url_for(target)) for source, target in route.redirects)
         gate = self.gate_dial if route.private else None
-        return route_json(host, dial, gate, route.domains, redirects)
+        balancing = Balancing(self.settings.upstream_try_s, self.settings.upstream_fail_s)
+        return route_json(host, dial, gate, route.domains, redirects, balancing)
 
     def _write_upstream(self, route: Route) -> None:
         self.upstreams_dir.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ class ContainerSpec:
     release: int
     image: str
     port: int  # the port the app listens on inside the container ($PORT)
+    replicas: int = 1  # tasks of a Swarm service; a plain Docker engine runs one container
     env: dict[str, str] = field(default_factory=dict)
     memory_mb: int = 512
     cpus: float = 1.0
@@ -69,6 +70,10 @@ class ContainerInfo:
     oom_killed: bool = False
     restart_count: int = 0
     store_id: str = ""  # "" for containers of no known store (older versions, other stacks)
+    # Where several tasks answer (a Swarm service): "host:port" each; empty for a container.
+    upstreams: tuple[str, ...] = ()
+    # Something the user should know about this start (why an update is stop-first).
+    note: str = ""
 
 
 @dataclass(frozen=True)

@@ -48,11 +48,13 @@ def read_container_logs(
     until_ns: int | None,
     limit: int,
     stream: str | None = None,
+    kind: str = "containers",
 ) -> SourceChunk:
     """Lines strictly after `after_ns` (and at or before `until_ns`), in timestamp order:
     `limit` and the rest of the last timestamp group, with every line up to the last one's
     time; or all of them. `api` is a docker.APIClient; `stopped`: the container had stopped
-    when this call began (then its log will not grow: what a new reader reads is all)."""
+    when this call began (then its log will not grow: what a new reader reads is all).
+    `kind` "services": the merged log of a Swarm service's tasks (same stream format)."""
     reader = _readers.take((container_id, stream), after_ns)
     at_end = False
     if reader is not None and reader.stale(after_ns, until_ns, limit):
@@ -69,10 +71,12 @@ def read_container_logs(
             _readers.give_back(reader)
             return chunk
     if at_end and stream is None:
-        chunk_or_none = _tail(api, container_id, container_name, after_ns, until_ns, limit, stopped)
+        chunk_or_none = _tail(
+            api, (kind, container_id), container_name, after_ns, until_ns, limit, stopped
+        )
         if chunk_or_none is not None:
             return chunk_or_none
-    reader = _open(api, container_id, container_name, stream, after_ns)
+    reader = _open(api, (kind, container_id), container_name, stream, after_ns)
     reader.final = stopped
     try:
         chunk = reader.take(after_ns, until_ns, limit)
@@ -85,7 +89,7 @@ def read_container_logs(
 
 def _tail(
     api: Any,
-    container_id: str,
+    source: tuple[str, str],
     container: str,
     after_ns: int,
     until_ns: int | None,
@@ -96,7 +100,7 @@ def _tail(
     the engine finds from the end instead of decoding the whole log. If fewer came back
     (since `after_ns - REORDER_NS`), one of them is older than that, and nothing stored
     before it can be later than `after_ns`: every line we want is among them. Else None."""
-    reader = _open(api, container_id, container, None, after_ns, tail=TAIL_PROBE)
+    reader = _open(api, source, container, None, after_ns, tail=TAIL_PROBE)
     reader.final = stopped
     try:
         reader.take(after_ns, None, TAIL_PROBE)  # read it all: at most TAIL_PROBE entries
@@ -113,7 +117,7 @@ def _tail(
 
 def _open(
     api: Any,
-    container_id: str,
+    source: tuple[str, str],  # ("containers" | "services", id)
     container: str,
     stream: str | None,
     after_ns: int,
@@ -130,7 +134,8 @@ def _open(
         params["tail"] = str(tail)
         params["since"] = _engine_time(after_ns - REORDER_NS)
     opened = time.time_ns()
-    response = api._get(api._url("/containers/{0}/logs", container_id), params=params, stream=True)
+    kind, container_id = source
+    response = api._get(api._url(f"/{kind}/{{0}}/logs", container_id), params=params, stream=True)
     try:
         api._raise_for_status(response)
     except BaseException:

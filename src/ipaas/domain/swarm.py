@@ -1,0 +1,81 @@
+"""Swarm decisions, pure: how an app's service is updated, which port it gets, what its tasks
+say about it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+START_FIRST = "start-first"
+STOP_FIRST = "stop-first"
+# Task states (the engine's words) in which a task is on its way up or up.
+LIVE_TASK_STATES = frozenset(
+    {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+)
+FAILED_TASK_STATES = frozenset({"failed", "rejected"})
+
+
+@dataclass(frozen=True)
+class UpdateOrder:
+    order: str  # START_FIRST or STOP_FIRST
+    reason: str  # why stop-first; "" for start-first
+
+
+def update_order(replicas: int, nodes: int, has_volumes: bool) -> UpdateOrder:
+    """Start-first (the new task is up before the old one stops) wherever a new task has
+    somewhere to go; else stop-first, saying why. Every task publishes the app's one port on
+    its node, so two tasks of the app never share a node."""
+    if has_volumes:
+        return UpdateOrder(
+            STOP_FIRST,
+            "updates stop-first: the app's volumes live on one node, so the old task "
+            "stops before the new one starts there (never two writers, never a port clash)",
+        )
+    if replicas >= nodes:
+        return UpdateOrder(
+            STOP_FIRST,
+            f"updates stop-first: {replicas} replicas on {nodes} nodes leave no node free "
+            "for a new task on the app's port",
+        )
+    return UpdateOrder(START_FIRST, "")
+
+
+def free_port(used: Iterable[int], low: int, high: int) -> int | None:
+    """The lowest port of [low, high] not in `used`; None when the range is full."""
+    taken = set(used)
+    return next((p for p in range(low, high + 1) if p not in taken), None)
+
+
+def upstream_list(addresses: Iterable[str], port: int) -> str:
+    """Where a Swarm app answers, as the router takes it: `a:port,b:port` (sorted)."""
+    return ",".join(f"{a}:{port}" for a in sorted(set(addresses)))
+
+
+def split_upstreams(address: str) -> list[str]:
+    """The inverse of `upstream_list`; a plain `host:port` is a list of one."""
+    return [part for part in address.split(",") if part]
+
+
+def task_state(task: Mapping[str, Any]) -> str:
+    return str((task.get("Status") or {}).get("State") or "")
+
+
+def is_wanted(task: Mapping[str, Any]) -> bool:
+    """The orchestrator still wants this task up (not shut down by an update or a scale)."""
+    return task.get("DesiredState") in ("running", "ready")
+
+
+def running(tasks: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [t for t in tasks if task_state(t) == "running" and is_wanted(t)]
+
+
+def gave_up(replicas: int, tasks: Sequence[Mapping[str, Any]]) -> bool:
+    """A service that should run but has no task up or on its way, and whose last task
+    failed: the Swarm stopped restarting it (its restart policy's attempts are spent)."""
+    if replicas == 0 or not tasks:
+        return False
+    if any(task_state(t) in LIVE_TASK_STATES and is_wanted(t) for t in tasks):
+        return False
+    latest = max(tasks, key=lambda t: str(t.get("UpdatedAt") or ""))
+    return task_state(latest) in FAILED_TASK_STATES | {"complete", "shutdown", "orphaned"}

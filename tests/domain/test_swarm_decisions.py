@@ -1,0 +1,64 @@
+"""Swarm decisions: update order, ports, upstreams, when the Swarm gave up on an app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ipaas.domain.swarm import (
+    START_FIRST,
+    STOP_FIRST,
+    free_port,
+    gave_up,
+    split_upstreams,
+    update_order,
+    upstream_list,
+)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "nodes", "volumes", "order", "says"),
+    [
+        (1, 3, False, START_FIRST, ""),
+        (2, 3, False, START_FIRST, ""),
+        (3, 3, False, STOP_FIRST, "3 replicas on 3 nodes"),
+        (1, 1, False, STOP_FIRST, "1 replicas on 1 nodes"),
+        (1, 3, True, STOP_FIRST, "volumes live on one node"),
+    ],
+)
+def test_update_order(replicas: int, nodes: int, volumes: bool, order: str, says: str) -> None:
+    decided = update_order(replicas, nodes, volumes)
+    assert decided.order == order
+    assert (says in decided.reason) if says else decided.reason == ""
+
+
+def test_free_port_takes_the_lowest_free_one_or_none() -> None:
+    assert free_port([], 30000, 30002) == 30000
+    assert free_port([30000, 30002], 30000, 30002) == 30001
+    assert free_port([30000, 30001, 30002], 30000, 30002) is None
+
+
+def test_upstreams_round_trip_sorted_and_unique() -> None:
+    joined = upstream_list(["10.0.0.3", "10.0.0.2", "10.0.0.3"], 30001)
+    assert joined == "10.0.0.2:30001,10.0.0.3:30001"
+    assert split_upstreams(joined) == ["10.0.0.2:30001", "10.0.0.3:30001"]
+    assert split_upstreams("127.0.0.1:8080") == ["127.0.0.1:8080"]
+
+
+def _task(state: str, desired: str = "running", at: str = "2026-01-01T00:00:01Z") -> Any:
+    return {"Status": {"State": state}, "DesiredState": desired, "UpdatedAt": at}
+
+
+@pytest.mark.parametrize(
+    ("replicas", "tasks", "expected"),
+    [
+        (1, [_task("running")], False),
+        (1, [_task("failed", at="1"), _task("starting", at="2")], False),  # a restart coming
+        (1, [_task("failed", desired="shutdown", at="1"), _task("failed", at="2")], True),
+        (0, [_task("failed")], False),  # stopped by the user
+        (1, [], False),  # not scheduled yet
+    ],
+)
+def test_gave_up(replicas: int, tasks: list[Any], expected: bool) -> None:
+    assert gave_up(replicas, tasks) is expected
