@@ -187,7 +187,7 @@ def remove_leftovers(app_ids: list[str], owner_id: str) -> None:
     client = docker.from_env()
     for app_id in app_ids:
         for c in client.containers.list(all=True, filters={"label": f"{LABEL_APP}={app_id}"}):
-            c.remove(force=True)
+            c.remove(force=True, v=True)
         for image in client.images.list(filters={"label": f"{LABEL_APP}={app_id}"}):
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(image.id, force=True)

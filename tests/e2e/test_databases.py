@@ -183,7 +183,7 @@ def sql(engine: str, creds: dict[str, Any], network: str, query: str) -> tuple[i
         code = container.wait(timeout=60)["StatusCode"]
         return code, container.logs().decode().strip()
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)  # the image declares a VOLUME
 
 
 def owner_id(e2e: E2E) -> str:
