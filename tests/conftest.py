@@ -202,7 +202,6 @@ STORE_INDEPENDENT = (
     "tests/runtime/",
     "tests/router/",
     "tests/e2e/test_databases.py",
-    "tests/e2e/test_settings.py",
     "tests/e2e/test_logs.py",
     "tests/e2e/test_cli_e2e.py",
     "tests/e2e/test_github.py",
