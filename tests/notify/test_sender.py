@@ -7,10 +7,11 @@ import pytest
 from sqlalchemy import select
 
 from ipaas.config import SmtpSettings
+from ipaas.domain.databases import DbState
 from ipaas.domain.notices import NoticeKind
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.platform import Stores
-from ipaas.store.models import Application, Notice, User
+from ipaas.store.models import Application, Database, Notice, User
 from tests.factories import stored_app
 from tests.mailserver import MailServer
 from tests.notify.conftest import Clock, SenderMaker, verified_user
@@ -283,3 +284,33 @@ async def test_old_settled_messages_are_forgotten_pending_ones_kept(
     clock.advance(31 * 86400)
     await down.run_once()
     assert [m.status for m in await stores.notices.messages_of(user.id)] == ["pending"]
+
+
+async def test_database_events_reach_their_owner(
+    stores: Stores, make_sender: SenderMaker, mail_server: MailServer
+) -> None:
+    """Ready, a failed backup, rotated credentials: each mailed with a link to the database;
+    no password in the mail."""
+    user = await verified_user(stores)
+    db = Database(
+        name=unique_name("db"), owner_id=user.id, engine="postgres", version="15",
+        memory_mb=256, cpus=0.5, credentials_encrypted="", state=DbState.CREATING.value,
+    )  # fmt: skip
+    async with stores.databases.sessions() as s:
+        s.add(db)
+        await s.commit()
+    await stores.databases.transition(db.id, DbState.RUNNING, "healthy")
+    await stores.databases.add_event(db, "backup_failed", "the manual backup failed: disk full")
+    await stores.databases.add_event(db, "credentials_rotated", "the password was rotated")
+    await stores.databases.add_event(db, "restored", "restored from a backup")  # no notice
+    await make_sender().run_once()
+    mails = {m.message["Subject"]: m.part("plain") for m in mail_server.to(user.email or "")}
+    link = f"https://paas.example/api/v1/databases/{db.id}"
+    assert set(mails) == {
+        f"[ipaas] database {db.name} is ready",
+        f"[ipaas] backup of {db.name} failed",
+        f"[ipaas] new credentials for database {db.name}",
+    }
+    assert f"{link}/credentials" in mails[f"[ipaas] database {db.name} is ready"]
+    failed = mails[f"[ipaas] backup of {db.name} failed"]
+    assert "disk full" in failed and link in failed

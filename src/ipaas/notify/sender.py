@@ -43,9 +43,13 @@ class Links:
     def __init__(self, base_url: str) -> None:
         self.base = base_url.rstrip("/") + "/api/v1"
 
-    def context(self, app_id: str | None) -> dict[str, str]:
+    def context(self, app_id: str | None, database_id: str | None = None) -> dict[str, str]:
         app = f"{self.base}/applications/{app_id}" if app_id else ""
-        return {"app_link": app, "builds_link": f"{app}/builds", "quota_link": self._quota}
+        db = f"{self.base}/databases/{database_id}" if database_id else ""
+        return {
+            "app_link": app, "builds_link": f"{app}/builds", "quota_link": self._quota,
+            "database_link": db, "credentials_link": f"{db}/credentials" if db else "",
+        }  # fmt: skip
 
     @property
     def _quota(self) -> str:
@@ -169,7 +173,7 @@ class NoticeSender:
     def _context(self, notice: Notice, username: str, extra: dict[str, Any]) -> dict[str, Any]:
         s = self.settings
         return {
-            **self.links.context(notice.app_id),
+            **self.links.context(notice.app_id, notice.facts.get("database_id")),
             "username": username,
             "app_id": notice.app_id,
             "throttle_minutes": round(s.crash_throttle_s / 60),

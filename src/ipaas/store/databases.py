@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ipaas.domain.databases import BackupStatus, DbState, check_db_transition, db_sources_of
+from ipaas.domain.notices import NoticeKind
 from ipaas.store.apps import Guard, NameTaken, NotFound
 from ipaas.store.models import (
     Application,
@@ -22,6 +23,14 @@ from ipaas.store.models import (
     DatabaseJob,
     utcnow,
 )
+from ipaas.store.notices import record_notice
+
+# Database events that reach their owner as notices (mail, webhooks), by the user's choices.
+DATABASE_NOTICES = {
+    "backup_failed": NoticeKind.BACKUP_FAILED,
+    "backup_overdue": NoticeKind.BACKUP_OVERDUE,
+    "credentials_rotated": NoticeKind.DATABASE_CREDENTIALS_ROTATED,
+}
 
 
 class AlreadyAttached(Exception):
@@ -96,11 +105,21 @@ class DatabaseStore:
                 .values(**values, **fields)
             )
             result = await s.execute(stmt)
+            if result.rowcount and current == DbState.CREATING and target == DbState.RUNNING:  # type: ignore[attr-defined]
+                await self._notice_created(s, db_id)
             await s.commit()
         if not result.rowcount:  # type: ignore[attr-defined]
             # Changed between the read and the write: report the state it is in now.
             current = (await self.get(db_id)).state
             check_db_transition(current, target)
+
+    @staticmethod
+    async def _notice_created(s: AsyncSession, db_id: str) -> None:
+        row = (
+            await s.execute(select(Database.owner_id, Database.name).where(Database.id == db_id))
+        ).one()
+        facts = {"database_id": db_id, "database_name": row.name}
+        await record_notice(s, NoticeKind.DATABASE_CREATED, row.owner_id, None, facts)
 
     async def set_fields(self, db_id: str, **fields: Any) -> None:
         async with self.sessions() as s:
@@ -294,6 +313,13 @@ class DatabaseStore:
         )  # fmt: skip
         async with self.sessions() as s:
             s.add(row)
+            notice = DATABASE_NOTICES.get(kind)
+            if notice is not None:  # written with the event: it exists exactly when it does
+                facts = {
+                    "database_id": db.id, "database_name": db.name, "reason": message,
+                    "last_backup": detail.get("last_good_at"),
+                }  # fmt: skip
+                await record_notice(s, notice, db.owner_id, None, facts)
             await s.commit()
         return row
 
