@@ -30,9 +30,12 @@ engine:
 	@scripts/ensure-docker.sh
 
 # Debian packages only the tests use: Pebble, Let's Encrypt's test CA, and its DNS server.
+# Debian packages the tests run for real: Pebble (ACME) and docker-registry (the Swarm tests).
 tools:
 	@command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble >/dev/null)
+	@command -v docker-registry >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends docker-registry >/dev/null)
 
 images: venv engine
 	$(BIN)/ipaas images bootstrap
