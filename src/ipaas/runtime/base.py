@@ -69,6 +69,7 @@ class ContainerInfo:
     oom_killed: bool = False
     restart_count: int = 0
     store_id: str = ""  # "" for containers of no known store (older versions, other stacks)
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,8 @@ class Runtime(Protocol):
         self, app_id: str | None = None, detail: bool = True
     ) -> list[ContainerInfo]:
         """Every platform container (running or not), optionally of one app. Without
-        `detail`, cheaper: started_at, finished_at, exit_code, oom_killed and restart_count
-        are unset."""
+        `detail`, one engine call however many there are: started_at, finished_at, exit_code,
+        oom_killed and restart_count are unset (created_at is set)."""
         ...
 
     async def inspect(self, container_id: str) -> ContainerInfo | None: ...
