@@ -2,10 +2,10 @@
 
     .venv/bin/python -m bench.scale --sizes 50,100,200 --runs 3 [--no-write]
 
-Each run starts a real `ipaas up` (SQLite, embedded builder, warden, Caddy) as a process of its
-own, with a runtime instance of its own (`bench-scale-<hex>`), and deploys the static-site sample
+It starts a real `ipaas up` (SQLite, embedded builder, warden, Caddy) as a process of its own,
+with a runtime instance of its own (`bench-scale-<hex>`), and deploys the static-site sample
 through its API (one git repository per app, 32 MB memory limit) up to each N in turn (1 first:
-the one-app figures). At each N, while the apps idle:
+the one-app figures). At each N, while the apps idle, `--runs` rounds of:
 
 - control-plane RSS (the `ipaas up` process) and its Caddy child's;
 - one warden reconcile pass (`ipaas_warden_reconcile_seconds` on /metrics, a few passes);
@@ -21,10 +21,12 @@ the one-app figures). At each N, while the apps idle:
 - memory per idle app container: its cgroup, plus the PSS of its containerd shim and
   docker-proxy (what each app costs the host besides its own processes).
 
-After the largest N: 10 new apps created at once (cold), then 10 code-only redeploys at once;
-each one's time to `running`, and the total. Medians over runs; each figure's slope per app
-is a least-squares fit over the sizes. Everything the bench created (apps, containers, images,
-the owner's network) is removed at the end of each run, also when it fails.
+After the largest N, `--runs` rounds of: 10 new apps created at once (cold), then 10 other
+apps redeployed at once after a code-only commit each; each one's time to `running`, and the
+slowest. Medians over the rounds; each figure's slope per app is a least-squares fit over the
+sizes. The apps are deployed once, not once per round: 200 deploys take a quarter of an hour on
+a busy 2-core machine. Everything the bench created (apps, containers, images, the owner's
+network) is removed at the end, also when it fails.
 """
 
 from __future__ import annotations
@@ -262,10 +264,10 @@ class Concurrent:
 
 
 @dataclass
-class RunResult:
-    points: list[Point]
-    cold: Concurrent
-    redeploy: Concurrent
+class Results:
+    points: list[list[Point]]  # per N, one per round
+    cold: list[Concurrent]  # one per round
+    redeploy: list[Concurrent]
 
 
 class Run:
@@ -467,7 +469,7 @@ class Run:
             host.append(mem + extra)
         return statistics.median(cgroup), statistics.median(host)
 
-    def measure(self, n: int, seconds: float) -> Point:
+    def measure(self, n: int, seconds: float, round_no: int) -> Point:
         point = Point(n)
         time.sleep(3)  # settled: the last deploy's retire and the route sync done
         assert self.p.proc is not None
@@ -480,7 +482,7 @@ class Run:
         names = list(self.apps)
         probe = names[len(names) // 2]
         point.direct_p50_ms, point.caddy_p50_ms = self.router_p50(probe, max(1.0, seconds / 2))
-        point.restart_s = self.kill_and_wait(names[-1])
+        point.restart_s = self.kill_and_wait(names[-1 - round_no % len(names)])
         point.die_per_s, point.events_lag_s = self.event_burst()
         point.container_mb, point.host_mb_per_app = self.memory_per_app()
         print(f"  N={n}: {describe(point)}", flush=True)
@@ -488,8 +490,8 @@ class Run:
 
     # -- ten at once ------------------------------------------------------------------------
 
-    def cold_ten(self) -> Concurrent:
-        names = [f"{self.tag}-c{i}" for i in range(CONCURRENT)]
+    def cold_ten(self, round_no: int) -> Concurrent:
+        names = [f"{self.tag}-c{round_no}{i}" for i in range(CONCURRENT)]
         t0 = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(CONCURRENT) as pool:
             ids = list(pool.map(self.create, names))
@@ -497,8 +499,9 @@ class Run:
         self.apps.update(zip(names, ids, strict=True))
         return self._times(ids, seen, t0)
 
-    def redeploy_ten(self) -> Concurrent:
-        names = list(self.apps)[:CONCURRENT]
+    def redeploy_ten(self, round_no: int) -> Concurrent:
+        """Ten apps not redeployed before (release 1 → 2), at once."""
+        names = list(self.apps)[round_no * CONCURRENT : (round_no + 1) * CONCURRENT]
         for name in names:
             index = self.repos[name] / "index.html"
             index.write_text(index.read_text() + "<!-- redeployed -->\n")
@@ -565,7 +568,7 @@ def platform() -> Iterator[Platform]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def one_run(sizes: list[int], seconds: float) -> RunResult:
+def run_all(sizes: list[int], rounds: int, seconds: float) -> Results:
     with platform() as p:
         run = Run(p, f"bs{uuid.uuid4().hex[:4]}")
         try:
@@ -573,18 +576,20 @@ def one_run(sizes: list[int], seconds: float) -> RunResult:
             for n in [1, *sizes]:
                 t0 = time.monotonic()
                 run.grow_to(n)
-                print(f"  {n} apps running ({time.monotonic() - t0:.0f} s to deploy)", flush=True)
-                points.append(run.measure(n, seconds))
-            cold = run.cold_ten()
-            print(f"  10 cold at once: {fmt_each(cold)}", flush=True)
-            redeploy = run.redeploy_ten()
-            print(f"  10 code-only redeploys at once: {fmt_each(redeploy)}", flush=True)
-            return RunResult(points, cold, redeploy)
+                print(f"{n} apps running ({time.monotonic() - t0:.0f} s to deploy)", flush=True)
+                points.append([run.measure(n, seconds, r) for r in range(rounds)])
+            colds, redeploys = [], []
+            for r in range(rounds):
+                colds.append(run.cold_ten(r))
+                print(f"  10 cold at once: {fmt_each(colds[-1])}", flush=True)
+                redeploys.append(run.redeploy_ten(r))
+                print(f"  10 code-only redeploys at once: {fmt_each(redeploys[-1])}", flush=True)
+            return Results(points, colds, redeploys)
         finally:
             run.delete_all()
             p.stop()
             left = remove_leftovers(p.instance, run.created, p.owner_id)
-            print(f"  cleaned up ({left} containers left by the API removed)", flush=True)
+            print(f"cleaned up ({left} containers left by the API removed)", flush=True)
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -631,10 +636,10 @@ def slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
 
 
-def medians(runs: list[RunResult]) -> tuple[list[int], dict[str, list[float]]]:
-    sizes = [p.n for p in runs[0].points]
+def medians(results: Results) -> tuple[list[int], dict[str, list[float]]]:
+    sizes = [rounds[0].n for rounds in results.points]
     table = {
-        label: [statistics.median(get(r.points[i]) for r in runs) for i in range(len(sizes))]
+        label: [statistics.median(get(p) for p in rounds) for rounds in results.points]
         for label, _, get, _ in FIGURES
     }
     return sizes, table
@@ -643,7 +648,8 @@ def medians(runs: list[RunResult]) -> tuple[list[int], dict[str, list[float]]]:
 def render_table(sizes: list[int], table: dict[str, list[float]]) -> str:
     head = "| figure | " + " | ".join(f"N={n}" for n in sizes) + " | slope per app | target |"
     lines = [head, "|---|" + "---:|" * (len(sizes) + 1) + "---|"]
-    fit = [n for n in sizes if n > 1] or sizes
+    fit = [n for n in sizes if n > 1]
+    fit = fit if len(fit) > 1 else sizes
     for label, unit, _, target in FIGURES:
         values = table[label]
         digits = 3 if unit == "ms" and max(abs(v) for v in values) < 1 else 1
@@ -681,7 +687,7 @@ def plot(sizes: list[int], table: dict[str, list[float]]) -> bool:
         ax.set_ylabel(unit)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    fig.suptitle("ipaas: cost against the number of running apps (medians of runs)")
+    fig.suptitle("ipaas: cost against the number of running apps (medians of rounds)")
     fig.tight_layout()
     fig.savefig(PLOT, dpi=80)
     return True
@@ -713,18 +719,13 @@ def verdicts(sizes: list[int], table: dict[str, list[float]], redeploy: list[Con
     return "\n".join(f"- {what}: **{'met' if ok else 'missed'}**" for what, ok in checks)
 
 
-def concurrent_table(results: list[RunResult]) -> str:
+def concurrent_table(results: Results) -> str:
     lines = [
-        "| 10 at once | median each (s) | slowest (median of runs, s) | runs (slowest) "
+        "| 10 at once | median each (s) | slowest (median of rounds, s) | rounds (slowest) "
         "| not running |",
         "|---|---:|---:|---|---:|",
     ]
-    kinds: list[tuple[str, Callable[[RunResult], Concurrent]]] = [
-        ("cold create", lambda r: r.cold),
-        ("code-only redeploy", lambda r: r.redeploy),
-    ]
-    for label, pick in kinds:
-        groups = [pick(r) for r in results]
+    for label, groups in (("cold create", results.cold), ("code-only redeploy", results.redeploy)):
         each = statistics.median([s for g in groups for s in g.each_s] or [0.0])
         slowest = statistics.median(g.total_s for g in groups)
         runs = ", ".join(f"{g.total_s:.1f}" for g in groups)
@@ -737,14 +738,11 @@ def concurrent_table(results: list[RunResult]) -> str:
 def main(sizes: list[int], runs: int, seconds: float, write: bool) -> int:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
-    results = []
-    for n in range(runs):
-        print(f"run {n + 1} of {runs}", flush=True)
-        results.append(one_run(sizes, seconds))
+    results = run_all(sizes, runs, seconds)
     ns, table = medians(results)
     text_table = render_table(ns, table)
     ten = concurrent_table(results)
-    checks = verdicts(ns, table, [r.redeploy for r in results])
+    checks = verdicts(ns, table, results.redeploy)
     print(text_table, ten, checks, sep="\n\n")
     if write:
         has_plot = plot(ns, table)
@@ -753,7 +751,7 @@ def main(sizes: list[int], runs: int, seconds: float, write: bool) -> int:
 `bench/scale.py --sizes {",".join(map(str, sizes))} --runs {runs}`: a real `ipaas up` (SQLite,
 embedded builder, warden, Caddy) deploys the static-site sample (busybox httpd, 32 MB limit, one
 git repository per app) through its API, up to each N; at each N the figures below, medians of
-{runs} runs (a fresh platform each run). Status: wrk, 32 connections cycling through all N
+{runs} rounds on that one deployment. Status: wrk, 32 connections cycling through all N
 apps' status, {seconds:g} s; list page: 8 connections, `?limit=50`; router: one connection,
 {max(1.0, seconds / 2):g} s × 3 interleaved rounds through Caddy and straight to the same
 container, "added" = the difference of the p50s; reconcile: the mean of 3 passes from
@@ -763,7 +761,7 @@ labelled for the platform (start, die, destroy each), "handled" = die events per
 the warden's handling time (`ipaas_warden_event_seconds`), "seen after" = from the end of
 the burst until the warden had received all of them; memory: the container's cgroup (usage
 less inactive page cache), and with its containerd shim's and docker-proxy's PSS. Slope: the
-least-squares fit over N > 1. The machine was shared with other engineers' test runs (load
+least-squares fit over the N > 1. The machine was shared with other engineers' test runs (load
 average {load[0]:.1f} when the report was written), which shows in the tails.
 
 {text_table}
@@ -783,7 +781,7 @@ average {load[0]:.1f} when the report was written), which shows in the tails.
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="50,100,200", help="N values, comma-separated")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="measuring rounds at each N")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per wrk load")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args()
