@@ -162,7 +162,10 @@ class Platform:
             "IPAAS_ROUTER__HTTP_PORT": str(self.http_port),
             "IPAAS_ROUTER__ADMIN_ADDRESS": f"127.0.0.1:{free_port()}",
             "IPAAS_RUNTIME__INSTANCE": self.instance,
+            # Quotas out of reach: 200 apps at the default 1 CPU each would pass the CPU total.
             "IPAAS_QUOTA__APPS": "1000",
+            "IPAAS_QUOTA__CPUS": "10000",
+            "IPAAS_QUOTA__MEMORY_MB": "1000000",
             # Passes often enough to time a few at each N; the cost of one does not change.
             "IPAAS_WARDEN__RECONCILE_INTERVAL_S": "4",
         }
@@ -292,7 +295,8 @@ class Run:
             "resources": {"memory_mb": 32},
         }
         r = self.http.post("/applications", json=body)
-        r.raise_for_status()
+        if r.status_code != 201:
+            raise RuntimeError(f"creating {name}: {r.status_code} {r.text}")
         app_id = str(r.json()["id"])
         self.created.append(app_id)
         self.repos[name] = repo
