@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 import docker  # noqa: E402
 import httpx  # noqa: E402
 
-from bench.report import write_section  # noqa: E402
+from bench.report import api_client, write_section  # noqa: E402
 from ipaas.auth.passwords import hash_password  # noqa: E402
 from ipaas.config import Settings  # noqa: E402
 from ipaas.platform import api_process  # noqa: E402
@@ -87,11 +87,7 @@ class Bench:
     def __init__(self, live: Live, settings: Settings, token: str) -> None:
         self.live = live
         self.settings = settings
-        self.http = httpx.Client(
-            base_url=f"{live.base}/api/v1",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=60,
-        )
+        self.http = api_client(live.base, token)
         self.router = httpx.Client(timeout=5)
 
     def wait_running(self, app_id: str, release: int, deadline_s: float = 600) -> float:

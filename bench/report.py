@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 
 
@@ -21,6 +23,13 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+
+
+def api_client(base: str, token: str) -> httpx.Client:
+    """The platform's API at `base` (its root URL), as the holder of `token`."""
+    return httpx.Client(
+        base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )
 
 
 def machine() -> str:
@@ -52,6 +61,7 @@ def wrk(
     seconds: float,
     headers: dict[str, str] | None = None,
     threads: int = 2,
+    script: Path | None = None,
 ) -> WrkResult:
     if shutil.which("wrk") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
@@ -59,6 +69,8 @@ def wrk(
     cmd += [f"-d{max(1, round(seconds))}s"]
     for key, value in (headers or {}).items():
         cmd += ["-H", f"{key}: {value}"]
+    if script is not None:
+        cmd += ["-s", str(script)]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]

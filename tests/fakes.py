@@ -47,6 +47,9 @@ class FakeRuntime:
         self.down = False  # the engine does not answer (stopped, restarting)
         self.start_errors: list[Exception] = []  # raised by the next starts, in order
         self.held: asyncio.Event | None = None  # starts wait for it (an engine that hangs)
+        # What was asked of the engine: (app_id or None, detail) per listing, ids inspected.
+        self.listings: list[tuple[str | None, bool]] = []
+        self.inspected: list[str] = []
 
     async def prepare(self) -> None:
         return None
@@ -75,6 +78,7 @@ class FakeRuntime:
             ip_address=f"10.254.0.{next(self._ips) % 250 + 2}",
             started_at=datetime.now(UTC),
             store_id=spec.store_id,
+            created_at=datetime.now(UTC),
         )
         self.containers[cid] = info
         self.specs[cid] = spec
@@ -102,10 +106,19 @@ class FakeRuntime:
         self, app_id: str | None = None, detail: bool = True
     ) -> list[ContainerInfo]:
         self._answer()
-        return [c for c in self.containers.values() if app_id in (None, c.app_id)]
+        self.listings.append((app_id, detail))
+        found = [c for c in self.containers.values() if app_id in (None, c.app_id)]
+        if detail:
+            return found
+        # As the engine's cheap listing: no start or stop times, exit codes or OOM flags.
+        return [
+            replace(c, started_at=None, finished_at=None, exit_code=None, oom_killed=False)
+            for c in found
+        ]
 
     async def inspect(self, container_id: str) -> ContainerInfo | None:
         self._answer()
+        self.inspected.append(container_id)
         return self.containers.get(container_id)
 
     async def stats(self, container_id: str) -> ContainerStats | None:

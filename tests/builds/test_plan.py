@@ -247,6 +247,19 @@ def test_install_layer_comes_before_the_source(tmp_path: Path, name: str) -> Non
     assert json.loads(lines[copy_manifests][5:]) == [*plan.manifests, "./"]
 
 
+@pytest.mark.parametrize("name", ["python-flask", "node-express", "static-site"])
+def test_metadata_comes_before_the_code_so_a_code_change_rebuilds_only_the_copy(
+    tmp_path: Path, name: str
+) -> None:
+    """The classic builder commits a container per instruction; after `COPY . .` nothing is
+    cached on a code-only rebuild, so port, stop signal and start command come first."""
+    lines = render(plan_of(sample(tmp_path, name)), with_ca=False).text.splitlines()
+    copy = lines.index("COPY . .")
+    after = [line.split()[0] for line in lines[copy + 1 :]]
+    assert not {"EXPOSE", "STOPSIGNAL", "CMD"} & set(after), lines
+    assert {"EXPOSE", "CMD"} <= {line.split()[0] for line in lines[:copy]}
+
+
 def test_python_dockerfile_uses_a_venv_and_trusts_the_ca(tmp_path: Path) -> None:
     text = render(plan_of(sample(tmp_path, "python-flask")), with_ca=True).text
     assert 'RUN ["sh", "-c", "python3 -m venv /opt/venv"]' in text
@@ -255,7 +268,7 @@ def test_python_dockerfile_uses_a_venv_and_trusts_the_ca(tmp_path: Path) -> None
     for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"):
         assert f"{var}=/etc/ssl/certs/ca-certificates.crt" in text
     assert "ENV PORT=8080" in text and "EXPOSE 8080" in text and "STOPSIGNAL SIGINT" in text
-    last = text.strip().splitlines()[-1]
+    last = next(line for line in text.splitlines() if line.startswith("CMD "))
     assert json.loads(last[4:]) == [
         "sh",
         "-c",

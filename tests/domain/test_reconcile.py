@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ipaas.domain.reconcile import GAVE_UP, Action, Do, reconcile_actions
+from ipaas.domain.reconcile import GAVE_UP, Action, Do, finish_times_needed, reconcile_actions
 from ipaas.domain.states import State
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -29,6 +29,7 @@ class Box:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     store_id: str = "ours"
+    created_at: datetime | None = None
 
 
 def decide(apps: list[App], boxes: list[Box], restarting: set[str] | None = None) -> list[Action]:
@@ -118,6 +119,24 @@ def test_retired_containers_past_log_retention_go_and_the_current_one_stays() ->
     ]
     actions = decide([App("a", State.STOPPED, "cur")], boxes)
     assert actions == [Action(Do.REMOVE_EXPIRED, "a", "aged")]
+
+
+def test_only_retired_containers_older_than_retention_need_their_stop_time() -> None:
+    """A cheap listing has no stop times: the warden asks the engine only about stopped,
+    retired containers created before the cutoff (younger ones cannot be past it)."""
+    old, young = NOW - timedelta(hours=2), NOW - timedelta(minutes=5)
+    boxes = [
+        Box("cur", "a", "exited", created_at=old),  # the app's current one: never expires
+        Box("live", "a", "running", created_at=old),
+        Box("aged", "a", "exited", created_at=old),
+        Box("young", "a", "exited", created_at=young),
+        Box("known", "a", "exited", created_at=old, finished_at=old),  # already told
+        Box("undated", "a", "dead"),
+        Box("ghost", "gone", "exited", created_at=old),  # a stray: removed regardless
+    ]
+    known = {"a": App("a", State.STOPPED, "cur")}
+    assert finish_times_needed(known, boxes, NOW, 3600) == ["aged", "undated"]
+    assert finish_times_needed(known, boxes, NOW, 0) == []
 
 
 def test_retention_off_keeps_everything() -> None:

@@ -86,8 +86,12 @@ async def test_routes_survive_restart_and_sync(
     # The warden syncs periodically: an unchanged list must not reload Caddy (a reload
     # closes idle client connections).
     reloads = third.log_path.read_text().count("admin endpoint started")
+    files = [third.config_path, third.upstreams_dir / "kept.localhost"]
+    written = [(f.stat().st_ino, f.stat().st_mtime_ns) for f in files]
     await third.sync([Route("kept.localhost", upstream)])
     assert third.log_path.read_text().count("admin endpoint started") == reloads
+    # Nor rewrite its files: with hundreds of apps that was most of a warden's pass.
+    assert [(f.stat().st_ino, f.stat().st_mtime_ns) for f in files] == written
     await third.sync([])
     assert (await _get(third, "kept.localhost")).status_code == 404
 

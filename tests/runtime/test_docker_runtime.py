@@ -68,6 +68,10 @@ async def test_start_healthy_answers_http(runtime: DockerRuntime, make_spec: Spe
     [brief] = await runtime.list_containers(spec.app_id, detail=False)
     same = ("id", "name", "app_id", "release", "image", "state", "host_port", "ip_address")
     assert {f: getattr(brief, f) for f in same} == {f: getattr(listed[0], f) for f in same}
+    # Its creation time too (to the second: the listing has no fraction), which the warden's
+    # log retention reads instead of inspecting every container.
+    assert brief.created_at is not None and listed[0].created_at is not None
+    assert abs((brief.created_at - listed[0].created_at).total_seconds()) < 1
     again = await runtime.inspect(info.id)
     assert again is not None and again.app_id == spec.app_id and again.started_at
     await runtime.stop(info.id, timeout_s=2)

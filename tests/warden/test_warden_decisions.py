@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -53,7 +55,7 @@ async def test_routes_follow_the_store_after_a_sync(
     assert router.routes[host].upstream == app.address
 
 
-def quick_warden(core: ControlPlane, crash_limit: int = 5) -> Warden:
+def quick_warden(core: ControlPlane, crash_limit: int = 5, log_max_age_s: float = 0) -> Warden:
     """A warden of its own over the plane's parts, with short backoffs."""
     settings = WardenSettings(backoff_base_s=0.02, backoff_cap_s=0.1, crash_limit=crash_limit)
     return Warden(
@@ -63,7 +65,7 @@ def quick_warden(core: ControlPlane, crash_limit: int = 5) -> Warden:
         deployer=core.deployer,
         scheduler=BuildScheduler(core.stores.builds, core.adapters.queue),
         settings=settings,
-        log_max_age_s=0,
+        log_max_age_s=log_max_age_s,
         identity=core.stores.identity,
     )
 
@@ -71,6 +73,44 @@ def quick_warden(core: ControlPlane, crash_limit: int = 5) -> Warden:
 async def state_of(core: ControlPlane, app_id: str, state: State) -> Application | None:
     row = await core.stores.apps.get(app_id)
     return row if row.state == state else None
+
+
+async def test_a_reconcile_pass_lists_the_engine_once_and_asks_only_about_old_containers(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    """Its cost must not be one engine call per container: one cheap listing, and an inspect
+    only for a retired container old enough to be past log retention, asked once."""
+    owner = (await make_user())["id"]
+    apps = [await running_app(core, owner) for _ in range(12)]
+    runtime = core.adapters.runtime
+    assert isinstance(runtime, FakeRuntime)
+    retired = []  # one stopped container per app, as each rollout leaves for its logs
+    for app in apps:
+        spec = runtime.specs[app.container_id or ""]
+        info = await runtime.start(spec)
+        await runtime.stop(info.id)
+        retired.append(info.id)
+    long_ago = datetime.now(UTC) - timedelta(days=9)
+    aged = retired[0]
+    runtime.containers[aged] = replace(
+        runtime.containers[aged], created_at=long_ago, finished_at=long_ago
+    )
+    ours = {a.container_id for a in apps} | set(retired)
+    warden = quick_warden(core, log_max_age_s=7 * 86400)
+    try:
+        for first in (True, False):
+            runtime.listings.clear()
+            runtime.inspected.clear()
+            await warden.reconcile()
+            assert runtime.listings.count((None, False)) == 1
+            assert (None, True) not in runtime.listings
+            assert [c for c in runtime.inspected if c in ours] == ([aged] if first else [])
+    finally:
+        await warden.stop()
+    assert aged not in runtime.containers  # past retention: gone, with its logs
+    assert all(c in runtime.containers for c in retired[1:])
+    for app in apps:
+        assert (await core.stores.apps.get(app.id)).state == State.RUNNING
 
 
 async def test_a_restart_attempt_that_raises_is_tried_again(

@@ -43,7 +43,7 @@ from ipaas.builds.base import (
 from ipaas.builds.baseimage import ImagePolicy, check_dockerfile, image_repository
 from ipaas.builds.cgroups import BuildCgroup
 from ipaas.builds.context import write_context
-from ipaas.builds.dockerfile import DOCKERFILE_NAME, render
+from ipaas.builds.dockerfile import DOCKERFILE_NAME, label_line, render
 from ipaas.builds.dockerfile_policy import check_user_dockerfile
 from ipaas.builds.ignore import IgnoreRules
 from ipaas.builds.images import stage_ca_certs
@@ -181,9 +181,16 @@ class DockerImageBuilder:
     ) -> BuildResult:
         checkout = work / "src"
         sha = await self._fetch(checkout, request, log, cancel)
+        labels = {
+            LABEL_PLATFORM: "1",
+            LABEL_APP: request.app_id,
+            LABEL_APP_NAME: request.app_name,
+            LABEL_RELEASE: str(request.release),
+            LABEL_COMMIT: sha,
+        }
         # Reading the checkout and writing the tar are blocking file work: off the event loop.
         plan, install_step, context_tar = await asyncio.to_thread(
-            self._prepare, work, checkout, request
+            self._prepare, work, checkout, request, labels
         )
         await log(f"==> plan: {_describe(plan)}")
         await asyncio.to_thread(self._check_base_images, plan)
@@ -194,20 +201,14 @@ class DockerImageBuilder:
         parent = await asyncio.to_thread(cgroup.create)
         if parent is None and pids_max > 0:
             await log("==> note: this host cannot cap a build's processes (build.pids_limit)")
-        labels = {
-            LABEL_PLATFORM: "1",
-            LABEL_APP: request.app_id,
-            LABEL_APP_NAME: request.app_name,
-            LABEL_RELEASE: str(request.release),
-            LABEL_COMMIT: sha,
-        }
         job = _BuildJob(
             self._client_factory,
             context_tar,
             dict(
                 dockerfile=DOCKERFILE_NAME,
                 tag=tag,
-                labels=labels,
+                # A generated Dockerfile carries them in one instruction of its own.
+                labels=labels if plan.language == "dockerfile" else None,
                 buildargs=dict(request.build_args),
                 nocache=request.no_cache,
                 container_limits=self._limits(),
@@ -267,7 +268,7 @@ class DockerImageBuilder:
         return sha
 
     def _prepare(
-        self, work: Path, checkout: Path, request: BuildRequest
+        self, work: Path, checkout: Path, request: BuildRequest, labels: dict[str, str]
     ) -> tuple[Plan, int | None, Path]:
         """Plan, write the Dockerfile (and CA certs) into a folder of our own, check a user
         Dockerfile's images, and write the context tar; return (plan, install step, tar)."""
@@ -287,7 +288,7 @@ class DockerImageBuilder:
         else:
             has_ca = bool(stage_ca_certs(settings.extra_ca_certs, generated / "ca"))
             rendered = render(plan, with_ca=has_ca, build_args=request.build_args.keys())
-            text, install_step = rendered.text, rendered.install_step
+            text, install_step = rendered.text + label_line(labels) + "\n", rendered.install_step
         (generated / "Dockerfile").write_text(text)
         ignore = IgnoreRules(files.read_text(".dockerignore") or "")
         context_tar = work / "context.tar"

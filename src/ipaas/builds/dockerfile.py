@@ -101,6 +101,10 @@ def render(plan: Plan, *, with_ca: bool, build_args: Iterable[str] = ()) -> Rend
     if plan.language == "python":
         lines.append(_run(f"python3 -m venv {VENV}"))
     lines.append("WORKDIR /app")
+    if not plan.runtime_image:
+        # Metadata ahead of the files: the classic builder commits a container for each
+        # instruction, and after `COPY . .` none of them would ever come from the cache.
+        lines += _metadata(plan)
     lines += [f"ARG {name}" for name in check_build_args(build_args)]
     if plan.manifests and plan.install_command:
         lines.append("COPY " + json.dumps([*plan.manifests, "./"]))
@@ -147,12 +151,24 @@ def _final_stage(plan: Plan, with_ca: bool) -> list[str]:
             "WORKDIR /app",
             _env_line({"PORT": str(DEFAULT_PORT), "SSL_CERT_FILE": CA_BUNDLE}),
         ]
-    if plan.language == "node":
+        lines += _metadata(plan)
+    if plan.language == "node":  # not earlier: the install would leave out devDependencies
         lines.append("ENV NODE_ENV=production")
-    lines.append(f"EXPOSE {DEFAULT_PORT}")
+    return lines
+
+
+def _metadata(plan: Plan) -> list[str]:
+    """The image's port, stop signal and start command."""
+    lines = [f"EXPOSE {DEFAULT_PORT}"]
     if plan.language == "python":
         # Python as PID 1 ignores SIGTERM; SIGINT stops it (and gunicorn) at once.
         lines.append("STOPSIGNAL SIGINT")
     assert plan.start_command, "detect_plan guarantees a start command"
     lines.append(start_cmd(plan.start_command))
     return lines
+
+
+def label_line(labels: dict[str, str]) -> str:
+    """All labels in one instruction: the engine's `labels` build option adds one step (one
+    container commit) per label."""
+    return "LABEL " + " ".join(f"{key}={json.dumps(value)}" for key, value in labels.items())

@@ -49,8 +49,9 @@ def reconcile_actions(
     ]
     actions += _expired(apps, containers, now, log_max_age_s)
     actions += _extra(apps, containers, restarting)
+    by_id = {c.id: c for c in containers}
     for app in apps.values():
-        action = _app_action(app, containers, restarting)
+        action = _app_action(app, by_id, restarting)
         if action is not None:
             actions.append(action)
     return actions
@@ -67,15 +68,38 @@ def _expired(
     if not log_max_age_s:
         return []
     cutoff = now - timedelta(seconds=log_max_age_s)
-    stopped = (ContainerState.EXITED, ContainerState.DEAD)
     return [
         Action(Do.REMOVE_EXPIRED, c.app_id, c.id)
         for c in containers
-        if (app := apps.get(c.app_id)) is not None
-        and c.id != app.container_id
-        and c.state in stopped
-        and c.finished_at is not None
-        and c.finished_at < cutoff
+        if _retired(apps, c) and c.finished_at is not None and c.finished_at < cutoff
+    ]
+
+
+def _retired(apps: Mapping[str, AppView], c: ContainerView) -> bool:
+    """A stopped container of a known app that is not the app's current one."""
+    app = apps.get(c.app_id)
+    stopped = (ContainerState.EXITED, ContainerState.DEAD)
+    return app is not None and c.id != app.container_id and c.state in stopped
+
+
+def finish_times_needed(
+    apps: Mapping[str, AppView],
+    containers: Sequence[ContainerView],
+    now: datetime,
+    log_max_age_s: float,
+) -> list[str]:
+    """The containers whose stop time decides their expiry and is not known yet (a cheap
+    listing does not give it; an inspect per container does). One created after the cutoff
+    cannot have stopped before it, so only older ones are asked about."""
+    if not log_max_age_s:
+        return []
+    cutoff = now - timedelta(seconds=log_max_age_s)
+    return [
+        c.id
+        for c in containers
+        if _retired(apps, c)
+        and c.finished_at is None
+        and (c.created_at is None or c.created_at < cutoff)
     ]
 
 
@@ -102,10 +126,10 @@ def _extra(
 
 
 def _app_action(
-    app: AppView, containers: Sequence[ContainerView], restarting: Collection[str]
+    app: AppView, containers: Mapping[str, ContainerView], restarting: Collection[str]
 ) -> Action | None:
     if app.state == State.RUNNING:
-        current = next((c for c in containers if c.id == app.container_id), None)
+        current = containers.get(app.container_id or "")
         if current is None or current.state not in LIVE_CONTAINERS:
             return Action(Do.REPORT_CRASH, app.id, current.id if current else None)
     elif (

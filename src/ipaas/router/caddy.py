@@ -308,6 +308,7 @@ class CaddyRouter:
         self._closing = False
         self._admin: httpx.AsyncClient | None = None
         self._log_offset: int | None = None  # how far issuances() has read Caddy's log
+        self._persisted = ""  # the configuration file's text as last written
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -364,10 +365,16 @@ class CaddyRouter:
         }
 
     def _persist(self) -> None:
+        """Write the configuration file, unless it already says the same."""
+        # Compact: the C encoder, many times faster than an indented dump of many routes.
+        text = json.dumps(self.config())
+        if text == self._persisted and self.config_path.exists():
+            return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.config_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.config(), indent=1))
+        tmp.write_text(text)
         os.replace(tmp, self.config_path)  # atomic: a crash never leaves half a file
+        self._persisted = text
 
     def _route_json(self, host: str) -> dict[str, Any]:
         route = self._routes[host]
@@ -382,11 +389,20 @@ class CaddyRouter:
         return route_json(host, dial, gate, route.domains, redirects, balancing)
 
     def _write_upstream(self, route: Route) -> None:
-        self.upstreams_dir.mkdir(parents=True, exist_ok=True)
         path = self.upstreams_dir / route.host
+        with contextlib.suppress(OSError):
+            if path.read_text() == route.upstream:
+                return  # already so: the periodic sync rewrites nothing (a read costs far less)
+        self.upstreams_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{route.host}.tmp")
         tmp.write_text(route.upstream)
         os.replace(tmp, path)  # atomic: every request reads the old or the new address
+
+    def _write_files(self) -> None:
+        """Every route's upstream file, then the configuration file: each only if it changed."""
+        for route in self._routes.values():
+            self._write_upstream(route)
+        self._persist()
 
     def _prune_upstreams(self) -> None:
         if not self.upstreams_dir.is_dir():
@@ -483,18 +499,14 @@ class CaddyRouter:
         response = await self._request("GET", ROUTES_PATH)
         raw = response.json() if response.status_code == 200 else None
         self._adopt(raw if isinstance(raw, list) else [])
-        for route in self._routes.values():
-            self._write_upstream(route)
-        self._persist()
+        self._write_files()
         # Same data dir and settings (the usual ipaas restart): identical config, no reload.
         # Otherwise (not set up by us, another dir): one reload installs ours.
         await self._load_if_changed()
         log.info("caddy.attached", admin=self.settings.admin_address, adopted=len(self._routes))
 
     async def _launch(self) -> None:
-        self._persist()
-        for route in self._routes.values():
-            self._write_upstream(route)
+        self._write_files()
         env = dict(os.environ)
         # Caddy's own storage (certificates, locks) lives in our data dir, not in $HOME.
         env["XDG_DATA_HOME"] = env["XDG_CONFIG_HOME"] = str(self.data_dir)
@@ -657,13 +669,13 @@ class CaddyRouter:
             for r in routes:
                 route = _cleaned(r)
                 self._routes[route.host] = route
-                self._write_upstream(route)
-            self._persist()
+            # The warden syncs every app's route periodically: file work off the event loop.
+            await asyncio.to_thread(self._write_files)
             try:
                 await self._load_if_changed()
             except httpx.TransportError:
                 await self._recover()
-            self._prune_upstreams()
+            await asyncio.to_thread(self._prune_upstreams)
 
     # -- certificates -------------------------------------------------------------------------
 

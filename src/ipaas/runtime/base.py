@@ -74,6 +74,7 @@ class ContainerInfo:
     upstreams: tuple[str, ...] = ()
     # Something the user should know about this start (why an update is stop-first).
     note: str = ""
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,8 @@ class Runtime(Protocol):
         self, app_id: str | None = None, detail: bool = True
     ) -> list[ContainerInfo]:
         """Every platform container (running or not), optionally of one app. Without
-        `detail`, cheaper: started_at, finished_at, exit_code, oom_killed and restart_count
-        are unset."""
+        `detail`, one engine call however many there are: started_at, finished_at, exit_code,
+        oom_killed and restart_count are unset (created_at is set)."""
         ...
 
     async def inspect(self, container_id: str) -> ContainerInfo | None: ...

@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from prometheus_client import Histogram
 
 from ipaas.apps.deployer import Deployer
 from ipaas.apps.scheduler import BuildScheduler
 from ipaas.config import WardenSettings
 from ipaas.domain.deadlines import overdue_build
-from ipaas.domain.reconcile import GAVE_UP, Action, Do, reconcile_actions
+from ipaas.domain.reconcile import GAVE_UP, Action, Do, finish_times_needed, reconcile_actions
 from ipaas.domain.states import IllegalTransition, State
-from ipaas.runtime.base import Runtime, RuntimeEvent, RuntimeUnavailable
+from ipaas.runtime.base import ContainerInfo, Runtime, RuntimeEvent, RuntimeUnavailable
 from ipaas.store.apps import AppStore, NotFound
 from ipaas.store.builds import BuildStore
 from ipaas.store.identity import StoreIdentity
@@ -28,6 +30,17 @@ log = structlog.get_logger()
 S = State
 # After the engine went away, deaths seen for this long are blamed on it, not on the apps.
 ENGINE_GRACE_S = 60.0
+
+# How the warden's cost grows with the apps it watches (bench/scale.py reads these on /metrics).
+RECONCILE_SECONDS = Histogram(
+    "ipaas_warden_reconcile_seconds", "One full comparison of the store with the engine"
+)
+EVENT_SECONDS = Histogram(
+    "ipaas_warden_event_seconds",
+    "Handling of one engine event, from its arrival to done",
+    ["action"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
 
 
 class Warden:
@@ -63,6 +76,9 @@ class Warden:
         self._restarts: dict[str, asyncio.Task[None]] = {}
         # One crash is seen by its "die" event and may be by a reconcile too: count it once.
         self._crash_lock = asyncio.Lock()
+        # When retired containers stopped (None: gone), asked once each: a stopped container
+        # is never started again (restarts make new ones), so the answer stays true.
+        self._stopped_at: dict[str, datetime | None] = {}
 
     async def start(self) -> None:
         self._tasks = [
@@ -80,8 +96,9 @@ class Warden:
         while True:
             try:
                 async for event in self.runtime.events():
-                    if event.action == "die":  # an "oom" comes first, while it still runs
-                        await self._on_death(event)
+                    with EVENT_SECONDS.labels(event.action).time():
+                        if event.action == "die":  # an "oom" comes first, while it still runs
+                            await self._on_death(event)
             except RuntimeUnavailable:
                 self.engine_lost()
             except Exception as exc:  # noqa: BLE001 - the warden must outlive any one event
@@ -263,13 +280,22 @@ class Warden:
 
     async def reconcile(self) -> None:
         """Apps that should run get a container; stray containers go; routes match the store."""
+        started = time.monotonic()
+        await self._reconcile()
+        took = time.monotonic() - started
+        RECONCILE_SECONDS.observe(took)
+        log.debug("warden.reconcile", duration_s=round(took, 4))
+
+    async def _reconcile(self) -> None:
         try:
-            containers = await self.runtime.list_containers()
+            # One engine call, however many containers: no inspect per container.
+            listed = await self.runtime.list_containers(detail=False)
         except RuntimeUnavailable:
             self.engine_lost()
             raise
         known = {a.id: a for a in await self.apps.all_in_states(list(S))}
         now = datetime.now(UTC)
+        containers = await self._with_stop_times(known, listed, now)
         store_id = await self.identity.id()
         actions = reconcile_actions(
             known, containers, self._restarts, now, self.log_max_age_s, store_id
@@ -277,6 +303,21 @@ class Warden:
         for action in actions:
             await self._carry_out(action, known)
         await self.deployer.sync_routes()
+
+    async def _with_stop_times(
+        self, known: Mapping[str, Application], listed: Sequence[ContainerInfo], now: datetime
+    ) -> list[ContainerInfo]:
+        """The listing, with the stop times that log retention needs: from the engine for a
+        container not asked about before, from memory otherwise."""
+        needed = set(finish_times_needed(known, listed, now, self.log_max_age_s))
+        present = {c.id for c in listed}
+        self._stopped_at = {k: v for k, v in self._stopped_at.items() if k in present}
+        for container_id in sorted(needed - self._stopped_at.keys()):
+            info = await self.runtime.inspect(container_id)
+            self._stopped_at[container_id] = info.finished_at if info else None
+        return [
+            replace(c, finished_at=self._stopped_at[c.id]) if c.id in needed else c for c in listed
+        ]
 
     async def _carry_out(self, action: Action, known: dict[str, Application]) -> None:
         if action.do in (Do.REMOVE_STRAY, Do.REMOVE_EXPIRED):
