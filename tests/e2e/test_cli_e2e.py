@@ -4,6 +4,7 @@ rolled back and deleted with `ipaas apps ...`, each step checked through Caddy a
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,9 +55,14 @@ def cli(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
             net.remove()
 
 
+# The platform runs in this process: its log lines can land in the CLI's captured output.
+PLATFORM_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
+
+
 def as_json(result: Result) -> Any:
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    lines = [line for line in result.stdout.splitlines() if not PLATFORM_LOG.match(line)]
+    return json.loads("\n".join(lines))
 
 
 def eventually(check: Callable[[], Any], timeout_s: float = 20, what: str = "") -> Any:

@@ -353,15 +353,22 @@ class Deployer:
         log.warning("deploy failed", app_id=app_id, reason=reason)
 
     async def retire(self, app_id: str, keep: str | None) -> None:
-        """Stop what a killed rollout left running beside the app's current container."""
-        async with self._locks[app_id]:
-            await self._retire(app_id, keep)
+        """Stop what a killed rollout left running beside the app's current container. A
+        deploy under way in this process retires what it replaces itself (after its drain)."""
+        lock = self._locks[app_id]
+        if lock.locked():
+            return
+        async with lock:
+            stopped = await self._retire(app_id, keep)
+        if stopped:
+            log.info("retired containers a killed rollout left", app_id=app_id, count=stopped)
 
     async def _retire(
         self, app_id: str, keep: str | None, drain_s: float = 0.0, remove_all: bool = False
-    ) -> None:
+    ) -> int:
         """Stop every container of the app but `keep`; keep the newest stopped ones (without
-        ports or memory) so that their logs remain readable, remove older ones."""
+        ports or memory) so that their logs remain readable, remove older ones. Returns how
+        many it stopped."""
         retained = 0 if remove_all else self.settings.retained_containers
         plan = plan_retirement(await self.runtime.list_containers(app_id), keep, retained)
         if plan.stop and drain_s:
@@ -372,6 +379,7 @@ class Deployer:
         for container_id in plan.remove:
             with contextlib.suppress(Exception):
                 await self.runtime.remove(container_id)
+        return len(plan.stop)
 
     async def observe(
         self, container_id: str | None

@@ -325,7 +325,6 @@ class Warden:
             with contextlib.suppress(Exception):
                 await self.runtime.remove(action.container_id or "")
         elif action.do == Do.RETIRE_EXTRA:
-            log.info("retiring containers a killed rollout left", app_id=action.app_id)
             await self.deployer.retire(action.app_id, keep=known[action.app_id].container_id)
         elif action.do == Do.REPORT_CRASH:
             await self.crashed(known[action.app_id], action.container_id)
