@@ -163,34 +163,22 @@ def _settings(
 
 
 # --- actions -----------------------------------------------------------------------------------
-@router.post("/restart")
-async def restart(
-    app: Application = Depends(owned),
-    _: Form = Depends(checked_form),
-    svc: AppService = Depends(app_service),
-) -> Response:
-    await svc.restart(app)
-    return redirect(f"/apps/{app.id}?done=restarted")
+def _lifecycle(verb: str, done: str) -> None:
+    """POST /apps/{id}/<verb>: the AppService call of that name, then back to the app."""
+
+    async def act(
+        app: Application = Depends(owned),
+        _: Form = Depends(checked_form),
+        svc: AppService = Depends(app_service),
+    ) -> Response:
+        await getattr(svc, verb)(app)
+        return redirect(f"/apps/{app.id}?done={done}")
+
+    router.add_api_route(f"/{verb}", act, methods=["POST"], name=verb)
 
 
-@router.post("/stop")
-async def stop(
-    app: Application = Depends(owned),
-    _: Form = Depends(checked_form),
-    svc: AppService = Depends(app_service),
-) -> Response:
-    await svc.stop(app)
-    return redirect(f"/apps/{app.id}?done=stopped")
-
-
-@router.post("/start")
-async def start(
-    app: Application = Depends(owned),
-    _: Form = Depends(checked_form),
-    svc: AppService = Depends(app_service),
-) -> Response:
-    await svc.start(app)
-    return redirect(f"/apps/{app.id}?done=started")
+for _verb, _done in (("restart", "restarted"), ("stop", "stopped"), ("start", "started")):
+    _lifecycle(_verb, _done)
 
 
 @router.post("/rollout")
