@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import docker
 import httpx
 import pytest
 
+from ipaas.databases.schedule import BackupSchedule
+from ipaas.domain.cron import next_run
 from ipaas.domain.databases import LABEL_DB_PACKAGES
 from ipaas.runtime.docker import network_name
 from ipaas.runtime.docker_databases import db_volume_name
@@ -693,6 +696,35 @@ def test_scheduled_backups_are_taken_and_pruned(
     assert not [p for p in folder.iterdir() if taken[:8] in p.name]
     r = api.call("PUT", f"/{db['id']}/backup-schedule", json={"interval_s": -1, "keep": 0})
     assert r.status_code == 422
+
+
+def test_a_cron_schedule_takes_its_backup_when_its_time_comes(
+    e2e: E2E, api: Api, databases: dict[str, Any]
+) -> None:
+    """The platform's own schedule pass, run at chosen moments: nothing before the cron's next
+    run after the last backup, a scheduled backup at it."""
+    db = databases["postgres"]
+    api.ok("PUT", f"/{db['id']}/backup-schedule", json={"cron": "17 4 * * *", "keep": 5})
+    plane = e2e.live.plane
+    schedule = BackupSchedule(plane.stores.databases, plane.backup_service, e2e.settings.databases)
+
+    def scheduled() -> list[Any]:
+        return [b for b in api.ok("GET", f"/{db['id']}/backups") if b["reason"] == "scheduled"]
+
+    try:
+        before = scheduled()
+        backups = api.ok("GET", f"/{db['id']}/backups")
+        last = max([datetime.fromisoformat(b["created_at"]) for b in backups]
+                   + [datetime.fromisoformat(db["created_at"])])  # fmt: skip
+        due = next_run("17 4 * * *", last)
+        assert (due.hour, due.minute) == (4, 17)
+        e2e.live.run(schedule.once(now=due - timedelta(seconds=1)))
+        assert scheduled() == before
+        e2e.live.run(schedule.once(now=due))
+        (taken,) = [b for b in scheduled() if b not in before]
+        assert api.wait_backup(db["id"], taken["id"])["status"] == "succeeded"
+    finally:
+        api.ok("PUT", f"/{db['id']}/backup-schedule", json={"interval_s": 0, "keep": 5})
 
 
 def test_delete_takes_a_final_backup_that_outlives_the_database(api: Api) -> None:

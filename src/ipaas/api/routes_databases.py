@@ -16,11 +16,13 @@ from ipaas.apps.service import Principal
 from ipaas.config import DatabaseSettings
 from ipaas.databases.backups import BackupService
 from ipaas.databases.rotation import CredentialRotation
-from ipaas.databases.schedule import interval_of, keep_of
+from ipaas.databases.schedule import keep_of, plan_of
 from ipaas.databases.service import DatabaseRequest, DatabaseService
 from ipaas.databases.viewer import MAX_SQL_CHARS, DataViewer
+from ipaas.domain.cron import MAX_LENGTH as CRON_MAX_LENGTH
+from ipaas.domain.cron import parse_cron
 from ipaas.domain.databases import BackupStatus
-from ipaas.domain.errors import Conflict
+from ipaas.domain.errors import Conflict, InvalidInput
 from ipaas.runtime.databases import host_name
 from ipaas.store.models import Database, DatabaseBackup, DatabaseEvent, DatabaseJob
 
@@ -69,7 +71,8 @@ class DatabaseOut(BaseModel):
     state: str
     state_reason: str | None
     host: str
-    backup_interval_s: int
+    backup_cron: str | None = Field(description="the backup schedule in cron syntax (UTC)")
+    backup_interval_s: int | None = Field(description="seconds between backups; None: cron")
     backup_keep: int
     created_at: datetime
     updated_at: datetime
@@ -108,7 +111,16 @@ class BackupOut(BaseModel):
 
 
 class ScheduleRequest(Strict):
-    interval_s: int = Field(ge=0, le=31 * 86400, description="0: no scheduled backups")
+    """One of `cron` and `interval_s`."""
+
+    cron: str | None = Field(
+        default=None,
+        max_length=CRON_MAX_LENGTH,
+        description="minute hour day-of-month month day-of-week (UTC), or @hourly, @daily, ...",
+    )
+    interval_s: int | None = Field(
+        default=None, ge=0, le=31 * 86400, description="0: no scheduled backups"
+    )
     keep: int = Field(ge=1, le=1000, description="scheduled backups kept")
 
 
@@ -171,7 +183,8 @@ def database_out(db: Database, settings: DatabaseSettings) -> DatabaseOut:
     return DatabaseOut(
         id=db.id, name=db.name, engine=db.engine, version=db.version, memory_mb=db.memory_mb,
         cpus=db.cpus, state=db.state, state_reason=db.state_reason, host=host_name(db.id),
-        backup_interval_s=interval_of(db, settings), backup_keep=keep_of(db, settings),
+        backup_cron=(plan := plan_of(db, settings)).cron,
+        backup_interval_s=None if plan.cron else plan.interval_s, backup_keep=keep_of(db, settings),
         created_at=db.created_at, updated_at=db.updated_at,
     )  # fmt: skip
 
@@ -348,7 +361,14 @@ async def set_backup_schedule(
     db: Database = Depends(owned_database),
     svc: DatabaseService = Depends(database_service),
 ) -> DatabaseOut:
-    await svc.store.set_fields(db.id, backup_interval_s=body.interval_s, backup_keep=body.keep)
+    """A cron expression (`invalid_cron` when it is not one) or an interval, and how many
+    scheduled backups are kept."""
+    if (body.cron is None) == (body.interval_s is None):
+        raise InvalidInput("give one of cron and interval_s", code="invalid_schedule")
+    cron = parse_cron(body.cron) if body.cron is not None else None
+    await svc.store.set_fields(
+        db.id, backup_cron=cron, backup_interval_s=body.interval_s, backup_keep=body.keep
+    )
     return database_out(await svc.store.get(db.id), svc.settings)
 
 

@@ -234,19 +234,25 @@ def rotate(database: str = typer.Argument(..., help="id or name")) -> None:
 @handles_errors
 def schedule(
     database: str = typer.Argument(..., help="id or name"),
-    every: int = typer.Option(..., "--every", help="seconds between backups; 0: none"),
+    cron: str = typer.Option(
+        None, "--cron", help="'minute hour day month weekday' in UTC, or @daily, @hourly, ..."
+    ),
+    every: int = typer.Option(None, "--every", help="seconds between backups; 0: none"),
     keep: int = typer.Option(7, "--keep", help="scheduled backups kept"),
 ) -> None:
-    """Set the database's backup schedule."""
+    """Set the database's backup schedule: --cron or --every."""
+    if (cron is None) == (every is None):
+        raise fail("give one of --cron and --every", code=2)
+    body: dict[str, Any] = {"keep": keep}
+    body.update({"cron": cron} if cron is not None else {"interval_s": every})
     with api() as client:
         db = resolve(client, database)
-        body = {"interval_s": every, "keep": keep}
         client.request("PUT", f"{DATABASES}/{db['id']}/backup-schedule", json=body)
-    console().print(
-        f"{db['name']}: a backup every {every} s, {keep} kept"
-        if every
-        else f"{db['name']}: no scheduled backups"
-    )
+    if cron is not None:
+        said = f"backups on {cron!r} (UTC)"
+    else:
+        said = f"a backup every {every} s" if every else "no scheduled backups"
+    console().print(f"{db['name']}: {said}" + (f", {keep} kept" if cron or every else ""))
 
 
 @db_app.command("delete")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import quote
 
+from ipaas.domain.cron import next_run
 from ipaas.domain.errors import Conflict, InvalidInput
 
 DB_IMAGE_REPOSITORY = "ipaas-db"
@@ -119,6 +121,42 @@ class BackupStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"  # dumped, and restored into a scratch container that checked out
     FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    """A database's backup schedule: a cron expression (UTC), else an interval in seconds
+    (0: no scheduled backups). A backup is due once the schedule's next run after the last
+    attempt has come; it is overdue (a `backup_overdue` event) when the run the schedule asked
+    for after the last good backup has come and `window_s` more passed without a good one."""
+
+    cron: str | None = None
+    interval_s: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.cron is not None or self.interval_s > 0
+
+    def next_after(self, moment: datetime) -> datetime | None:
+        if self.cron is not None:
+            try:
+                return next_run(self.cron, moment)
+            except ValueError:
+                return None  # checked when it was set: only a date that never comes
+        return moment + timedelta(seconds=self.interval_s) if self.interval_s > 0 else None
+
+    def due(self, now: datetime, last_attempt: datetime) -> bool:
+        run = self.next_after(last_attempt)
+        return run is not None and now >= run
+
+    def overdue(self, now: datetime, window_s: float, last_good: datetime) -> bool:
+        run = self.next_after(last_good)
+        return run is not None and now > run + timedelta(seconds=window_s)
+
+    def describe(self) -> str:
+        if self.cron is not None:
+            return f"cron {self.cron!r} (UTC)"
+        return f"every {self.interval_s} s" if self.interval_s > 0 else "none"
 
 
 @dataclass(frozen=True)
