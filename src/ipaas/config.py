@@ -271,6 +271,7 @@ class DatabaseSettings(BaseModel):
     rotation_timeout_s: float = 600.0  # a rotation waits this long for attached apps' rollouts
     viewer_page_rows_max: int = 1000  # rows one viewer page may ask for
     viewer_bytes_max: int = 1_048_576  # a viewer page or console result is cut at this size
+    viewer_session_idle_s: float = 60.0  # a database's viewer client closes after this idle
     console_timeout_s: float = 5.0  # a console query's statement timeout
     console_rows_max: int = 1000  # rows a console query returns at most
     redis_preview_bytes: int = 256  # of each Redis value the key browser shows

@@ -508,6 +508,8 @@ def test_rotation_under_load_loses_no_request_and_revokes_the_old_login(
 
 # --- the data viewer -------------------------------------------------------------------------------
 HOSTILE = 'evil"; DROP TABLE notes; --`x'
+# A name that, pasted into the clients' input, would be a shell escape and a new delimiter.
+SNEAKY = "line\n\\! touch /tmp/pwned\nDELIMITER //\nx"
 
 
 def admin_sql(db: dict[str, Any], engine: str, database: str, statements: str) -> str:
@@ -542,20 +544,112 @@ def test_viewer_pages_tables_and_quotes_hostile_names(
         "primary_key"
     ]
     assert page["columns"][0]["type"] in ("integer", "int(11)")
+    assert (page["paging"], page["order_by"]) == ("key", ["id"])
     assert page["rows"][0] == [1, "row 1"] and len(page["rows"]) == 100
-    assert page["truncated"] and page["next_offset"] == 100
-    last = api.ok("GET", f"/{db['id']}/rows",
-                  params={"table": "viewed", "limit": 100, "offset": 200})  # fmt: skip
-    assert last["rows"][-1] == [250, "row 250"] and not last["truncated"]
+    assert page["truncated"] and page["next"]
+    seen = pages(api, db, "viewed", 100)
+    assert [r[0] for r in seen] == list(range(1, 251)) and seen[-1] == [250, "row 250"]
     # A name with quotes, a semicolon and a comment is only ever a quoted name.
     evil = api.ok("GET", f"/{db['id']}/rows", params={"table": HOSTILE})
     assert evil["rows"] == [["kept"]]
+    sneaky = q + SNEAKY.replace(q, q + q) + q
+    admin_sql(db, engine, database, f"CREATE TABLE {sneaky} (v INT PRIMARY KEY); "
+              f"INSERT INTO {sneaky} VALUES (1), (2)")  # fmt: skip
+    assert [r[0] for r in pages(api, db, SNEAKY, 1)] == [1, 2]
+    (container,) = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )
+    assert container.exec_run(["test", "-e", "/tmp/pwned"]).exit_code == 1
     for bad in ('viewed"; DROP TABLE viewed; --', "viewed` ; DROP TABLE viewed; -- "):
         r = api.call("GET", f"/{db['id']}/rows", params={"table": bad})
         assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
     assert api.ok("GET", f"/{db['id']}/rows", params={"table": "viewed", "limit": 1})["rows"]
     r = api.call("GET", f"/{db['id']}/rows", params={"table": "viewed", "limit": 5000})
     assert r.status_code == 422 and r.json()["code"] == "invalid_limit"
+
+
+def pages(
+    api: Api, db: dict[str, Any], table: str, limit: int, between: Any = None
+) -> list[list[Any]]:
+    """Every row of the table, following `next` until the last page; `between()` runs after
+    each page."""
+    rows: list[list[Any]] = []
+    params: dict[str, Any] = {"table": table, "limit": limit}
+    while True:
+        page = api.ok("GET", f"/{db['id']}/rows", params=params)
+        rows += page["rows"]
+        assert len(page["rows"]) <= limit
+        if page["next"] is None:
+            assert not page["truncated"]
+            return rows
+        if between is not None:
+            between()
+        params = {"table": table, "limit": limit, "cursor": page["next"]}
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_viewer_pages_follow_the_key_and_refuse_bad_cursors(
+    api: Api, databases: dict[str, Any], engine: str
+) -> None:
+    db = databases[engine]
+    database = credentials(api, db)["database"]
+    pg = engine == "postgres"
+    numbers = "generate_series(1, 40) n" if pg else "(SELECT seq AS n FROM seq_1_to_40) s"
+    admin_sql(db, engine, database,
+              "CREATE TABLE pairs (a INT NOT NULL, b VARCHAR(20) NOT NULL, v TEXT, "
+              "PRIMARY KEY (b, a)); "
+              f"INSERT INTO pairs SELECT n, CONCAT('k', n % 5), CONCAT('v', n) FROM {numbers}; "
+              "CREATE TABLE uniq (code VARCHAR(10) NOT NULL UNIQUE, n INT); "
+              "INSERT INTO uniq VALUES ('b', 2), ('a', 1), ('c', 3); "
+              "CREATE TABLE bare (n INT); INSERT INTO bare VALUES (3), (1), (2), (1); "
+              + ("CREATE TABLE bin (k BYTEA PRIMARY KEY, v INT); " if pg else
+                 "CREATE TABLE bin (k VARBINARY(8) PRIMARY KEY, v INT); ")
+              + "INSERT INTO bin VALUES (" + ("'\\x00ff'" if pg else "X'00FF'") + ", 1), ("
+              + ("'\\x0001'" if pg else "X'0001'") + ", 2)")  # fmt: skip
+    # A composite key: every row once, in (b, a) order, pages of 7.
+    first = api.ok("GET", f"/{db['id']}/rows", params={"table": "pairs", "limit": 7})
+    assert (first["paging"], first["order_by"]) == ("key", ["b", "a"])
+    assert [c["primary_key"] for c in first["columns"]] == [True, True, False]
+    everything = pages(api, db, "pairs", 7)
+    keys = [(r[1], r[0]) for r in everything]
+    assert keys == sorted(keys) and len(set(keys)) == 40
+    # Rows added while paging: one before the position is not seen, one after it is.
+    admin_sql(db, engine, database, "DELETE FROM pairs WHERE b = 'zz'")
+    added: list[str] = []
+
+    def add_rows() -> None:
+        if not added:
+            admin_sql(db, engine, database,
+                      "INSERT INTO pairs VALUES (99, 'a0', 'before'), (99, 'zz', 'after')")  # fmt: skip
+            added.append("yes")
+
+    seen = pages(api, db, "pairs", 7, between=add_rows)
+    assert "after" in [r[2] for r in seen] and "before" not in [r[2] for r in seen]
+    assert len(seen) == len({(r[1], r[0]) for r in seen})  # no row twice
+    # A unique NOT NULL key when there is no primary key; a binary key.
+    page = api.ok("GET", f"/{db['id']}/rows", params={"table": "uniq", "limit": 2})
+    assert (page["paging"], page["order_by"], page["rows"]) == (
+        "key",
+        ["code"],
+        [["a", 1], ["b", 2]],
+    )
+    assert [r[1] for r in pages(api, db, "uniq", 2)] == [1, 2, 3]
+    assert [r[1] for r in pages(api, db, "bin", 1)] == [2, 1]
+    # No key at all: PostgreSQL's row ids, MariaDB an offset; all rows either way.
+    page = api.ok("GET", f"/{db['id']}/rows", params={"table": "bare", "limit": 3})
+    assert page["paging"] == ("ctid" if pg else "offset")
+    assert sorted(r[0] for r in pages(api, db, "bare", 3)) == [1, 1, 2, 3]
+    # Cursors: only the viewer's, only for the table they came from.
+    for bad in ("garbage", first["next"][:-4] + "AAAA", "x" * 4096):
+        r = api.call("GET", f"/{db['id']}/rows", params={"table": "pairs", "cursor": bad})
+        assert r.status_code == 422 and r.json()["code"] == "invalid_cursor", r.text
+    r = api.call("GET", f"/{db['id']}/rows", params={"table": "uniq", "cursor": first["next"]})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_cursor", r.text
+    # The key changed since the cursor was given: start again.
+    admin_sql(db, engine, database, "ALTER TABLE pairs DROP PRIMARY KEY" if not pg
+              else "ALTER TABLE pairs DROP CONSTRAINT pairs_pkey")  # fmt: skip
+    r = api.call("GET", f"/{db['id']}/rows", params={"table": "pairs", "cursor": first["next"]})
+    assert r.status_code == 409 and r.json()["code"] == "stale_cursor", r.text
 
 
 @pytest.mark.parametrize("engine", ["postgres", "mariadb"])

@@ -160,8 +160,13 @@ class RowsOut(BaseModel):
     table: TableOut
     columns: list[ColumnOut]
     rows: list[list[Any]]
-    truncated: bool
-    next_offset: int | None
+    truncated: bool = Field(description="more rows follow, or the byte cap cut this page")
+    next: str | None = Field(description="pass as `cursor` for the next page; None: the last")
+    paging: str = Field(
+        description="key: in the order of the primary (or a unique NOT NULL) key; ctid: "
+        "PostgreSQL's row ids (no such key); offset: a view or a keyless MariaDB table"
+    )
+    order_by: list[str]
 
 
 class QueryRequest(Strict):
@@ -423,20 +428,25 @@ async def table_rows(
     table: str = Query(..., min_length=1, max_length=256),
     schema: str | None = Query(None, max_length=256),
     limit: int = Query(100, ge=1, le=100_000),
-    offset: int = Query(0, ge=0, le=2**62),
+    cursor: str | None = Query(None, min_length=1, max_length=4096),
     db: Database = Depends(owned_database),
     viewer: DataViewer = Depends(data_viewer),
 ) -> RowsOut:
-    """A page of a table's rows (in primary-key order), its columns and their types."""
-    found, columns, rows, cut = await viewer.rows(db, table, schema, limit, offset)
+    """A page of a table's rows, in its key's order, with its columns and their types; the
+    next page is asked with `cursor` set to this one's `next` (422 `invalid_cursor` for one
+    the viewer did not give for this table, 409 `stale_cursor` when the table's key changed)."""
+    page = await viewer.rows(db, table, schema, limit, cursor)
+    found = page.table
     return RowsOut(
         table=TableOut(
             schema_name=found.schema, name=found.name, estimated_rows=found.estimated_rows
         ),
-        columns=[ColumnOut(**c.__dict__) for c in columns],
-        rows=rows,
-        truncated=cut,
-        next_offset=offset + len(rows) if cut else None,
+        columns=[ColumnOut(**c.__dict__) for c in page.columns],
+        rows=page.rows,
+        truncated=page.truncated,
+        next=page.next,
+        paging=page.paging,
+        order_by=page.order_by,
     )
 
 
