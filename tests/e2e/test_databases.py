@@ -18,12 +18,14 @@ from typing import Any
 import docker
 import httpx
 import pytest
+from typer.testing import CliRunner, Result
 
 from ipaas.databases.schedule import BackupSchedule
 from ipaas.domain.cron import next_run
 from ipaas.domain.databases import LABEL_DB_PACKAGES
 from ipaas.runtime.docker import network_name
 from ipaas.runtime.docker_databases import db_volume_name
+from tests.cli.conftest import root_app
 from tests.e2e.conftest import E2E
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -721,10 +723,91 @@ def test_viewer_is_the_owners_only(e2e: E2E, api: Api, databases: dict[str, Any]
         ("postgres", "GET", "/tables", None), ("postgres", "GET", "/rows?table=guarded", None),
         ("mariadb", "POST", "/query", {"sql": "SELECT 1"}), ("redis", "GET", "/keys", None),
         ("postgres", "POST", "/credentials/rotate", None), ("postgres", "GET", "/jobs", None),
-        ("postgres", "GET", "/events", None),
+        ("postgres", "GET", "/events", None), ("mariadb", "GET", "/shell", None),
     ):  # fmt: skip
         r = api.call(method, f"/{databases[engine]['id']}{path}", headers=headers, json=body)
         assert r.status_code == 404 and r.json()["code"] == "not_found", (path, r.text)
+
+
+# --- ipaas db shell -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def db_cli(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`ipaas ...` as the owner runs it, with a personal API token."""
+    r = httpx.post(
+        f"{e2e.live.base}/api/v1/users/me/tokens", json={"name": "db-cli"}, headers=e2e.headers
+    )
+    assert r.status_code in (200, 201), r.text
+    env = {
+        "IPAAS_CLI_CONFIG": str(tmp_path_factory.mktemp("cli") / "cli.json"),
+        "IPAAS_URL": e2e.live.base,
+        "IPAAS_TOKEN": r.json()["token"],
+    }
+
+    def run(*args: str, stdin: str | None = None) -> Result:
+        return CliRunner().invoke(root_app(), list(args), env=env, input=stdin)
+
+    return run
+
+
+def command_lines() -> str:
+    """Every process's command line on this host (the containers' included)."""
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("engine", "command", "expected"),
+    [("postgres", "SELECT 40 + 2", "42"), ("mariadb", "SELECT 40 + 2", "42"),
+     ("redis", "SET shell:k 42", "OK")],
+)  # fmt: skip
+def test_db_shell_runs_the_engines_client_in_its_container(
+    api: Api, databases: dict[str, Any], db_cli: Any, engine: str, command: str, expected: str
+) -> None:
+    db = databases[engine]
+    result = db_cli("db", "shell", db["name"], "-c", command)
+    assert result.exit_code == 0, result.output
+    assert expected in result.stdout
+    # Statements fed on standard input, the way a script would.
+    fed = {"postgres": "SELECT current_user;\n", "mariadb": "SELECT current_user();\n",
+           "redis": "ACL WHOAMI\nGET shell:k\n"}[engine]  # fmt: skip
+    result = db_cli("db", "shell", db["name"], stdin=fed)
+    assert result.exit_code == 0, result.output
+    assert credentials(api, db)["username"] in result.stdout
+    if engine == "redis":
+        assert "42" in result.stdout
+    # A SQL client's error is the command's exit status; redis-cli prints the server's error.
+    wrong = db_cli("db", "shell", db["name"], "-c", "NOPE 1")
+    if engine == "redis":
+        assert "ERR unknown command" in wrong.stdout, wrong.output
+    else:
+        assert wrong.exit_code != 0 and "NOPE" in wrong.output, wrong.output
+
+
+def test_db_shell_keeps_the_password_off_every_command_line(
+    api: Api, databases: dict[str, Any], db_cli: Any
+) -> None:
+    db = databases["postgres"]
+    password = credentials(api, db)["password"]
+    results: list[Result] = []
+    worker = threading.Thread(
+        target=lambda: results.append(db_cli("db", "shell", db["name"], "-c", "SELECT pg_sleep(3)"))
+    )
+    worker.start()
+    seen_client = False
+    try:
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            lines = command_lines()
+            assert password not in lines
+            seen_client = seen_client or ("psql" in lines and "pg_sleep" in lines)
+            time.sleep(0.05)
+    finally:
+        worker.join(30)
+    assert seen_client  # the shell was running while we looked
+    assert results and results[0].exit_code == 0, results and results[0].output
 
 
 # --- restore jobs, final backups, schedules --------------------------------------------------------

@@ -87,6 +87,17 @@ class CredentialsOut(BaseModel):
     url: str
 
 
+class ShellOut(BaseModel):
+    """How `ipaas db shell` starts the engine's client in the database's own container: with
+    `docker exec -i -u USER -e NAME...`, each `env` value passed through the exec's environment
+    (never on a command line)."""
+
+    container_id: str
+    user: str
+    argv: list[str]
+    env: dict[str, str]
+
+
 class AttachRequest(Strict):
     app_id: str = Field(max_length=64)
     env_name: str | None = Field(default=None, max_length=64)
@@ -276,6 +287,18 @@ async def database_credentials(
 ) -> CredentialsOut:
     response.headers["Cache-Control"] = "no-store"
     return CredentialsOut(**svc.credentials(db).__dict__)
+
+
+@router.get("/{db_id}/shell", response_model=ShellOut)
+async def database_shell(
+    response: Response,
+    db: Database = Depends(owned_database),
+    svc: DatabaseService = Depends(database_service),
+) -> ShellOut:
+    """What `ipaas db shell` needs to run psql / mariadb / redis-cli inside the database's
+    container on the platform's host (owner only; it holds the password)."""
+    response.headers["Cache-Control"] = "no-store"
+    return ShellOut(**svc.shell(db).__dict__)
 
 
 @router.get("/{db_id}/attachments", response_model=list[AttachmentOut])

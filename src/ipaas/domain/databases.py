@@ -201,6 +201,38 @@ def database_name(name: str) -> str:
     return name.replace("-", "_")
 
 
+# Where `ipaas db shell` runs the engine's client: inside the database's container, as an OS
+# user that can read nothing of the volume, logged in over the container's loopback as the
+# database's own login. The password goes in the environment variable the client reads.
+SHELL_OS_USER = "nobody"
+SHELL_PASSWORD_ENV = {
+    Engine.POSTGRES: "PGPASSWORD",
+    Engine.MARIADB: "MYSQL_PWD",
+    Engine.REDIS: "REDISCLI_AUTH",
+}
+
+
+def shell_argv(engine: str, version: str, creds: Credentials) -> list[str]:
+    """The client's command line for an interactive session (no password in it)."""
+    if engine == Engine.POSTGRES:
+        psql = f"/usr/lib/postgresql/{version}/bin/psql"
+        return [psql, "-h", "127.0.0.1", "-U", creds.username, "-d", creds.database]
+    if engine == Engine.MARIADB:
+        return ["mariadb", "-h", "127.0.0.1", "-u", creds.username, creds.database]
+    return ["redis-cli", "-h", "127.0.0.1", "--no-auth-warning", "--user", creds.username]
+
+
+def shell_command_args(engine: str, command: str) -> list[str]:
+    """What runs one command instead of a prompt: psql -c, mariadb -e, redis-cli's words."""
+    if engine == Engine.POSTGRES:
+        return ["-c", command]
+    if engine == Engine.MARIADB:
+        return ["-e", command]
+    import shlex  # only a Redis command needs splitting into words
+
+    return shlex.split(command)
+
+
 def provision_argv(engine: str) -> list[str]:
     if engine == Engine.POSTGRES:
         return ["ipaas-db", "admin", "-d", "postgres"]
