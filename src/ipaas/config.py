@@ -17,7 +17,9 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ipaas.checkpoints import Phase
+from ipaas.domain.cron import parse_cron
 from ipaas.domain.domains import DEFAULT_RESERVED_DOMAINS
+from ipaas.domain.errors import InvalidInput
 from ipaas.domain.names import DEFAULT_RESERVED_NAMES
 from ipaas.domain.specs import MAX_REPLICAS_HARD
 from ipaas.redact import MASK, redact_url
@@ -260,13 +262,16 @@ class DatabaseSettings(BaseModel):
     max_per_user: int = 20
     recover_interval_s: float = 5.0  # how often half-done creates, restarts, deletes are taken up
     backups_dir: Path | None = None  # None: <data_dir>/backups
-    # The schedule a database has unless its owner sets one (0: no scheduled backups).
+    # The schedule a database has unless its owner sets one: a cron expression (five fields
+    # or @daily..., UTC) when set, else an interval (0: no scheduled backups).
+    backup_cron: str | None = None
     backup_interval_s: int = 86400
     backup_keep: int = 7  # scheduled backups kept per database; older ones are removed
     final_backup_keep_days: float = 7.0  # a deleted database's final backup is kept this long
     rotation_timeout_s: float = 600.0  # a rotation waits this long for attached apps' rollouts
-    viewer_page_rows_max: int = 500  # rows one viewer page may ask for
+    viewer_page_rows_max: int = 1000  # rows one viewer page may ask for
     viewer_bytes_max: int = 1_048_576  # a viewer page or console result is cut at this size
+    viewer_session_idle_s: float = 60.0  # a database's viewer client closes after this idle
     console_timeout_s: float = 5.0  # a console query's statement timeout
     console_rows_max: int = 1000  # rows a console query returns at most
     redis_preview_bytes: int = 256  # of each Redis value the key browser shows
@@ -275,6 +280,14 @@ class DatabaseSettings(BaseModel):
     capabilities: list[str] = Field(
         default_factory=lambda: ["CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER"]
     )
+
+    @field_validator("backup_cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        try:
+            return parse_cron(value) if value else None
+        except InvalidInput as exc:
+            raise ValueError(exc.detail) from None
 
 
 class SmtpSettings(BaseModel):

@@ -416,6 +416,7 @@ def control_plane(
         settings.databases, bg,
     )  # fmt: skip
     viewer = DataViewer(adapters.databases, stores.cipher, settings.databases)
+    lifecycle.add(_nothing, viewer.sessions.close)
     if run_warden:
         schedule = BackupSchedule(stores.databases, backups, settings.databases)
         recovery = DatabaseRecovery(

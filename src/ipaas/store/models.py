@@ -295,8 +295,10 @@ class Database(Base):
     credentials_encrypted: Mapped[str] = mapped_column(Text)
     container_id: Mapped[str | None] = mapped_column(String(128))
     deadline: Mapped[datetime | None] = mapped_column()  # when a busy state fails
-    # The backup schedule; None: the platform's (databases.backup_interval_s, backup_keep).
+    # The backup schedule: a cron expression (UTC), else an interval; both None: the
+    # platform's (databases.backup_cron or backup_interval_s); backup_keep None: backup_keep.
     backup_interval_s: Mapped[int | None] = mapped_column(Integer)
+    backup_cron: Mapped[str | None] = mapped_column(String(200))
     backup_keep: Mapped[int | None] = mapped_column(Integer)
     final_backup: Mapped[bool] = mapped_column(Boolean, default=True)  # taken when deleted
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
