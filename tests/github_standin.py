@@ -8,6 +8,9 @@ under `/api/v3`, the OAuth pages and git under the root):
   `/login/oauth/access_token` (single-use codes, bound to the client and redirect URI);
 - `/user`, `/user/orgs`, `/user/repos` (sort, direction, per_page, page), `/repos/{o}/{r}`,
   `/repos/{o}/{r}/branches`, `/repos/{o}/{r}/contents/{path}`, `/rate_limit`;
+- GraphQL at `/api/graphql` (tests/github_standin_graphql.py: a real executor over the part of
+  GitHub's schema used: a repository's refs ordered by commit date, cursor-paginated), with its
+  own rate limit;
 - GitHub App: `/repos/{o}/{r}/installation` and `/app/installations/{id}/access_tokens`
   (both demanding an RS256 JWT signed by the App's private key, issued by the App, at most
   ten minutes long), `/installation/repositories` (an installation token);
@@ -25,6 +28,7 @@ import contextlib
 import hashlib
 import http.server
 import json
+import os
 import secrets
 import subprocess
 import threading
@@ -43,9 +47,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ipaas.domain.pushes import sign
-from tests.builds.conftest import commit_all, git, http_backend, make_repo
+from tests.builds.conftest import GIT_ID, commit_all, git, http_backend, make_repo
+from tests.github_standin_graphql import execute as graphql_execute
 
 API = "/api/v3"
+GRAPHQL = "/api/graphql"
 
 
 @dataclass
@@ -83,6 +89,20 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _commit(path: Path, message: str, at: datetime | None) -> str:
+    """Commit everything in the working tree, dated `at` (author and committer) when given."""
+    if at is None:
+        return commit_all(path, message)
+    stamp = f"{int(at.timestamp())} +0000"
+    env = {**os.environ, "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
+    git(path, "add", "-A")
+    subprocess.run(
+        ["git", *GIT_ID, "commit", "-q", "-m", message], cwd=path, env=env, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return git(path, "rev-parse", "HEAD")
+
+
 class StandInGitHub:
     """The state of the stand-in and the helpers tests drive it with."""
 
@@ -101,7 +121,9 @@ class StandInGitHub:
         self.codes: dict[str, tuple[str, str, str]] = {}  # code -> (login, client, redirect)
         self.browser_user: str | None = None  # who is signed in to GitHub in "the browser"
         self.rate_limit = 5000
-        self.remaining: dict[str, int] = {}  # per token
+        self.remaining: dict[str, int] = {}  # per token (REST, the "core" resource)
+        self.graphql_remaining: dict[str, int] = {}  # per token (GraphQL, a point a query)
+        self.reset_at = int(time.time()) + 3600
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self.git_hold: threading.Event | None = None  # set: git requests wait for it
         self.git_waiting = threading.Event()
@@ -172,8 +194,15 @@ class StandInGitHub:
         self.repos[full_name] = repo
         return repo
 
-    def push(self, full_name: str, files: dict[str, str], branch: str = "main") -> dict[str, Any]:
-        """Commit files on a branch; returns the `push` event payload GitHub would send."""
+    def push(
+        self,
+        full_name: str,
+        files: dict[str, str],
+        branch: str = "main",
+        at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Commit files on a branch (dated `at`, else now); returns the `push` event payload
+        GitHub would send."""
         repo = self.repos[full_name]
         assert repo.path is not None
         before = git(repo.path, "rev-parse", "HEAD")
@@ -184,11 +213,30 @@ class StandInGitHub:
         for name, text in files.items():
             (repo.path / name).parent.mkdir(parents=True, exist_ok=True)
             (repo.path / name).write_text(text)
-        after = commit_all(repo.path, f"change {', '.join(files)}")
+        after = _commit(repo.path, f"change {', '.join(files)}", at)
         if branch != current:
             git(repo.path, "checkout", "-q", current)
         repo.pushed_at = datetime.now(UTC)
         return self.push_payload(repo, branch, before, after, sorted(files))
+
+    def add_branches(self, full_name: str, dated: dict[str, datetime]) -> None:
+        """Many branches at once, each one commit on top of the default branch, committed at
+        its date (one `git fast-import`)."""
+        repo = self.repos[full_name]
+        assert repo.path is not None
+        base = git(repo.path, "rev-parse", repo.default_branch)
+        stream = []
+        for name, at in dated.items():
+            message = f"work on {name}\n"
+            stream.append(
+                f"commit refs/heads/{name}\n"
+                f"committer ipaas-test <test@ipaas.invalid> {int(at.timestamp())} +0000\n"
+                f"data {len(message)}\n{message}from {base}\n\n"
+            )
+        subprocess.run(
+            ["git", "fast-import", "--quiet"], cwd=repo.path, input="".join(stream).encode(),
+            check=True, capture_output=True,
+        )  # fmt: skip
 
     def push_payload(
         self, repo: StandInRepo, branch: str, before: str, after: str, modified: list[str]
@@ -293,6 +341,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._authorize(query)
         elif path == "/login/oauth/access_token":
             self._access_token(body)
+        elif path == GRAPHQL and self.command == "POST":
+            self._graphql(body)
         elif path.startswith(API + "/"):
             self._api(path.removeprefix(API), query)
         else:
@@ -384,15 +434,49 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         headers = {"Content-Type": "application/json", "ETag": etag, **extra}
         self._send(status, payload, {**headers, **self._rate_headers(token)})
 
-    def _rate_headers(self, token: str) -> dict[str, str]:
-        left = max(self.hub.remaining.get(token, self.hub.rate_limit), 0)
+    def _rate_headers(self, token: str, resource: str = "core") -> dict[str, str]:
+        budget = self.hub.remaining if resource == "core" else self.hub.graphql_remaining
+        left = max(budget.get(token, self.hub.rate_limit), 0)
         return {
             "X-RateLimit-Limit": str(self.hub.rate_limit),
             "X-RateLimit-Remaining": str(left),
             "X-RateLimit-Used": str(self.hub.rate_limit - left),
-            "X-RateLimit-Reset": str(int(time.time()) + 3600),
-            "X-RateLimit-Resource": "core",
+            "X-RateLimit-Reset": str(self.hub.reset_at),
+            "X-RateLimit-Resource": resource,
         }
+
+    # --- GraphQL --------------------------------------------------------------------------------
+    def _graphql(self, body: bytes) -> None:
+        """POST /api/graphql: its own rate limit (a point per query here), no ETags."""
+        hub, token = self.hub, self._token() or ""
+        login = hub.tokens.get(token)
+        if login is None:
+            message = "This endpoint requires you to be authenticated."
+            self._json(401, {"message": message})
+            return
+        with hub.lock:
+            left = hub.graphql_remaining.get(token, hub.rate_limit)
+            if left > 0:
+                hub.graphql_remaining[token] = left - 1
+        headers = self._rate_headers(token, "graphql")
+        if left <= 0:
+            user_id = hub.users[login].id
+            error = {
+                "type": "RATE_LIMITED",
+                "message": f"API rate limit exceeded for user ID {user_id}.",
+            }
+            self._json(200, {"errors": [error]}, headers)
+            return
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            self._json(400, {"message": "Problems parsing JSON"}, headers)
+            return
+        limit = {
+            "limit": hub.rate_limit, "remaining": left - 1, "used": hub.rate_limit - left + 1,
+            "resetAt": _iso(datetime.fromtimestamp(hub.reset_at, UTC)),
+        }  # fmt: skip
+        self._json(200, graphql_execute(hub, login, request, limit), headers)
 
     def _rate_body(self, token: str) -> dict[str, Any]:
         h = self._rate_headers(token)

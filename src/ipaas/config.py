@@ -342,6 +342,9 @@ class GitHubSettings(BaseModel):
     api_url: str = "https://api.github.com"
     web_url: str = "https://github.com"
     git_url: str | None = None  # None: web_url
+    # GitHub's GraphQL API (branches by commit date). None: from api_url
+    # (https://api.github.com/graphql; Enterprise Server: https://HOST/api/graphql).
+    graphql_url: str | None = None
     scopes: list[str] = Field(default_factory=lambda: ["repo", "read:org", "user:email"])
     # Sign-in only for members of these organisations (logins); empty: any GitHub user.
     allowed_orgs: list[str] = Field(default_factory=list)
@@ -361,6 +364,15 @@ class GitHubSettings(BaseModel):
     @property
     def effective_git_url(self) -> str:
         return (self.git_url or self.web_url).rstrip("/")
+
+    @property
+    def effective_graphql_url(self) -> str:
+        if self.graphql_url:
+            return self.graphql_url.rstrip("/")
+        api = self.api_url.rstrip("/")
+        if api.endswith("/api/v3"):  # Enterprise Server: beside the REST API
+            return api.removesuffix("/v3") + "/graphql"
+        return api + "/graphql"
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():

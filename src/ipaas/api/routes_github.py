@@ -121,6 +121,7 @@ class BranchOut(BaseModel):
     name: str
     commit: str
     default: bool
+    committed_at: str | None
 
 
 class ListingOut(BaseModel):
@@ -177,7 +178,7 @@ async def github_branches(
     who: Principal = Depends(current_user),
     found: Sources = Depends(sources),
 ) -> ListingOut:
-    """A repository's branches, its default branch first."""
+    """A repository's branches: its default branch first, then by last commit, newest first."""
     github, token = await _github(who, found)
     try:
         listing = await github.branches(token, f"{owner}/{repo}", page=page, per_page=per_page)

@@ -51,7 +51,7 @@ def list_branches(
     page: int = typer.Option(1, "--page", min=1),
     output: Output = OUTPUT_OPTION,
 ) -> None:
-    """A repository's branches, the default one first."""
+    """A repository's branches: the default one first, then by last commit, newest first."""
     if repo.count("/") != 1:
         raise typer.BadParameter("expected owner/repo")
     with api() as client:
@@ -60,8 +60,11 @@ def list_branches(
         print_json(listing)
         return
     rows = [
-        (b["name"] + (" (default)" if b["default"] else ""), b["commit"][:12])
+        (b["name"] + (" (default)" if b["default"] else ""), b["commit"][:12],
+         b.get("committed_at") or "")
         for b in listing["items"]
-    ]
-    table(["BRANCH", "COMMIT"], rows)
+    ]  # fmt: skip
+    table(["BRANCH", "COMMIT", "LAST COMMIT"], rows)
+    if listing["has_next"]:
+        console().print(f"more: --page {page + 1}")
     _limit_note(listing)

@@ -75,6 +75,7 @@ class Branch:
     name: str
     commit: str
     default: bool
+    committed_at: str | None = None  # RFC 3339, when the provider tells
 
 
 T = TypeVar("T")

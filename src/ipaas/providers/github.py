@@ -43,6 +43,31 @@ def _summary(data: dict[str, Any]) -> RepoSummary:
     )
 
 
+# A repository's default branch and its branches, newest commit first. TAG_COMMIT_DATE orders
+# refs by the commit they point to (for tags, the tagged commit).
+_BRANCHES_QUERY = """
+query($owner: String!, $name: String!, $after: String) {
+  repository(owner: $owner, name: $name) {
+    defaultBranchRef { ...branch }
+    refs(refPrefix: "refs/heads/", first: 100, after: $after,
+         orderBy: {field: TAG_COMMIT_DATE, direction: DESC}) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      nodes { ...branch }
+    }
+  }
+}
+fragment branch on Ref { name target { oid ... on Commit { committedDate } } }
+"""
+
+
+def _branch(node: dict[str, Any], default: bool) -> Branch:
+    target = node.get("target") or {}
+    return Branch(
+        str(node["name"]), str(target.get("oid", "")), default, target.get("committedDate")
+    )
+
+
 def _checked(full_name: str) -> str:
     problem = full_name_problem(full_name)
     if problem is not None:
@@ -71,6 +96,7 @@ class GitHubProvider:
         self.client = client
         self.api = GitHubApi(
             settings.api_url,
+            graphql_url=settings.effective_graphql_url,
             timeout_s=settings.timeout_s,
             cache_ttl_s=settings.cache_ttl_s,
             client=client,
@@ -154,15 +180,35 @@ class GitHubProvider:
     async def branches(
         self, token: str, full_name: str, *, page: int, per_page: int
     ) -> Page[Branch]:
-        """The default branch first, then the others by name."""
-        default = (await self.repo(token, full_name)).default_branch
-        rows = await self._all(token, f"/repos/{full_name}/branches?per_page={_FULL_PAGE}")
-        every = [
-            Branch(str(b["name"]), str(b["commit"]["sha"]), b["name"] == default) for b in rows
+        """The default branch first, then the others by their last commit, newest first.
+
+        GitHub's REST branch listing is by name only, so this asks GraphQL for the refs
+        ordered by commit date, 100 a query, and only as many queries as the page needs
+        (at most `max_pages`)."""
+        owner, name = _checked(full_name).split("/")
+        wanted = page * per_page
+        default: Branch | None = None
+        others: list[Branch] = []
+        total, after = 0, None
+        for _ in range(self.settings.max_pages):
+            variables = {"owner": owner, "name": name, "after": after}
+            repo = (await self.api.graphql(token, _BRANCHES_QUERY, variables))["repository"]
+            if repo is None:
+                raise ProviderError("repo_not_found", "not found on GitHub (or no access to it)")
+            if repo.get("defaultBranchRef"):
+                default = _branch(repo["defaultBranchRef"], True)
+            refs = repo["refs"]
+            total = int(refs["totalCount"])
+            others += [_branch(node, False) for node in refs["nodes"] if node]
+            if len(others) >= wanted or not refs["pageInfo"]["hasNextPage"]:
+                break
+            after = refs["pageInfo"]["endCursor"]
+        listed = ([default] if default else []) + [
+            b for b in others if default is None or b.name != default.name
         ]
-        every.sort(key=lambda b: (not b.default, b.name))
         start = (page - 1) * per_page
-        return Page(every[start : start + per_page], page, per_page, len(every) > start + per_page)
+        reachable = min(total, self.settings.max_pages * _FULL_PAGE)
+        return Page(listed[start : start + per_page], page, per_page, wanted < reachable)
 
     async def read_file(self, token: str, full_name: str, path: str, ref: str | None) -> bytes:
         clean = path.strip("/")
