@@ -83,6 +83,34 @@ class Installation:
     id: int
     account: str
     repos: set[str]  # full names
+    app_id: str = ""  # the GitHub App installed
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@dataclass
+class StandInApp:
+    """A GitHub App: its identity, OAuth client, webhook secret and private key."""
+
+    id: str
+    slug: str
+    name: str
+    owner: str
+    client_id: str
+    client_secret: str
+    private_key: rsa.RSAPrivateKey = field(default_factory=_new_key, repr=False)
+    webhook_secret: str | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def pem(self) -> str:
+        """As GitHub hands the key over: PEM, PKCS#1 ("BEGIN RSA PRIVATE KEY")."""
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ).decode()
 
 
 def _iso(at: datetime) -> str:
@@ -109,10 +137,16 @@ class StandInGitHub:
     def __init__(self, root: Path, port: int) -> None:
         self.root = root
         self.port = port
-        self.client_id = "Iv1.standin" + secrets.token_hex(4)
-        self.client_secret = secrets.token_hex(20)
-        self.app_id = str(100000 + secrets.randbelow(1000))
-        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._ids = iter(range(1000, 10**6))
+        # The App (and OAuth client) tests configure by hand; the manifest flow makes more.
+        default = StandInApp(
+            str(100000 + secrets.randbelow(1000)), "ipaas-standin", "ipaas stand-in", "ipaas",
+            "Iv1.standin" + secrets.token_hex(4), secrets.token_hex(20),
+        )  # fmt: skip
+        self.apps: dict[str, StandInApp] = {default.id: default}
+        self.client_id, self.client_secret = default.client_id, default.client_secret
+        self.app_id, self.private_key = default.id, default.private_key
+        self.manifest_codes: dict[str, tuple[str, float]] = {}  # code -> (App id, expiry)
         self.users: dict[str, StandInUser] = {}
         self.tokens: dict[str, str] = {}  # OAuth token -> login
         self.repos: dict[str, StandInRepo] = {}
@@ -127,7 +161,6 @@ class StandInGitHub:
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self.git_hold: threading.Event | None = None  # set: git requests wait for it
         self.git_waiting = threading.Event()
-        self._ids = iter(range(1000, 10**6))
         self.lock = threading.Lock()
 
     # --- URLs and keys --------------------------------------------------------------------
@@ -258,8 +291,9 @@ class StandInGitHub:
             "sender": {"login": repo.owner},
         }
 
-    def install_app(self, account: str, repos: list[str]) -> int:
-        installation = Installation(next(self._ids), account, set(repos))
+    def install_app(self, account: str, repos: list[str], app_id: str | None = None) -> int:
+        """Install an App (the hand-configured one unless named) on an account's repos."""
+        installation = Installation(next(self._ids), account, set(repos), app_id or self.app_id)
         self.installations[installation.id] = installation
         return installation.id
 
@@ -277,6 +311,32 @@ class StandInGitHub:
             "X-Hub-Signature-256": sign(secret, body),
         }
         return httpx.post(url, content=body, headers=headers, timeout=30)
+
+    def oauth_clients(self) -> dict[str, str]:
+        """client id -> secret of every App (each GitHub App is an OAuth client too)."""
+        return {app.client_id: app.client_secret for app in self.apps.values()}
+
+    def make_app(self, manifest: dict[str, Any], owner: str) -> StandInApp | str:
+        """An App from a manifest, as GitHub makes it once the user confirms; or why not."""
+        url, hook = manifest.get("url"), manifest.get("hook_attributes")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return "url is required and must be an http(s) URL"
+        if hook is not None and not (isinstance(hook, dict) and isinstance(hook.get("url"), str)):
+            return "hook_attributes needs a url"
+        name = str(manifest.get("name") or f"app-{next(self._ids)}")
+        if len(name) > 34:
+            return "Name is too long (maximum is 34 characters)"
+        if any(a.name.lower() == name.lower() for a in self.apps.values()):
+            return "Name is already in use"
+        slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+        active = isinstance(hook, dict) and hook.get("active", True)
+        app = StandInApp(
+            str(next(self._ids)), slug, name, owner, "Iv1." + secrets.token_hex(8),
+            secrets.token_hex(20), webhook_secret=secrets.token_hex(20) if active else None,
+            manifest=manifest,
+        )  # fmt: skip
+        self.apps[app.id] = app
+        return app
 
     # --- who may see what -------------------------------------------------------------------
     def can_read(self, login: str, repo: StandInRepo) -> bool:
@@ -341,6 +401,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._authorize(query)
         elif path == "/login/oauth/access_token":
             self._access_token(body)
+        elif path.endswith("/settings/apps/new") and self.command == "POST":
+            self._new_app_from_manifest(path, query, body)
         elif path == GRAPHQL and self.command == "POST":
             self._graphql(body)
         elif path.startswith(API + "/"):
@@ -366,7 +428,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         hub = self.hub
         client = query.get("client_id", [""])[0]
         redirect = query.get("redirect_uri", [""])[0]
-        if client != hub.client_id or hub.browser_user is None or not redirect:
+        if client not in hub.oauth_clients() or hub.browser_user is None or not redirect:
             self._json(400, {"message": "unknown client or nobody signed in"})
             return
         code = secrets.token_hex(10)
@@ -381,9 +443,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             form = {k: str(v) for k, v in json.loads(body or b"{}").items()}
         else:
             form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        if form.get("client_id") != hub.client_id or not secrets.compare_digest(
-            form.get("client_secret", ""), hub.client_secret
-        ):
+        known = hub.oauth_clients().get(form.get("client_id", ""))
+        if known is None or not secrets.compare_digest(form.get("client_secret", ""), known):
             self._json(200, {"error": "incorrect_client_credentials"})
             return
         found = hub.codes.pop(form.get("code", ""), None)  # single use
@@ -399,6 +460,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return value.strip() if scheme.lower() in ("bearer", "token") else None
 
     def _api(self, path: str, query: dict[str, list[str]]) -> None:
+        if path.startswith("/app-manifests/") and path.endswith("/conversions"):
+            self._conversion(path.split("/")[2])
+            return
         if path.startswith("/app/") or path.endswith("/installation"):
             self._as_app(path)
             return
@@ -565,30 +629,97 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "sha": hashlib.sha1(shown.stdout).hexdigest(),
         }, {}  # fmt: skip
 
+    # --- the GitHub App manifest flow ----------------------------------------------------------
+    def _new_app_from_manifest(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
+        """POST /settings/apps/new (or /organizations/{org}/settings/apps/new) with the form
+        field `manifest`: GitHub shows the signed-in user the App, they confirm (at once
+        here), and GitHub makes it and redirects to its `redirect_url` with a code (one hour,
+        single use) and the `state` it was given."""
+        hub = self.hub
+        login = hub.browser_user
+        segments = path.strip("/").split("/")
+        owner = login
+        if segments[0] == "organizations":
+            owner = segments[1]
+            if login is None or owner not in hub.users[login].orgs:
+                self._send(404, b"Not Found", {"Content-Type": "text/html"})
+                return
+        if login is None or owner is None:
+            self._send(302, b"", {"Location": f"{hub.web_url}/login"})
+            return
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        try:
+            manifest = json.loads(form["manifest"])
+            assert isinstance(manifest, dict)
+        except (KeyError, ValueError, AssertionError):
+            self._send(422, b"Invalid GitHub App configuration", {"Content-Type": "text/html"})
+            return
+        made = hub.make_app(manifest, owner)
+        if isinstance(made, str):
+            self._send(422, made.encode(), {"Content-Type": "text/html"})
+            return
+        code = secrets.token_hex(20)
+        hub.manifest_codes[code] = (made.id, time.time() + 3600)
+        back = {"code": code, **({"state": query["state"][0]} if "state" in query else {})}
+        redirect = str(manifest.get("redirect_url") or f"{hub.web_url}/apps/{made.slug}")
+        self._send(302, b"", {"Location": f"{redirect}?{urlencode(back)}"})
+
+    def _conversion(self, code: str) -> None:
+        """POST /app-manifests/{code}/conversions: no credentials; the code once, within the
+        hour; 201 with the App and, this once, its secrets and private key."""
+        hub = self.hub
+        found = hub.manifest_codes.pop(code, None) if self.command == "POST" else None
+        if found is None or found[1] < time.time():
+            self._json(404, {"message": "Not Found"})
+            return
+        app = hub.apps[found[0]]
+        now = _iso(datetime.now(UTC))
+        self._json(201, {
+            "id": int(app.id), "slug": app.slug, "node_id": f"A_{app.id}", "name": app.name,
+            "owner": {"login": app.owner, "id": 1, "type": "User"},
+            "description": app.manifest.get("description", ""),
+            "external_url": app.manifest.get("url"),
+            "html_url": f"{hub.web_url}/apps/{app.slug}",
+            "created_at": now, "updated_at": now,
+            "permissions": app.manifest.get("default_permissions", {}),
+            "events": app.manifest.get("default_events", []),
+            "client_id": app.client_id, "client_secret": app.client_secret,
+            "webhook_secret": app.webhook_secret, "pem": app.pem(),
+        })  # fmt: skip
+
     # --- GitHub App -----------------------------------------------------------------------------
-    def _app_jwt_valid(self) -> bool:
+    def _jwt_app(self) -> StandInApp | None:
+        """The App whose JWT this is: issued by it (`iss`), signed with its key, at most ten
+        minutes long (GitHub refuses longer ones)."""
         token = self._token()
         if token is None:
-            return False
-        public = self.hub.private_key.public_key()
+            return None
         try:
+            issuer = str(jwt.decode(token, options={"verify_signature": False}).get("iss"))
+            app = self.hub.apps.get(issuer)
+            if app is None:
+                return None
             claims = jwt.decode(
-                token, public, algorithms=["RS256"], options={"require": ["iat", "exp", "iss"]}
-            )
+                token, app.private_key.public_key(), algorithms=["RS256"],
+                options={"require": ["iat", "exp", "iss"]},
+            )  # fmt: skip
         except jwt.PyJWTError:
-            return False
-        # GitHub refuses a JWT that lasts more than ten minutes, or was issued by another App.
-        return str(claims["iss"]) == self.hub.app_id and claims["exp"] - claims["iat"] <= 660
+            return None
+        return app if claims["exp"] - claims["iat"] <= 660 else None
 
     def _as_app(self, path: str) -> None:
         hub = self.hub
-        if not self._app_jwt_valid():
+        app = self._jwt_app()
+        if app is None:
             self._json(401, {"message": "A JSON web token could not be decoded"})
             return
         segments = path.strip("/").split("/")
         if path.endswith("/installation") and segments[0] == "repos":
             full_name = f"{segments[1]}/{segments[2]}"
-            found = [i for i in hub.installations.values() if full_name in i.repos]
+            found = [
+                i for i in hub.installations.values()
+                if full_name in i.repos and i.app_id == app.id
+            ]  # fmt: skip
             if not found:
                 self._json(404, {"message": "Not Found"})
                 return
@@ -600,7 +731,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             and segments[3] == "access_tokens"
         ):
             installation = hub.installations.get(int(segments[2]) if segments[2].isdigit() else -1)
-            if installation is None or self.command != "POST":
+            if installation is None or installation.app_id != app.id or self.command != "POST":
                 self._json(404, {"message": "Not Found"})
                 return
             token = "ghs_" + secrets.token_urlsafe(27)

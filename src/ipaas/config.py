@@ -337,6 +337,8 @@ class GitHubSettings(BaseModel):
     app_id: str | None = None  # app mode: the App's id (the JWT's issuer)
     private_key_file: Path | None = None  # app mode: the App's PEM private key
     app_slug: str | None = None  # app mode: for the "install the App" link
+    # app mode: the secret of the App's own webhook (<public_url>/api/v1/hooks/github).
+    webhook_secret: str | None = None
     # Where GitHub is: the REST API, the web (OAuth pages) and the git host. GitHub Enterprise
     # Server: https://HOST/api/v3, https://HOST.
     api_url: str = "https://api.github.com"
@@ -376,7 +378,8 @@ class GitHubSettings(BaseModel):
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
-            yield name, (MASK if name == "client_secret" and value else value)
+            secret = name in ("client_secret", "webhook_secret")
+            yield name, (MASK if secret and value else value)
 
 
 class Settings(BaseSettings):

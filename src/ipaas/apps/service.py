@@ -198,7 +198,7 @@ class AppService:
         problem = full_name_problem(full_name)
         if problem is not None:
             raise InvalidInput(f"the repository is not valid: {problem}", code="invalid_repo")
-        github = self.sources.provider(GITHUB)
+        github = await self.sources.provider(GITHUB)
         token = await self.sources.require_token(who.user_id)
         try:
             found = await github.repo(token, full_name)

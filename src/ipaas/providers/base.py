@@ -92,6 +92,10 @@ class Page(Generic[T]):
 class RepoProvider(Protocol):
     """A hosted provider (GitHub): everything is asked with the user's own token."""
 
+    async def configured(self) -> bool:
+        """Does the platform have an App at the provider (in its settings, or made)?"""
+        ...
+
     async def identify(self, token: str) -> ProviderUser: ...
 
     async def organisations(self, token: str) -> list[str]: ...

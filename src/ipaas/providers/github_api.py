@@ -134,8 +134,8 @@ class GitHubApi:
         return answer.get("data")
 
     async def post(self, bearer: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """POST as an App (its JWT) or a user; never cached."""
-        headers = {**_ACCEPT, "Authorization": f"Bearer {bearer}"}
+        """POST as an App (its JWT), a user, or nobody (an empty bearer); never cached."""
+        headers = {**_ACCEPT, **({"Authorization": f"Bearer {bearer}"} if bearer else {})}
         response = await self._send("POST", self.url(path), headers, body or {})
         return self._json(response)
 
