@@ -18,6 +18,7 @@ from ipaas.api import (
     routes_accounts,
     routes_apps,
     routes_auth,
+    routes_branches,
     routes_databases,
     routes_domains,
     routes_gate,
@@ -162,6 +163,7 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     api.include_router(routes_databases.router)
     api.include_router(routes_github.router)
     api.include_router(routes_github_app.router)
+    api.include_router(routes_branches.router)
     api.include_router(routes_hooks.router)
     app.include_router(api)
     app.include_router(routes_gate.router)

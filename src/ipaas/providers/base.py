@@ -89,6 +89,19 @@ class Page(Generic[T]):
     has_next: bool
 
 
+def paged(items: list[T], page: int, per_page: int, total: int | None = None) -> Page[T]:
+    """Page `page` (from 1) of a listing held whole; `total` when more exist than are held."""
+    start = (page - 1) * per_page
+    known = len(items) if total is None else total
+    return Page(items[start : start + per_page], page, per_page, start + per_page < known)
+
+
+def branch_listing(default: str | None, heads: dict[str, str]) -> list[Branch]:
+    """Branches as git tells them (no dates): the default branch first, then by name."""
+    every = [Branch(name, sha, name == default) for name, sha in heads.items()]
+    return sorted(every, key=lambda b: (not b.default, b.name))
+
+
 class RepoProvider(Protocol):
     """A hosted provider (GitHub): everything is asked with the user's own token."""
 

@@ -25,6 +25,7 @@ from ipaas.providers.base import (
     ProviderUser,
     RateLimit,
     RepoSummary,
+    paged,
 )
 from ipaas.providers.github_api import GitHubApi
 
@@ -275,12 +276,10 @@ class GitHubProvider:
             return Page(items, page, per_page, "next" in answer.links)
         query = urlencode({"sort": "pushed", "direction": "desc", "per_page": _FULL_PAGE})
         found = [
-            r for r in await self._all(token, f"/user/repos?{query}")
+            _summary(r) for r in await self._all(token, f"/user/repos?{query}")
             if search.lower() in str(r["full_name"]).lower()
         ]  # fmt: skip
-        start = (page - 1) * per_page
-        chunk = [_summary(r) for r in found[start : start + per_page]]
-        return Page(chunk, page, per_page, len(found) > start + per_page)
+        return paged(found, page, per_page)
 
     async def repo(self, token: str, full_name: str) -> RepoSummary:
         return _summary((await self.api.get(token, f"/repos/{_checked(full_name)}")).data)
@@ -314,9 +313,7 @@ class GitHubProvider:
         listed = ([default] if default else []) + [
             b for b in others if default is None or b.name != default.name
         ]
-        start = (page - 1) * per_page
-        reachable = min(total, self.settings.max_pages * _FULL_PAGE)
-        return Page(listed[start : start + per_page], page, per_page, wanted < reachable)
+        return paged(listed, page, per_page, min(total, self.settings.max_pages * _FULL_PAGE))
 
     async def read_file(self, token: str, full_name: str, path: str, ref: str | None) -> bytes:
         clean = path.strip("/")
