@@ -13,7 +13,13 @@ under `/api/v3`, the OAuth pages and git under the root):
   own rate limit;
 - GitHub App: `/repos/{o}/{r}/installation` and `/app/installations/{id}/access_tokens`
   (both demanding an RS256 JWT signed by the App's private key, issued by the App, at most
-  ten minutes long), `/installation/repositories` (an installation token);
+  ten minutes long; each App sees its own installations only), `/installation/repositories`
+  (an installation token);
+- the App manifest flow: `/settings/apps/new` and `/organizations/{org}/settings/apps/new`
+  take the form field `manifest` from the signed-in browser user (an org member for the org
+  variant), make the App and redirect to its `redirect_url` with a code and the `state`;
+  `POST /app-manifests/{code}/conversions` (no credentials; the code once, within the hour)
+  answers 201 with the App's id, slug, client id and secret, webhook secret and PEM key;
 - pagination by `Link` headers, `ETag`/`If-None-Match` answered 304 without counting against
   the rate limit, `X-RateLimit-*` headers and 403 once the limit is used up;
 - the repositories themselves over smart HTTP with `git http-backend`, for a token that may

@@ -160,11 +160,16 @@ class GitHubProvider:
     # --- who the platform is at GitHub --------------------------------------------------------
     async def registration(self) -> GitHubRegistration | None:
         """The settings' App when they name one; else the App made with the manifest flow
-        (read from the store again every `reload_s`, so every process picks a new one up)."""
+        (read from the store again every `reload_s`, or at each use while there is none, so
+        every process picks a new one up)."""
         if self._configured is not None or self._stored is None:
             return self._configured
         now = time.monotonic()
-        if self._loaded is None or now - self._loaded[0] >= self._reload_s:
+        if (
+            self._loaded is None
+            or self._loaded[1] is None
+            or now - self._loaded[0] >= self._reload_s
+        ):
             self._loaded = (now, await self._stored())
         return self._loaded[1]
 
