@@ -26,10 +26,12 @@ from ipaas.domain.pushes import sign
 from ipaas.platform import ControlPlane
 from ipaas.store.migrate import upgrade
 from ipaas.store.models import Base
+from ipaas.web.site import create_site
 from tests.conftest import auth, make_settings, signed_in_user
 from tests.fakes import fake_plane
 from tests.github.conftest import new_login, repo_files, sign_in
 from tests.github_standin import StandInApp, StandInGitHub
+from tests.web.browser import Browser
 
 APP = "/api/v1/admin/github/app"
 
@@ -65,7 +67,7 @@ async def admin(bare: ControlPlane, github: StandInGitHub) -> dict[str, str]:
     login = new_login("admin")
     github.add_user(login, orgs=[f"org-{login}"])
     github.browser_user = login
-    return {**auth(found), "login": login}
+    return {**auth(found), "login": login, "id": found["id"]}
 
 
 class _Form(html.parser.HTMLParser):
@@ -339,3 +341,39 @@ async def test_with_an_app_in_the_settings_the_flow_is_refused(
     found = await signed_in_user(plane, role="admin")
     answer = await client.get(f"{APP}/manifest", headers=auth(found))
     assert answer.status_code == 409 and answer.json()["code"] == "github_configured"
+
+
+async def test_an_admin_makes_it_from_the_dashboard_and_comes_back_there(
+    bare: ControlPlane, admin: dict[str, str], github: StandInGitHub
+) -> None:
+    transport = httpx.ASGITransport(app=create_site(bare, manage_lifecycle=False))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ipaas.test") as client:
+        browser = Browser(client)
+        await browser.sign_in_as(bare, admin["id"])
+        name = f"ipaas {uuid.uuid4().hex[:8]}"
+        page = await browser.submit(
+            "/account", "/account/github-app", {"name": name, "replace": "on"}
+        )
+        assert page.status_code == 200, page.text
+        # The page's one form may go to GitHub; every other page's only to the platform.
+        assert f"form-action 'self' {github.web_url};" in page.headers["content-security-policy"]
+        form = _Form()
+        form.feed(page.text)
+        assert form.action.startswith(f"{github.web_url}/settings/apps/new?state=")
+        location = await at_github(form.action, json.loads(form.fields["manifest"]))
+        back = await come_back(client, location)
+        assert back.status_code == 303 and back.headers["location"] == "/account?done=github-app"
+        account = await browser.get(back.headers["location"])
+        app = next(a for a in github.apps.values() if a.name == name)
+        assert (
+            name in account.text
+            and f"{github.web_url}/apps/{app.slug}/installations/new" in account.text
+        )
+        assert app.client_secret not in account.text
+    user = await signed_in_user(bare)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ipaas.test") as client:
+        stranger = Browser(client)
+        await stranger.sign_in_as(bare, user["id"])
+        assert "GitHub App" not in (await stranger.get("/account")).text
+        refused = await stranger.submit("/account", "/account/github-app", {"name": "x"})
+        assert refused.status_code == 404

@@ -55,6 +55,14 @@ class ManifestStart:
     nonce: str
 
 
+@dataclass(frozen=True)
+class Made:
+    """The App made, and the platform page the flow was started from (None: the API)."""
+
+    record: GitHubAppRecord
+    then: str | None
+
+
 class GitHubAppSetup:
     def __init__(
         self,
@@ -84,7 +92,10 @@ class GitHubAppSetup:
         org: str | None = None,
         name: str | None = None,
         replace: bool = False,
+        then: str | None = None,
     ) -> ManifestStart:
+        """The manifest and where to post it; `then`: a page of the platform (a path) to send
+        the browser to once the App is made."""
         if self.github.configured_in_settings:
             raise Conflict(
                 "GitHub is configured in the settings (github.client_id); the App there is used",
@@ -109,11 +120,12 @@ class GitHubAppSetup:
             hook_url=f"{api}/api/v1/hooks/github",
         )
         nonce = secrets.token_urlsafe(24)
-        state = self.states.issue(nonce, PURPOSE, by=admin_id)
+        back = {"then": then} if then and then.startswith("/") and "//" not in then else {}
+        state = self.states.issue(nonce, PURPOSE, by=admin_id, **back)
         post_url = f"{manifest_post_url(self.host, org)}?{urlencode({'state': state})}"
         return ManifestStart(post_url, manifest, nonce)
 
-    async def finish(self, code: str, state: str, cookie_nonce: str | None) -> GitHubAppRecord:
+    async def finish(self, code: str, state: str, cookie_nonce: str | None) -> Made:
         """Exchange GitHub's code for the App and keep it. A state that is forged, of another
         flow, expired, from another browser or used before is refused (`bad_state`)."""
         claims = await self._check_state(state, cookie_nonce)
@@ -144,7 +156,7 @@ class GitHubAppSetup:
         await self.store.save(record)
         self.github.forget_registration()
         log.info("github app made", app_id=record.app_id, slug=record.slug, owner=record.owner)
-        return record
+        return Made(record, claims.get("then"))
 
     async def remove(self) -> bool:
         """Forget the App made here (it stays on GitHub until an admin deletes it there)."""

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel
 
 from ipaas.admin.github_app import GitHubAppSetup, ManifestStart
@@ -115,9 +115,14 @@ async def manifest_callback(
     state: str = Query(..., min_length=1, max_length=4096),
     setup: GitHubAppSetup = Depends(app_setup),
 ) -> Response:
-    """Where GitHub sends the browser back: the code becomes the App, kept encrypted."""
-    record = await setup.finish(code, state, request.cookies.get(STATE_COOKIE))
-    response = JSONResponse(_out(record).model_dump(mode="json"), status_code=201)
+    """Where GitHub sends the browser back: the code becomes the App, kept encrypted. Started
+    from the dashboard, the browser goes back there."""
+    made = await setup.finish(code, state, request.cookies.get(STATE_COOKIE))
+    response: Response
+    if made.then:
+        response = RedirectResponse(f"{made.then}?done=github-app", status_code=303)
+    else:
+        response = JSONResponse(_out(made.record).model_dump(mode="json"), status_code=201)
     response.delete_cookie(STATE_COOKIE, path=COOKIE_PATH)
     return response
 
