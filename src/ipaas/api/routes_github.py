@@ -195,7 +195,7 @@ async def github_branches(
     items = [BranchOut(**b.__dict__).model_dump() for b in listing.items]
     return ListingOut(
         items=items, page=page, per_page=per_page, has_next=listing.has_next,
-        rate_limit=_limit(github.rate_limit(token)),
+        rate_limit=_limit(github.rate_limit(token, "graphql")),
     )  # fmt: skip
 
 

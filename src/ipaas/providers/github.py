@@ -339,8 +339,8 @@ class GitHubProvider:
         except binascii.Error:
             raise ProviderError("provider_unavailable", "GitHub sent an unreadable file") from None
 
-    def rate_limit(self, token: str) -> RateLimit | None:
-        return self.api.rate_limit(token)
+    def rate_limit(self, token: str, resource: str = "core") -> RateLimit | None:
+        return self.api.rate_limit(token, resource)
 
     # --- cloning -----------------------------------------------------------------------------
     def clone_url(self, full_name: str) -> str:
