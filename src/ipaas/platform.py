@@ -227,10 +227,8 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
 def github_provider(settings: Settings, stores: Stores) -> GitHubProvider:
     """GitHub: the App the settings name, else the one made with the manifest flow (none
     until an admin makes one: then every GitHub endpoint answers `no_provider`)."""
-    import httpx
-
     stored = stored_registration(stores.github_apps, stores.cipher, settings.github.web_url)
-    return GitHubProvider(settings.github, httpx.AsyncClient(follow_redirects=False), stored)
+    return GitHubProvider(settings.github, None, stored)
 
 
 def _swarm_runtime(settings: Settings, local: DockerRuntime) -> Runtime:

@@ -136,18 +136,18 @@ class GitHubProvider:
     def __init__(
         self,
         settings: GitHubSettings,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | None = None,
         stored: RegistrationLoader | None = None,
         reload_s: float = 30.0,
     ) -> None:
         self.settings = settings
-        self.client = client
+        self._client = client  # None: made at the first request (an SSL context costs memory)
         self.api = GitHubApi(
             settings.api_url,
             graphql_url=settings.effective_graphql_url,
             timeout_s=settings.timeout_s,
             cache_ttl_s=settings.cache_ttl_s,
-            client=client,
+            client=self.client,
         )
         self._configured = GitHubRegistration.from_settings(settings)
         self._stored = stored
@@ -155,7 +155,13 @@ class GitHubProvider:
         self._loaded: tuple[float, GitHubRegistration | None] | None = None
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(follow_redirects=False)
+        return self._client
 
     # --- who the platform is at GitHub --------------------------------------------------------
     async def registration(self) -> GitHubRegistration | None:
@@ -240,7 +246,7 @@ class GitHubProvider:
         }
         url = f"{self.settings.web_url.rstrip('/')}/login/oauth/access_token"
         try:
-            response = await self.client.post(
+            response = await self.client().post(
                 url,
                 data=form,
                 headers={"Accept": "application/json"},

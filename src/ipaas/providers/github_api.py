@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +63,9 @@ class GitHubApi:
         graphql_url: str,
         timeout_s: float,
         cache_ttl_s: float,
-        client: httpx.AsyncClient,
+        client: Callable[[], httpx.AsyncClient],
     ) -> None:
+        """`client`: the HTTP client, asked for at each request (made at the first)."""
         self.api_url = api_url.rstrip("/")
         self.graphql_url = graphql_url
         self.timeout_s = timeout_s
@@ -186,7 +188,7 @@ class GitHubApi:
     ) -> httpx.Response:
         self.requests_sent += 1
         try:
-            return await self.client.request(
+            return await self.client().request(
                 method, url, headers=headers, json=body, timeout=self.timeout_s
             )
         except httpx.HTTPError as exc:
