@@ -350,11 +350,16 @@ class GitHubSettings(BaseModel):
     app_id: str | None = None  # app mode: the App's id (the JWT's issuer)
     private_key_file: Path | None = None  # app mode: the App's PEM private key
     app_slug: str | None = None  # app mode: for the "install the App" link
+    # app mode: the secret of the App's own webhook (<public_url>/api/v1/hooks/github).
+    webhook_secret: str | None = None
     # Where GitHub is: the REST API, the web (OAuth pages) and the git host. GitHub Enterprise
     # Server: https://HOST/api/v3, https://HOST.
     api_url: str = "https://api.github.com"
     web_url: str = "https://github.com"
     git_url: str | None = None  # None: web_url
+    # GitHub's GraphQL API (branches by commit date). None: from api_url
+    # (https://api.github.com/graphql; Enterprise Server: https://HOST/api/graphql).
+    graphql_url: str | None = None
     scopes: list[str] = Field(default_factory=lambda: ["repo", "read:org", "user:email"])
     # Sign-in only for members of these organisations (logins); empty: any GitHub user.
     allowed_orgs: list[str] = Field(default_factory=list)
@@ -375,9 +380,19 @@ class GitHubSettings(BaseModel):
     def effective_git_url(self) -> str:
         return (self.git_url or self.web_url).rstrip("/")
 
+    @property
+    def effective_graphql_url(self) -> str:
+        if self.graphql_url:
+            return self.graphql_url.rstrip("/")
+        api = self.api_url.rstrip("/")
+        if api.endswith("/api/v3"):  # Enterprise Server: beside the REST API
+            return api.removesuffix("/v3") + "/graphql"
+        return api + "/graphql"
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
-            yield name, (MASK if name == "client_secret" and value else value)
+            secret = name in ("client_secret", "webhook_secret")
+            yield name, (MASK if secret and value else value)
 
 
 class Settings(BaseSettings):

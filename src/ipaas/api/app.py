@@ -18,10 +18,12 @@ from ipaas.api import (
     routes_accounts,
     routes_apps,
     routes_auth,
+    routes_branches,
     routes_databases,
     routes_domains,
     routes_gate,
     routes_github,
+    routes_github_app,
     routes_hooks,
     routes_logs,
     routes_notices,
@@ -146,6 +148,7 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.push_hooks = plane.push_hooks
     app.state.sources = plane.sources
     app.state.github_signin = plane.github_signin
+    app.state.github_app = plane.github_app
     app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
     openapi.install(app)
@@ -159,6 +162,8 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     api.include_router(routes_logs.router)
     api.include_router(routes_databases.router)
     api.include_router(routes_github.router)
+    api.include_router(routes_github_app.router)
+    api.include_router(routes_branches.router)
     api.include_router(routes_hooks.router)
     app.include_router(api)
     app.include_router(routes_gate.router)

@@ -1,15 +1,24 @@
-"""The account page: who you are, your password, and your personal API tokens."""
+"""The account page: who you are, your password, your personal API tokens, and (admins) the
+platform's GitHub App, made from here with GitHub's manifest flow."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ipaas.api.deps import user_store
+from ipaas.admin.github_app import GitHubAppSetup
+from ipaas.api.deps import settings, user_store
 from ipaas.api.routes_accounts import end_sessions_now
+from ipaas.api.routes_github import set_state_cookie
+from ipaas.api.routes_github_app import COOKIE_PATH, STATE_COOKIE
 from ipaas.auth.login import BadCredentials, LoginRefused, PasswordLogin
 from ipaas.auth.tokens import hash_token, new_api_token
+from ipaas.config import Settings
+from ipaas.domain.errors import NotFoundError
+from ipaas.domain.github import install_url
 from ipaas.store.models import utcnow
 from ipaas.store.users import UserStore
 from ipaas.web.auth import (
@@ -22,11 +31,14 @@ from ipaas.web.auth import (
     visitor,
     web_sessions,
 )
-from ipaas.web.pages import redirect, render
+from ipaas.web.pages import CSP, redirect, render
 
 router = APIRouter(prefix="/account")
 MAX_TOKENS = 50
-NOTES = {"password": "Password changed: your other sessions and API tokens were ended."}
+NOTES = {
+    "password": "Password changed: your other sessions and API tokens were ended.",
+    "github-app": "The GitHub App was made: install it on the accounts and repositories to deploy.",
+}
 
 
 async def _page(
@@ -36,7 +48,18 @@ async def _page(
     context.setdefault("new_token", None)
     tokens = await users.list_api_tokens(who.user.id)
     note = NOTES.get(request.query_params.get("done", ""))
-    return render(request, "account.html", status, tokens=tokens, notice=note, **context)
+    setup: GitHubAppSetup | None = request.app.state.github_app
+    github = None
+    if who.is_admin and setup is not None:
+        made = await setup.current()
+        github = {
+            "in_settings": setup.github.configured_in_settings,
+            "app": made,
+            "install_url": install_url(made.html_url) if made else None,
+        }
+    return render(
+        request, "account.html", status, tokens=tokens, notice=note, github=github, **context
+    )
 
 
 @router.get("")
@@ -111,3 +134,37 @@ async def delete_token(
     if digest is not None:
         request.app.state.token_cache.evict(digest)
     return redirect("/account")
+
+
+@router.post("/github-app")
+async def start_github_app(
+    request: Request,
+    form: Form = Depends(checked_form),
+    who: Visitor = Depends(visitor),
+    config: Settings = Depends(settings),
+) -> Response:
+    """Admins: the page whose button posts the App's manifest to GitHub; GitHub sends the
+    browser back to the API's callback, which makes the App and comes back to this page."""
+    setup: GitHubAppSetup | None = request.app.state.github_app
+    if not who.is_admin or setup is None:
+        raise NotFoundError.of("page")
+    org = first(form, "org", 100).strip() or None
+    start = await setup.start(
+        who.user.id,
+        redirect_url=f"{config.api_url.rstrip('/')}{COOKIE_PATH}/callback",
+        org=org,
+        name=first(form, "name", 100).strip() or None,
+        replace=first(form, "replace", 8) == "on",
+        then="/account",
+    )
+    page = render(
+        request, "github_app.html", manifest=json.dumps(start.manifest), post_url=start.post_url,
+        app_name=str(start.manifest["name"]), org=org,
+    )  # fmt: skip
+    # This page's one form goes to GitHub: its origin (only) joins the form targets.
+    github = urlsplit(start.post_url)
+    page.headers["Content-Security-Policy"] = CSP.replace(
+        "form-action 'self'", f"form-action 'self' {github.scheme}://{github.netloc}"
+    )
+    set_state_cookie(page, STATE_COOKIE, start.nonce, COOKIE_PATH, config)
+    return page
