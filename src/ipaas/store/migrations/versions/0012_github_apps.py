@@ -1,7 +1,7 @@
 """github_apps: the GitHub App made with the manifest flow, its secrets encrypted
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-04 10:00:00
 """
 
