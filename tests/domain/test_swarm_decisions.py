@@ -11,6 +11,7 @@ from ipaas.domain.swarm import (
     STOP_FIRST,
     free_port,
     gave_up,
+    route_upstreams,
     split_upstreams,
     update_order,
     upstream_list,
@@ -62,3 +63,12 @@ def _task(state: str, desired: str = "running", at: str = "2026-01-01T00:00:01Z"
 )
 def test_gave_up(replicas: int, tasks: list[Any], expected: bool) -> None:
     assert gave_up(replicas, tasks) is expected
+
+
+def test_the_route_lists_every_ready_node_the_app_may_run_on() -> None:
+    ready = {"n2": "10.0.0.3", "n1": "10.0.0.2"}
+    assert route_upstreams(ready, 30001, 1, None) == ("10.0.0.2:30001", "10.0.0.3:30001")
+    assert route_upstreams(ready, 30001, 1, "n2") == ("10.0.0.3:30001",)
+    assert route_upstreams(ready, 30001, 1, "n9") == ()  # its node is not ready
+    assert route_upstreams(ready, 30001, 0, None) == ()  # scaled to zero
+    assert route_upstreams(ready, None, 1, None) == ()

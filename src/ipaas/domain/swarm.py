@@ -52,6 +52,18 @@ def upstream_list(addresses: Iterable[str], port: int) -> str:
     return ",".join(f"{a}:{port}" for a in sorted(set(addresses)))
 
 
+def route_upstreams(
+    ready: Mapping[str, str], port: int | None, replicas: int, pinned: str | None
+) -> tuple[str, ...]:
+    """Where an app's route sends requests: `node:port` of every ready node (id -> address)
+    the app may run on; its one node for an app pinned there (none while that node is not
+    ready); nothing for an app scaled to zero or without a port."""
+    if not port or replicas == 0:
+        return ()
+    nodes = [a for node, a in ready.items() if pinned is None or node == pinned]
+    return tuple(split_upstreams(upstream_list(nodes, port)))
+
+
 def split_upstreams(address: str) -> list[str]:
     """The inverse of `upstream_list`; a plain `host:port` is a list of one."""
     return [part for part in address.split(",") if part]

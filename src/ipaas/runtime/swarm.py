@@ -47,6 +47,7 @@ from ipaas.domain.swarm import (
     FAILED_TASK_STATES,
     free_port,
     gave_up,
+    route_upstreams,
     running,
     split_upstreams,
     task_state,
@@ -159,18 +160,10 @@ class SwarmRuntime:
 
     def _nodes_sync(self) -> dict[str, str]:
         """Ready, active nodes: id -> the address the router reaches them at."""
-        nodes = {}
-        for node in self._docker().api.nodes():
-            status, spec = node.get("Status") or {}, node.get("Spec") or {}
-            if status.get("State") == "ready" and spec.get("Availability") == "active":
-                nodes[node["ID"]] = str(status.get("Addr") or "")
-        return nodes
+        return _ready(self._docker().api.nodes())
 
     def _all_node_addresses_sync(self) -> dict[str, str]:
-        return {
-            n["ID"]: str((n.get("Status") or {}).get("Addr") or "")
-            for n in self._docker().api.nodes()
-        }
+        return _addresses(self._docker().api.nodes())
 
     # -- start -------------------------------------------------------------------------------
 
@@ -441,7 +434,12 @@ class SwarmRuntime:
 
     # -- the rest of the seam --------------------------------------------------------------------
 
-    def _info_sync(self, service: dict[str, Any], tasks: list[dict[str, Any]]) -> ContainerInfo:
+    def _info_sync(
+        self, service: dict[str, Any], tasks: list[dict[str, Any]], ready: dict[str, str]
+    ) -> ContainerInfo:
+        """The service as a ContainerInfo; its upstreams are where the route sends requests:
+        every ready node it may run on (not only those with a task up right now, so that an
+        update or a restarted task never changes the route; a node that goes or comes does)."""
         labels = _labels(service)
         replicas = _replicas(service)
         up = running(tasks)
@@ -471,9 +469,8 @@ class SwarmRuntime:
             finished_at=parse_time(service.get("UpdatedAt")) if state == "exited" else None,
             exit_code=_exit_code(latest) if latest and state == "exited" else None,
             restart_count=max(len([t for t in tasks if task_state(t) in FAILED_TASK_STATES]), 0),
-            upstreams=tuple(
-                f"{addr}:{published_port(service)}"
-                for addr in sorted({str(t.get("_addr")) for t in up if t.get("_addr")})
+            upstreams=route_upstreams(
+                ready, published_port(service), replicas, labels.get(LABEL_NODE)
             ),
         )
 
@@ -481,25 +478,29 @@ class SwarmRuntime:
         service = self._service_sync(service_id)
         if service is None:
             return None
-        return self._info_sync(service, self._addressed_tasks_sync(service_id))
+        return self._info_sync(service, *self._addressed_tasks_sync(service_id))
 
-    def _addressed_tasks_sync(self, service_id: str | None = None) -> list[dict[str, Any]]:
-        nodes = self._all_node_addresses_sync()
+    def _addressed_tasks_sync(
+        self, service_id: str | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """The tasks, each with its node's address (`_addr`), and the ready nodes."""
+        nodes = self._docker().api.nodes()
+        addresses = _addresses(nodes)
         tasks = self._tasks_sync(service_id)
         for task in tasks:
-            task["_addr"] = nodes.get(str(task.get("NodeID")), "")
-        return tasks
+            task["_addr"] = addresses.get(str(task.get("NodeID")), "")
+        return tasks, _ready(nodes)
 
     async def inspect(self, container_id: str) -> ContainerInfo | None:
         return await in_thread(self._inspect_sync, container_id)
 
     def _list_sync(self, app_id: str | None) -> list[ContainerInfo]:
         services = self._services_sync(app_id)
-        tasks = self._addressed_tasks_sync() if services else []
+        tasks, ready = self._addressed_tasks_sync() if services else ([], {})
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
             by_service.setdefault(str(task.get("ServiceID")), []).append(task)
-        return [self._info_sync(s, by_service.get(s["ID"], [])) for s in services]
+        return [self._info_sync(s, by_service.get(s["ID"], []), ready) for s in services]
 
     async def list_containers(
         self, app_id: str | None = None, detail: bool = True
@@ -615,12 +616,27 @@ class SwarmRuntime:
     def _watch_sync(self) -> list[tuple[ContainerInfo, bool]]:
         """Each service of ours, and whether the Swarm gave up on it."""
         services = self._services_sync()
-        tasks = self._addressed_tasks_sync() if services else []
+        tasks, ready = self._addressed_tasks_sync() if services else ([], {})
         out = []
         for service in services:
             mine = [t for t in tasks if t.get("ServiceID") == service["ID"]]
-            out.append((self._info_sync(service, mine), gave_up(_replicas(service), mine)))
+            out.append((self._info_sync(service, mine, ready), gave_up(_replicas(service), mine)))
         return out
+
+
+def _addresses(nodes: list[dict[str, Any]]) -> dict[str, str]:
+    """Node id -> the address the router reaches it at."""
+    return {n["ID"]: str((n.get("Status") or {}).get("Addr") or "") for n in nodes}
+
+
+def _ready(nodes: list[dict[str, Any]]) -> dict[str, str]:
+    """The nodes that take tasks (ready and active, not drained or paused) -> addresses."""
+    return {
+        n["ID"]: str((n.get("Status") or {}).get("Addr") or "")
+        for n in nodes
+        if (n.get("Status") or {}).get("State") == "ready"
+        and (n.get("Spec") or {}).get("Availability") == "active"
+    }
 
 
 def _update_done(service: Mapping[str, Any]) -> bool:
