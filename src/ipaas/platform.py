@@ -229,10 +229,15 @@ def github_provider(settings: Settings) -> GitHubProvider | None:
 
 
 def _swarm_runtime(settings: Settings, local: DockerRuntime) -> Runtime:
-    """Apps on a Swarm; the images the build engine holds are still removed with an app."""
+    """Apps on a Swarm; an app's images go with it, from the build engine and the registry,
+    and old releases' from the registry after each deploy."""
+    from ipaas.runtime.registry import RegistryImages
     from ipaas.runtime.swarm import SwarmRuntime
 
-    return SwarmRuntime(settings.runtime, settings.swarm, settings.warden, local.remove_app_images)
+    return SwarmRuntime(
+        settings.runtime, settings.swarm, settings.warden, local.remove_app_images,
+        RegistryImages(settings.swarm.registry),
+    )  # fmt: skip
 
 
 def _builder(settings: Settings, inner: ImageBuilder) -> ImageBuilder:

@@ -13,6 +13,7 @@ from ipaas.domain.swarm import (
     gave_up,
     route_upstreams,
     split_upstreams,
+    unkept_tags,
     update_order,
     upstream_list,
 )
@@ -72,3 +73,11 @@ def test_the_route_lists_every_ready_node_the_app_may_run_on() -> None:
     assert route_upstreams(ready, 30001, 1, "n9") == ()  # its node is not ready
     assert route_upstreams(ready, 30001, 0, None) == ()  # scaled to zero
     assert route_upstreams(ready, None, 1, None) == ()
+
+
+def test_the_registry_keeps_the_newest_releases_and_the_running_one() -> None:
+    tags = ["r1", "r10", "r2", "r9", "latest", "rx"]
+    assert unkept_tags(tags, 10, 2) == ["r2", "r1"]
+    assert unkept_tags(tags, 2, 2) == ["r1"]  # rolled back to 2: it stays as well
+    assert unkept_tags(tags, 10, 0) == []  # keep everything
+    assert unkept_tags(tags, None, 2) == ["r10", "r9", "r2", "r1"]  # the app is deleted

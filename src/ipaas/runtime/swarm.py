@@ -26,6 +26,7 @@ from typing import Any
 import docker
 import docker.errors
 import httpx
+import structlog
 from docker.types import (
     ContainerSpec as SwarmContainerSpec,
 )
@@ -70,6 +71,9 @@ from ipaas.runtime.base import (
 )
 from ipaas.runtime.docker import EngineClient, in_thread, network_name, parse_time, volume_name
 from ipaas.runtime.docker_logs import read_container_logs
+from ipaas.runtime.registry import RegistryImages
+
+log = structlog.get_logger()
 
 LABEL_DEPLOY = "org.ipaas.deploy"  # one value per start: tells this start's tasks from others
 LABEL_NODE = "org.ipaas.node"  # the node an app with volumes is pinned to
@@ -112,10 +116,12 @@ class SwarmRuntime:
         swarm: SwarmSettings,
         warden: WardenSettings,
         remove_local_images: Callable[[str], Awaitable[int]] | None = None,
+        images: RegistryImages | None = None,
     ) -> None:
         self.settings = settings
         self.swarm = swarm
         self.warden = warden
+        self.images = images  # the releases' images in the registry: old ones deleted
         self._engine = EngineClient(swarm.manager or None)
         self._lock = asyncio.Lock()  # ports and pinned nodes are chosen one start at a time
         self._remove_local_images = remove_local_images
@@ -322,8 +328,19 @@ class SwarmRuntime:
         info = await self.inspect(service_id)
         if info is None:
             raise StartFailed("the service disappeared while starting")
+        await self._prune_images(spec)
         # Every node the app may run on: the route then outlives updates and rescheduling.
         return replace(info, upstreams=tuple(split_upstreams(upstreams)), note=note)
+
+    async def _prune_images(self, spec: ContainerSpec) -> None:
+        """The release runs: images of releases no longer kept leave the registry (a registry
+        that does not answer keeps them until the next deploy)."""
+        if self.images is None:
+            return
+        try:
+            await self.images.prune(spec.app_id, spec.release)
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("old release images not deleted", app_id=spec.app_id, error=str(exc))
 
     async def _undo(self, service_id: str, updated: bool) -> None:
         """A start that failed: an update goes back to what ran; a new service stops."""
@@ -567,10 +584,17 @@ class SwarmRuntime:
         return await in_thread(read)
 
     async def remove_app_images(self, app_id: str) -> int:
-        """The images the build engine holds; the nodes' copies go with their own pruning."""
-        if self._remove_local_images is None:
-            return 0
-        return await self._remove_local_images(app_id)
+        """The images the build engine holds and the registry's; the nodes' copies are left to
+        their engines' pruning (docs/swarm.md)."""
+        removed = 0
+        if self.images is not None:
+            try:
+                removed += await self.images.remove_app(app_id)
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("the app's images stay in the registry", app_id=app_id, error=str(exc))
+        if self._remove_local_images is not None:
+            removed += await self._remove_local_images(app_id)
+        return removed
 
     async def remove_volumes(self, app_id: str) -> int:
         # A volume lives on its node, which the manager's API cannot reach: docs/swarm.md.
