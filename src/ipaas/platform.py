@@ -57,7 +57,7 @@ from ipaas.providers.base import GitProvider
 from ipaas.providers.github import GitHubProvider
 from ipaas.queue.base import BuildQueue
 from ipaas.router.base import Router
-from ipaas.runtime.base import Runtime
+from ipaas.runtime.base import Nodes, Runtime
 from ipaas.runtime.databases import DatabaseRuntime
 from ipaas.store.apps import AppStore
 from ipaas.store.builds import BuildStore
@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ipaas.runtime.docker import DockerRuntime
+    from ipaas.runtime.swarm import SwarmRuntime
 
 Step = Callable[[], Awaitable[None]]
 
@@ -116,6 +117,7 @@ class Adapters:
     git: GitProvider
     dns: DnsLookup
     github: GitHubProvider | None = None  # None: GitHub is not configured
+    nodes: Nodes | None = None  # None: one engine, no nodes (runtime.kind docker)
 
 
 @dataclass
@@ -205,8 +207,10 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
 
     marks = _checkpoints(settings)
     local = DockerRuntime(settings.runtime, checkpoints=marks)
+    swarm = _swarm_runtime(settings, local) if settings.runtime.kind == "swarm" else None
     return Adapters(
-        runtime=_swarm_runtime(settings, local) if settings.runtime.kind == "swarm" else local,
+        runtime=swarm or local,
+        nodes=swarm,
         databases=DockerDatabases(
             settings.databases, settings.runtime.instance, local.ensure_network
         ),
@@ -228,7 +232,7 @@ def github_provider(settings: Settings) -> GitHubProvider | None:
     return GitHubProvider(settings.github, httpx.AsyncClient(follow_redirects=False))
 
 
-def _swarm_runtime(settings: Settings, local: DockerRuntime) -> Runtime:
+def _swarm_runtime(settings: Settings, local: DockerRuntime) -> SwarmRuntime:
     """Apps on a Swarm; an app's images go with it, from the build engine and the registry,
     and old releases' from the registry after each deploy."""
     from ipaas.runtime.registry import RegistryImages

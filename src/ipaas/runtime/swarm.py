@@ -66,6 +66,8 @@ from ipaas.runtime.base import (
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
+    NodeInfo,
+    NodeNotFound,
     RuntimeEvent,
     StartFailed,
 )
@@ -619,6 +621,49 @@ class SwarmRuntime:
             return False
         return await in_thread(self._remove_network_sync, owner_id)
 
+    # -- nodes ----------------------------------------------------------------------------------
+
+    def _node_infos_sync(self) -> list[NodeInfo]:
+        services = {s["ID"] for s in self._services_sync()}
+        tasks = [t for t in self._tasks_sync() if t.get("ServiceID") in services]
+        out = []
+        for node in self._docker().api.nodes():
+            status, spec = node.get("Status") or {}, node.get("Spec") or {}
+            manager = node.get("ManagerStatus") or {}
+            mine = [t for t in running(tasks) if t.get("NodeID") == node["ID"]]
+            out.append(
+                NodeInfo(
+                    id=node["ID"],
+                    hostname=str((node.get("Description") or {}).get("Hostname") or ""),
+                    role=str(spec.get("Role") or ""),
+                    state=str(status.get("State") or ""),
+                    availability=str(spec.get("Availability") or ""),
+                    address=str(status.get("Addr") or ""),
+                    leader=bool(manager.get("Leader")),
+                    tasks=len(mine),
+                )
+            )
+        return sorted(out, key=lambda n: (n.role != "manager", n.hostname, n.id))
+
+    async def nodes(self) -> list[NodeInfo]:
+        return await in_thread(self._node_infos_sync)
+
+    def _set_availability_sync(self, name: str, availability: str) -> None:
+        api = self._docker().api
+        # Only a node of the list is ever named to the engine: `name` is the caller's.
+        found = [n for n in api.nodes() if name in (n["ID"], _hostname(n))]
+        if len(found) != 1:
+            raise NodeNotFound(name)
+        node = api.inspect_node(found[0]["ID"])
+        spec = {**node["Spec"], "Availability": availability}
+        api.update_node(node["ID"], node["Version"]["Index"], spec)
+
+    async def set_availability(self, node: str, availability: str) -> NodeInfo:
+        if availability not in ("active", "drain", "pause"):
+            raise ValueError(f"not an availability: {availability}")
+        await in_thread(self._set_availability_sync, node, availability)
+        return next(n for n in await self.nodes() if node in (n.id, n.hostname))
+
     # -- events ---------------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[RuntimeEvent]:
@@ -646,6 +691,10 @@ class SwarmRuntime:
             mine = [t for t in tasks if t.get("ServiceID") == service["ID"]]
             out.append((self._info_sync(service, mine, ready), gave_up(_replicas(service), mine)))
         return out
+
+
+def _hostname(node: Mapping[str, Any]) -> str:
+    return str((node.get("Description") or {}).get("Hostname") or "")
 
 
 def _addresses(nodes: list[dict[str, Any]]) -> dict[str, str]:
