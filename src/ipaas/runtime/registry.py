@@ -60,6 +60,7 @@ class LocalRegistry:
         self._relay: asyncio.Server | None = None
         self._watch: asyncio.Task[None] | None = None
         self._collected_at = time.monotonic()
+        self._paused = False  # stopped on purpose (garbage collection): not to be restarted
 
     @property
     def pid(self) -> int | None:
@@ -119,6 +120,8 @@ class LocalRegistry:
     async def _supervise(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            if self._paused:
+                continue
             if self._proc is not None and self._proc.returncode is not None:
                 log.warning("registry exited; restarting", code=self._proc.returncode)
                 with contextlib.suppress(Exception):
@@ -147,11 +150,15 @@ class LocalRegistry:
         retries its push, the Swarm a task's pull) and serve again."""
         if _ELIGIBLE not in await self._gc("--dry-run"):
             return 0
-        await self._stop_process()
+        self._paused = True
         try:
+            await self._stop_process()
             freed = (await self._gc()).count(_ELIGIBLE)
         finally:
-            await self._spawn()
+            try:
+                await self._spawn()
+            finally:
+                self._paused = False
         log.info("registry space freed", blobs=freed)
         return freed
 
