@@ -22,6 +22,7 @@ import pytest
 
 from ipaas.config import Settings
 from ipaas.runtime.base import LABEL_APP
+from ipaas.runtime.registry import repository_of
 from tests.e2e.conftest import E2E, commit_all, e2e_settings, running_platform
 from tests.live import free_port
 from tests.services import need
@@ -61,6 +62,7 @@ def platform(
                 "serve": True,
                 "push_address": f"127.0.0.1:{port}",
                 "address": f"{swarm_cluster.gateway}:{port}",
+                "keep_releases": 1,
             },
             "update_monitor_s": 2.0,
             "poll_interval_s": 0.5,
@@ -172,6 +174,7 @@ def test_a_replicated_app_built_on_another_node_serves_through_updates_and_failu
     assert load.failures == [], load.failures[:5]
     assert load.seen == {"version one", "version two"}
     assert e2e.get(app_id)["current_release"] == 2
+    assert _registry_tags(e2e, app_id) == ["r2"]  # keep_releases: 1
 
     # 2. A replica is killed: the Swarm replaces it, and no request fails meanwhile.
     victim = next(t for t in _running_tasks(manager_client, app_id))
@@ -237,3 +240,11 @@ def test_a_replicated_app_built_on_another_node_serves_through_updates_and_failu
     r = httpx.delete(f"{e2e.api}/{app_id}", headers=e2e.headers, timeout=30)
     assert r.status_code in (200, 202, 204), r.text
     _wait(lambda: not manager_client.services.list(filters=label), 60, "the service to go")
+    assert _registry_tags(e2e, app_id) == []
+
+
+def _registry_tags(e2e: E2E, app_id: str) -> list[str]:
+    """The app's release images in the registry the platform serves."""
+    url = f"http://{e2e.settings.swarm.registry.push_address}/v2/{repository_of(app_id)}"
+    answer = httpx.get(f"{url}/tags/list", timeout=5)
+    return [] if answer.status_code == 404 else sorted(answer.json().get("tags") or [])
