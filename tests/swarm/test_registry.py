@@ -103,14 +103,14 @@ async def test_images_of_releases_no_longer_kept_are_deleted_and_their_space_fre
     try:
         for n in (1, 2, 3):
             dockerfile = io.BytesIO(f"FROM {base}\nLABEL release={n}\n".encode())
-            image, _ = client.images.build(fileobj=dockerfile, rm=True)
-            made.append(image.id)
-            await publisher.publish(image.id, repository, f"r{n}")
+            made.append(f"ipaas-test-gc:{app_id[:8]}-{n}")  # tagged: a push untags its copy
+            client.images.build(fileobj=dockerfile, rm=True, tag=made[-1])
+            await publisher.publish(made[-1], repository, f"r{n}")
         fourth = await publisher.publish(made[-1], repository, "r4")
     finally:
         publisher.close()
-        for image_id in [*made[::-1], base]:
-            client.images.remove(image_id, force=True)
+        for image in [*made[::-1], base]:
+            client.images.remove(image, force=True)
         client.close()
     images = RegistryImages(registry_settings.model_copy(update={"keep_releases": 1}))
     url = f"http://{registry_settings.push_address}/v2/{repository}"
