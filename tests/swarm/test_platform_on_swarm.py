@@ -32,11 +32,14 @@ from tests.swarm.cluster import LocalSwarm, Node
 pytestmark = [pytest.mark.swarm, pytest.mark.docker, pytest.mark.rabbitmq, pytest.mark.slow]
 
 QUEUE = "amqp://guest:guest@127.0.0.1:5672/"
-# Requests that may fail when a node is powered off: those sent within this long after. What
-# fails there is a request already on its way to the node (its connection neither answers nor
-# is refused, until the client gives up); Caddy sends the next ones to the other nodes.
-POWER_OFF_WINDOW_S = 12.0
-CLIENT_TIMEOUT_S = 10.0  # ClientLoad's
+# A node powered off: requests may fail from the moment it goes until the warden has moved the
+# route off it, which must happen within this long (the Swarm declares the node down after
+# 10-15 s here, the warden follows within its reconcile interval, 2 s). Until then a request
+# Caddy sends to the lost node waits out the dial timeout (3 s) before going to another; one
+# request already on its way to it can be lost, and one answered 502 was seen in some runs,
+# about when the Swarm declared the node down. After the move, none fails or waits.
+POWER_OFF_WINDOW_S = 25.0
+MAX_FAILED = 3
 
 
 @pytest.fixture(scope="module")
@@ -209,22 +212,26 @@ def test_a_replicated_app_built_on_another_node_serves_through_updates_and_failu
 
             _wait(down, 60, "the Swarm to see the node down")
             down_s = time.monotonic() - off_at
+
             # The warden routes to the nodes the app has left: no request waits on the lost
             # node's silence any more.
-            _wait(lambda: lost.address not in e2e.get(app_id)["address"], 30, "the route to move")
+            def moved() -> bool:
+                return lost.address not in e2e.get(app_id)["address"]
+
+            _wait(moved, off_at + POWER_OFF_WINDOW_S - time.monotonic(), "the route to move")
             moved_at = time.monotonic()
             answered_before = load.answered
-            time.sleep(max(3.0, off_at + POWER_OFF_WINDOW_S + 1 - time.monotonic()))
+            time.sleep(5.0)
             answered_after = load.answered - answered_before
         failed = [round(t - off_at, 2) for t in load.failed_at]
         slow = [(round(t - off_at, 1), round(d, 1)) for t, d in load.slow]
         print(
             f"node powered off: seen down after {down_s:.1f} s, route moved after"
             f" {moved_at - off_at:.1f} s; {load.answered} requests, {len(load.failures)} failed,"
-            f" sent at {failed} s; answers over 1 s (sent at, took): {slow}"
+            f" sent at {failed} s ({load.failures}); answers over 1 s (sent at, took): {slow}"
         )
-        outside = [t for t in failed if not -1.0 <= t <= POWER_OFF_WINDOW_S]
-        assert outside == [], (failed, load.failures)
+        outside = [t for t in load.failed_at if not off_at - 1.0 <= t <= moved_at]
+        assert outside == [] and len(failed) <= MAX_FAILED, (failed, load.failures)
         # (a dial to the lost node waits 3 s; anything shorter is this busy machine's doing)
         assert not [t for t, d in load.slow if t > moved_at and d >= 2.5], slow
         assert answered_after > 20
