@@ -135,6 +135,12 @@ class RegistrySettings(BaseModel):
     # <data_dir>/registry), restarts it when it dies, and relays `address` to it.
     serve: bool = False
     binary: str = "docker-registry"
+    # The images of each app's newest N releases stay in the registry (the running one always);
+    # older ones are deleted after a deploy, and all of an app's with the app. 0: keep all.
+    keep_releases: int = Field(default=10, ge=0)
+    # The registry ipaas serves frees the space of deleted images at most this often: it
+    # stops for the moment `docker-registry garbage-collect` takes, then serves again.
+    collect_interval_s: float = Field(default=3600.0, gt=0)
 
     @property
     def pull_address(self) -> str:

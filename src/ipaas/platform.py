@@ -58,7 +58,7 @@ from ipaas.providers.base import GitProvider
 from ipaas.providers.github import GitHubProvider
 from ipaas.queue.base import BuildQueue
 from ipaas.router.base import Router
-from ipaas.runtime.base import Runtime
+from ipaas.runtime.base import Nodes, Runtime
 from ipaas.runtime.databases import DatabaseRuntime
 from ipaas.store.apps import AppStore
 from ipaas.store.builds import BuildStore
@@ -79,6 +79,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ipaas.runtime.docker import DockerRuntime
+    from ipaas.runtime.swarm import SwarmRuntime
 
 Step = Callable[[], Awaitable[None]]
 
@@ -119,6 +120,7 @@ class Adapters:
     git: GitProvider
     dns: DnsLookup
     github: GitHubProvider | None = None  # None: no GitHub at all (not even a manifest flow)
+    nodes: Nodes | None = None  # None: one engine, no nodes (runtime.kind docker)
 
 
 @dataclass
@@ -210,8 +212,10 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
 
     marks = _checkpoints(settings)
     local = DockerRuntime(settings.runtime, checkpoints=marks)
+    swarm = _swarm_runtime(settings, local) if settings.runtime.kind == "swarm" else None
     return Adapters(
-        runtime=_swarm_runtime(settings, local) if settings.runtime.kind == "swarm" else local,
+        runtime=swarm or local,
+        nodes=swarm,
         databases=DockerDatabases(
             settings.databases, settings.runtime.instance, local.ensure_network
         ),
@@ -231,11 +235,16 @@ def github_provider(settings: Settings, stores: Stores) -> GitHubProvider:
     return GitHubProvider(settings.github, None, stored)
 
 
-def _swarm_runtime(settings: Settings, local: DockerRuntime) -> Runtime:
-    """Apps on a Swarm; the images the build engine holds are still removed with an app."""
+def _swarm_runtime(settings: Settings, local: DockerRuntime) -> SwarmRuntime:
+    """Apps on a Swarm; an app's images go with it, from the build engine and the registry,
+    and old releases' from the registry after each deploy."""
+    from ipaas.runtime.registry import RegistryImages
     from ipaas.runtime.swarm import SwarmRuntime
 
-    return SwarmRuntime(settings.runtime, settings.swarm, settings.warden, local.remove_app_images)
+    return SwarmRuntime(
+        settings.runtime, settings.swarm, settings.warden, local.remove_app_images,
+        RegistryImages(settings.swarm.registry),
+    )  # fmt: skip
 
 
 def _builder(settings: Settings, inner: ImageBuilder) -> ImageBuilder:
