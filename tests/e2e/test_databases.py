@@ -771,7 +771,9 @@ def test_db_shell_runs_the_engines_client_in_its_container(
     assert result.exit_code == 0, result.output
     assert expected in result.stdout
     # Statements fed on standard input, the way a script would.
-    fed = {"postgres": "SELECT current_user;\n", "mariadb": "SELECT current_user();\n",
+    # PostgreSQL: the login (session_user); after a rotation current_user is the owner role
+    # every login takes on.
+    fed = {"postgres": "SELECT session_user;\n", "mariadb": "SELECT current_user();\n",
            "redis": "ACL WHOAMI\nGET shell:k\n"}[engine]  # fmt: skip
     result = db_cli("db", "shell", db["name"], stdin=fed)
     assert result.exit_code == 0, result.output
