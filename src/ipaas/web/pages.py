@@ -3,6 +3,7 @@ first page, not at start), and the headers every page carries."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ def environment() -> jinja2.Environment:
         _env.filters["ago"] = ago
         _env.filters["when"] = when
         _env.filters["logtime"] = log_time
+        _env.filters["cell"] = cell
         _env.globals["version"] = __version__
     return _env
 
@@ -93,6 +95,20 @@ def log_time(ts_ns: int) -> str:
     """A log line's time as the viewer shows it: UTC, to the millisecond."""
     at = datetime.fromtimestamp(ts_ns / 1e9, UTC)
     return at.strftime("%H:%M:%S.") + f"{at.microsecond // 1000:03d}"
+
+
+CELL_CHARS = 2000
+
+
+def cell(value: Any) -> str:
+    """A value of the data viewer as text: JSON for lists and objects, cut when long."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    return text if len(text) <= CELL_CHARS else text[:CELL_CHARS] + "…"
 
 
 def _aware(at: datetime) -> datetime:

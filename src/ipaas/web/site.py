@@ -16,7 +16,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ipaas.api.app import create_app
 from ipaas.domain.errors import IpaasError, NotFoundError
 from ipaas.platform import ControlPlane
-from ipaas.web import routes_account, routes_app, routes_apps, routes_logs, routes_session
+from ipaas.web import (
+    routes_account,
+    routes_app,
+    routes_apps,
+    routes_databases,
+    routes_dbdata,
+    routes_logs,
+    routes_session,
+)
 from ipaas.web.auth import CsrfRefused, SignInNeeded, sign_in_url
 from ipaas.web.pages import STATIC, redirect, render
 
@@ -37,7 +45,10 @@ def _mark_web(request: Request) -> None:
 def install(app: FastAPI, plane: ControlPlane) -> None:
     app.state.web_sessions = plane.stores.web_sessions
     web = APIRouter(include_in_schema=False, dependencies=[Depends(_mark_web)])
-    for module in (routes_session, routes_apps, routes_app, routes_logs, routes_account):
+    for module in (
+        routes_session, routes_apps, routes_app, routes_logs, routes_account, routes_databases,
+        routes_dbdata,
+    ):  # fmt: skip
         web.include_router(module.router)
     app.include_router(web)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
