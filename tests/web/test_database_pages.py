@@ -169,7 +169,7 @@ async def test_backups_list_download_and_schedule(
     page = f"/databases/{db.id}/backups"
     text = (await browser.get(page)).text
     assert f'data-backup="{good.id}" data-status="succeeded"' in text
-    assert "1 tables, 3 rows" in text and "the dump failed: &lt;disk full&gt;" in text
+    assert "1 table, 3 rows" in text and "the dump failed: &lt;disk full&gt;" in text
     assert f"/backups/{good.id}/download" in text and f"/backups/{bad.id}/download" not in text
 
     download = await browser.get(f"{page}/{good.id}/download")

@@ -39,7 +39,7 @@ NOTES = {
     "detached": "Detached: the app restarts without it.",
     "restarted": "Restart requested.",
     "backup": "Backup started: it is listed as good once restored and checked in a scratch copy.",
-    "restore": "Restore started: a safety backup is taken first (see Jobs).",
+    "restore": "Restore started: a safety backup is taken first (see Restores below).",
     "rotate": "Rotation started: attached apps move to the new login, then the old one is revoked.",
     "schedule": "Backup schedule saved.",
 }
