@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from ipaas.admin.health import HealthLimits, PlatformHealth
 from ipaas.admin.removal import AccountRemoval
 from ipaas.apps.background import Background
 from ipaas.apps.bus import ChangeBus
@@ -163,6 +164,7 @@ class ControlPlane:
     sources: Sources
     github_signin: GitHubSignIn | None
     domain_service: DomainService
+    health: PlatformHealth
 
 
 def open_stores(settings: Settings) -> Stores:
@@ -427,8 +429,16 @@ def control_plane(
         AccountMail(stores.users, sender.renderer, settings.auth, settings.api_url), lifecycle,
         databases, backups, AccountRemoval(stores.users, stores.apps, deployer, databases),
         rotation, viewer, hooks, sources, _signin(settings, stores, adapters.github),
-        domains,
+        domains, _health(settings, stores, adapters),
     )  # fmt: skip
+
+
+def _health(settings: Settings, stores: Stores, adapters: Adapters) -> PlatformHealth:
+    disks = {"data": settings.data_dir, "backups": settings.effective_backups_dir}
+    limits = HealthLimits(settings.build.no_builder_s, settings.build.embedded_worker)
+    return PlatformHealth(
+        stores.apps, stores.builds, adapters.runtime, adapters.router, disks, limits
+    )
 
 
 def _signin(

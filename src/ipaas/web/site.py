@@ -14,10 +14,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ipaas.api.app import create_app
-from ipaas.domain.errors import IpaasError, NotFoundError
+from ipaas.domain.errors import Forbidden, IpaasError, NotFoundError
 from ipaas.platform import ControlPlane
 from ipaas.web import (
     routes_account,
+    routes_admin,
     routes_app,
     routes_apps,
     routes_databases,
@@ -44,10 +45,12 @@ def _mark_web(request: Request) -> None:
 
 def install(app: FastAPI, plane: ControlPlane) -> None:
     app.state.web_sessions = plane.stores.web_sessions
+    app.state.platform_health = plane.health
+    app.state.app_store = plane.stores.apps
     web = APIRouter(include_in_schema=False, dependencies=[Depends(_mark_web)])
     for module in (
         routes_session, routes_apps, routes_app, routes_logs, routes_account, routes_databases,
-        routes_dbdata,
+        routes_dbdata, routes_admin,
     ):  # fmt: skip
         web.include_router(module.router)
     app.include_router(web)
@@ -80,6 +83,8 @@ def _as_page(api_handler: Handler) -> Handler:
             isinstance(exc, StarletteHTTPException) and exc.status_code == 404
         ):
             return render(request, "error.html", 404, title="Not found", message=_missing())
+        if isinstance(exc, Forbidden):
+            return render(request, "error.html", 403, title="Not allowed", message=exc.detail)
         if isinstance(exc, IpaasError):
             return render(request, "error.html", 409, title="Not possible", message=exc.detail)
         return await api_handler(request, exc)
