@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
 
 from ipaas.api.deps import app_service
@@ -44,8 +44,20 @@ async def apps_page(
 
 
 @router.get("/new")
-async def new_app_page(request: Request, _: Visitor = Depends(visitor)) -> Response:
-    return render(request, "new.html", values={}, errors={})
+async def new_app_page(
+    request: Request,
+    repo: str = Query("", max_length=2048),
+    branch: str = Query("", max_length=255),
+    _: Visitor = Depends(visitor),
+) -> Response:
+    """The form, filled with the repository and branch the picker chose (without JS)."""
+    values = {k: v for k, v in (("repo", repo.strip()), ("branch", branch.strip())) if v}
+    return _new(request, 200, values, {})
+
+
+def _new(request: Request, status: int, values: dict[str, str], errors: Errors) -> Response:
+    github = request.app.state.github_signin is not None
+    return render(request, "new.html", status, values=values, errors=errors, github=github)
 
 
 @router.post("/new")
@@ -66,7 +78,7 @@ async def create_app(
         errors = error_of(exc)
     else:
         return redirect(f"/apps/{app.id}")
-    return render(request, "new.html", 422, values=values, errors=errors)
+    return _new(request, 422, values, errors)
 
 
 def _create_request(values: dict[str, str]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ async def home(request: Request) -> Response:
 async def login_page(request: Request, next: str = "/apps") -> Response:  # noqa: A002
     if await maybe_visitor(request):
         return redirect(safe_next(next))
-    return render(request, "login.html", wanted=safe_next(next), username="", error=None)
+    return login_form(request, safe_next(next), "", None, 200)
 
 
 @router.post("/login")
@@ -43,12 +43,12 @@ async def sign_in(request: Request, form: Form = Depends(checked_form)) -> Respo
     try:
         user = await logins.authenticate(username, password, address)
     except BadCredentials:
-        return _again(request, wanted, username, "Wrong user name or password.", 401)
+        return login_form(request, wanted, username, "Wrong user name or password.", 401)
     except LoginRefused as exc:
         wait = int(exc.retry_after_s) + 1
-        return _again(request, wanted, username, f"Too many attempts: wait {wait} s.", 429)
+        return login_form(request, wanted, username, f"Too many attempts: wait {wait} s.", 429)
     except PoolBusy:
-        return _again(request, wanted, username, "Too many sign-ins at once: retry.", 503)
+        return login_form(request, wanted, username, "Too many sign-ins at once: retry.", 503)
     sessions = web_sessions(request)
     token = await sessions.open(user)
     response = redirect(wanted)
@@ -56,8 +56,14 @@ async def sign_in(request: Request, form: Form = Depends(checked_form)) -> Respo
     return response
 
 
-def _again(request: Request, wanted: str, username: str, error: str, status: int) -> Response:
-    return render(request, "login.html", status, wanted=wanted, username=username, error=error)
+def login_form(
+    request: Request, wanted: str, username: str, error: str | None, status: int
+) -> Response:
+    github = request.app.state.github_signin is not None
+    return render(
+        request, "login.html", status, wanted=wanted, username=username, error=error,
+        github=github,
+    )  # fmt: skip
 
 
 @router.post("/logout")

@@ -23,6 +23,7 @@ from ipaas.web import (
     routes_apps,
     routes_databases,
     routes_dbdata,
+    routes_github,
     routes_logs,
     routes_session,
 )
@@ -50,7 +51,7 @@ def install(app: FastAPI, plane: ControlPlane) -> None:
     web = APIRouter(include_in_schema=False, dependencies=[Depends(_mark_web)])
     for module in (
         routes_session, routes_apps, routes_app, routes_logs, routes_account, routes_databases,
-        routes_dbdata, routes_admin,
+        routes_dbdata, routes_admin, routes_github,
     ):  # fmt: skip
         web.include_router(module.router)
     app.include_router(web)

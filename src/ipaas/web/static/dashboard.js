@@ -119,9 +119,26 @@
     pre.scrollTop = pre.scrollHeight;
   }
 
+  // The repository picker (New app): a branch chosen fills the form's repository and branch
+  // in place of the link's page load (which fills them without JavaScript).
+  function fillFromPicker(event) {
+    var link = event.target.closest ? event.target.closest("a[data-fill-repo]") : null;
+    if (!link) { return; }
+    var form = document.querySelector("form[action='/new']");
+    if (!form) { return; }
+    event.preventDefault();
+    form.querySelector("input[name=repo]").value = link.dataset.fillRepo;
+    form.querySelector("input[name=branch]").value = link.dataset.fillBranch;
+    var details = form.querySelector("details");
+    if (details) { details.open = true; }
+    var picker = document.getElementById("picker");
+    if (picker) { picker.textContent = "Chosen: " + link.dataset.fillRepo + " @ " + link.dataset.fillBranch; }
+  }
+
   function start() {
     showScriptOnly(document);
     guardDeletes(document);
+    document.addEventListener("click", fillFromPicker);
     document.querySelectorAll("pre.log[data-stream]").forEach(follow);
   }
 
