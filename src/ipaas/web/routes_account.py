@@ -1,4 +1,5 @@
-"""The account page: who you are, your password, and your personal API tokens."""
+"""The account pages: who you are, your password, your personal API tokens; and which
+notices come to you by e-mail (the API's notice preferences), with the last ones sent."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ipaas.api.deps import user_store
+from ipaas.api.deps import notice_store, user_store
 from ipaas.api.routes_accounts import end_sessions_now
+from ipaas.api.routes_notices import Preferences, my_preferences, set_preferences
 from ipaas.auth.login import BadCredentials, LoginRefused, PasswordLogin
 from ipaas.auth.tokens import hash_token, new_api_token
+from ipaas.domain.notices import CHOOSABLE_KINDS, PREFERENCE_OF
 from ipaas.store.models import utcnow
+from ipaas.store.notices import NoticeStore
 from ipaas.store.users import UserStore
 from ipaas.web.auth import (
     SESSION_COOKIE,
@@ -26,7 +30,12 @@ from ipaas.web.pages import redirect, render
 
 router = APIRouter(prefix="/account")
 MAX_TOKENS = 50
-NOTES = {"password": "Password changed: your other sessions and API tokens were ended."}
+NOTES = {
+    "password": "Password changed: your other sessions and API tokens were ended.",
+    "notices": "Notice preferences saved.",
+}
+# Kinds whose preference is another's (a crash digest follows the crash notice): not shown.
+SHOWN_KINDS = [k for k in CHOOSABLE_KINDS if k not in PREFERENCE_OF]
 
 
 async def _page(
@@ -111,3 +120,31 @@ async def delete_token(
     if digest is not None:
         request.app.state.token_cache.evict(digest)
     return redirect("/account")
+
+
+# --- notices -------------------------------------------------------------------------------------
+@router.get("/notices")
+async def notices_page(
+    request: Request,
+    who: Visitor = Depends(visitor),
+    notices: NoticeStore = Depends(notice_store),
+) -> Response:
+    chosen = (await my_preferences(who.principal, notices)).email
+    sent = await notices.messages_of(who.user.id, 20)
+    note = NOTES.get(request.query_params.get("done", ""))
+    return render(
+        request, "account_notices.html", kinds=[k.value for k in SHOWN_KINDS], chosen=chosen,
+        sent=sent, notice=note,
+    )  # fmt: skip
+
+
+@router.post("/notices")
+async def save_notices(
+    form: Form = Depends(checked_form),
+    who: Visitor = Depends(visitor),
+    notices: NoticeStore = Depends(notice_store),
+) -> Response:
+    """Each kind shown: on when its box is ticked (an unticked box is not sent at all)."""
+    body = Preferences(email={k.value: bool(form.get(k.value)) for k in SHOWN_KINDS})
+    await set_preferences(body, who.principal, notices)
+    return redirect("/account/notices?done=notices")
