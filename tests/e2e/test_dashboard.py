@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.chromium import chromium
+from tests.chromium import chromium, screenshots, watched_page
 from tests.e2e.apps import DOCKERFILE
 from tests.e2e.conftest import E2E
 from tests.factories import stored_app
@@ -65,8 +65,8 @@ async def test_deploy_follow_change_and_delete_an_app_in_the_browser(
     context = await chromium.new_context(
         base_url=e2e.live.base, viewport={"width": 1280, "height": 860}
     )
-    page, problems = await _watched_page(context)
-    shot = _screenshots(page, tmp_path)
+    page, problems = await watched_page(context)
+    shot = screenshots(page, tmp_path)
     try:
         await _sign_in(page, e2e, "/apps")
 
@@ -115,21 +115,6 @@ async def test_deploy_follow_change_and_delete_an_app_in_the_browser(
     assert problems == [], problems
 
 
-async def _watched_page(context: Any) -> tuple[Any, list[str]]:
-    """A page whose script errors and CSP refusals (console errors) are collected; a form
-    answered 422 (its errors shown next to the fields) is no problem."""
-    page = await context.new_page()
-    problems: list[str] = []
-
-    def console(message: Any) -> None:
-        if message.type == "error" and "status of 422" not in message.text:
-            problems.append(message.text)
-
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on("console", console)
-    return page, problems
-
-
 async def _sign_in(page: Any, e2e: E2E, wanted: str) -> None:
     """Open `wanted`, get sent to the sign-in form, sign in as the admin, land on it."""
     from playwright.async_api import expect
@@ -140,15 +125,6 @@ async def _sign_in(page: Any, e2e: E2E, wanted: str) -> None:
     await page.fill("input[name=password]", e2e.admin_password)
     await page.click("button:has-text('Sign in')")
     await expect(page).to_have_url(re.compile(rf"{re.escape(wanted)}$"))
-
-
-def _screenshots(page: Any, folder: Path) -> Any:
-    count = iter(range(1, 100))
-
-    async def shot(step: str) -> None:
-        await page.screenshot(path=str(folder / f"{next(count):02d}-{step}.png"), full_page=True)
-
-    return shot
 
 
 async def _follow_logs(page: Any, e2e: E2E, name: str, shot: Any) -> None:
@@ -214,8 +190,8 @@ async def test_create_attach_view_back_up_and_restore_a_database_in_the_browser(
     context = await chromium.new_context(
         base_url=e2e.live.base, viewport={"width": 1280, "height": 860}
     )
-    page, problems = await _watched_page(context)
-    shot = _screenshots(page, tmp_path)
+    page, problems = await watched_page(context)
+    shot = screenshots(page, tmp_path)
     try:
         await _sign_in(page, e2e, "/databases")
         await page.click("text=New database")

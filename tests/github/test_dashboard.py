@@ -46,7 +46,10 @@ async def github_sign_in(browser: Browser, github: StandInGitHub, login: str) ->
 async def test_sign_in_with_github_from_the_login_page(
     browser: Browser, github: StandInGitHub, plane: ControlPlane
 ) -> None:
-    assert "Sign in with GitHub" in (await browser.get("/login")).text
+    page = await browser.get("/login")
+    assert "Sign in with GitHub" in page.text
+    # The form's answer leads to GitHub: allowed as a form target, and nothing else is.
+    assert f"form-action 'self' {github.web_url};" in page.headers["content-security-policy"]
     login = new_login()
     github.add_user(login)
     done = await github_sign_in(browser, github, login)

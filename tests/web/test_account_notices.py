@@ -36,8 +36,6 @@ async def test_preferences_start_at_the_defaults_and_save_as_the_api_reads_them(
     again = (await browser.get(r.headers["location"])).text
     assert ticked(again) == wanted and "Notice preferences saved." in again
 
-
-
     prefs = (await client.get("/api/v1/users/me/notice-preferences", headers=auth(user))).json()
     assert prefs["email"]["deploy_succeeded"] is True and prefs["email"]["build_failed"] is False
     assert prefs["email"]["crash_digest"] is True  # not on the page: left as it was

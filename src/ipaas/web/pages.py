@@ -23,15 +23,24 @@ STATIC = Path(__file__).parent / "static"
 # No inline script or style, no eval: every script is a file of ours under /static.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "connect-src 'self'; form-action 'self'{forms}; frame-ancestors 'none'; base-uri 'none'; "
     "object-src 'none'"
 )
-PAGE_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+
+
+def page_headers(form_targets: tuple[str, ...] = ()) -> dict[str, str]:
+    """The headers of every page. `form_targets`: origins a form may lead to besides ours
+    (a browser holds the redirect of a form's answer to `form-action` too: the "Sign in with
+    GitHub" form's answer is a redirect to GitHub)."""
+    return {
+        "Content-Security-Policy": CSP.format(forms="".join(f" {o}" for o in form_targets)),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+
+
+PAGE_HEADERS = page_headers()
 
 _env: jinja2.Environment | None = None
 
@@ -65,7 +74,8 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         .get_template(template)
         .render(request=request, csrf=csrf_token(request), path=request.url.path, **context)
     )
-    response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+    headers = getattr(request.app.state, "page_headers", PAGE_HEADERS)
+    response = HTMLResponse(html, status_code=status, headers=headers)
     remember_browser(request, response)
     return response
 
