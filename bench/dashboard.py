@@ -187,10 +187,15 @@ def platform_with_flood(
     app; and its RSS once idle, before any page was served."""
     folder.mkdir()
     proc, base = start_up(folder, {"PYTHONPATH": str(source)} if source else None)
-    time.sleep(10)
-    idle = rss_mb(proc.pid)
-    cookie, token = asyncio.run(seed(folder, apps))
-    app_id, url = deploy_flood_app(base, token, folder)
+    try:
+        time.sleep(10)
+        idle = rss_mb(proc.pid)
+        cookie, token = asyncio.run(seed(folder, apps))
+        app_id, url = deploy_flood_app(base, token, folder)
+    except BaseException:
+        proc.terminate()
+        proc.wait(20)
+        raise
     return Platform(proc, base, cookie, token, app_id, url), idle
 
 
@@ -214,7 +219,9 @@ def main(requests: int, seconds: float, rate: int, runs: int, baseline: Path | N
     with tempfile.TemporaryDirectory(prefix="ipaas-bench-web-") as tmp:
         # 99 stored apps and one real one: the default quota's 100.
         this, idle = platform_with_flood(Path(tmp) / "this", 99)
-        other = platform_with_flood(Path(tmp) / "baseline", 0, baseline)[0] if baseline else None
+        other, other_idle = (
+            platform_with_flood(Path(tmp) / "baseline", 0, baseline) if baseline else (None, 0.0)
+        )
         try:
             p50, p99, rows = apps_page(this.base, this.cookie, requests)
             loaded = wrk(f"{this.base}/apps", connections=8, seconds=5,
@@ -237,7 +244,7 @@ def main(requests: int, seconds: float, rate: int, runs: int, baseline: Path | N
     if theirs:
         print(f"baseline log page, {runs} runs: {theirs}")
     write_section(TITLE, report(requests, seconds, rate, runs, baseline, (p50, p99, rows),
-                                loaded, idle, served, mine, theirs))  # fmt: skip
+                                loaded, (idle, other_idle), served, mine, theirs))  # fmt: skip
     print(f"medians: {browser}")
 
 
@@ -247,10 +254,12 @@ def each_gap(runs: list[dict[str, Any]]) -> str:
 
 def report(
     requests: int, seconds: float, rate: int, runs: int, baseline: Path | None,
-    page: tuple[float, float, int], loaded: Any, idle: float, served: float,
+    page: tuple[float, float, int], loaded: Any, idles: tuple[float, float], served: float,
     mine: list[dict[str, Any]], theirs: list[dict[str, Any]],
 ) -> str:  # fmt: skip
     p50, p99, rows = page
+    idle, baseline_idle = idles
+    rss_side = f" (baseline: {baseline_idle:.0f} MB)" if theirs else ""
     browser = medians(mine)
     verdicts = {
         "apps p50": "met" if p50 <= 50 else "missed",
@@ -298,7 +307,7 @@ p99 {loaded.p99_ms:.1f} ms | |
         browser["heap_end"]:.1f} MB \
 | bounded |
 | log page: lines kept; last line shown | {browser["kept"]:.0f}; `{mine[-1]["last"]}` | ≤ 5,000 |
-| `ipaas up` RSS idle (web part loaded, no page yet) | {idle:.0f} MB \
+| `ipaas up` RSS idle (web part loaded, no page yet) | {idle:.0f} MB{rss_side} \
 | ≤ 120 MB: **{verdicts["rss"]}** |
 | `ipaas up` RSS after serving the pages (Jinja2 loaded) | {served:.0f} MB | |
 """

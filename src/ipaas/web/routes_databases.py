@@ -43,7 +43,6 @@ NOTES = {
     "rotate": "Rotation started: attached apps move to the new login, then the old one is revoked.",
     "schedule": "Backup schedule saved.",
 }
-TABS = ("overview", "credentials", "data", "backups", "settings")
 CREATE_FIELDS = ("name", "engine", "version", "memory_mb", "cpus")
 
 
