@@ -82,7 +82,9 @@ def main(runs: int) -> None:
 `ipaas up` on SQLite with the embedded build worker, the warden and a supervised Caddy, no apps;
 RSS from /proc after 10 s idle, then after 10 s of `wrk` load (32 connections) on /healthz and an
 unauthenticated API path; {runs} runs, medians. Migrations run in a child process, so Alembic never
-loads into the platform. Comparison: Dokku, CapRover and Coolify ask for 1–2 GB for their control
+loads into the platform, and `ipaas up` execs into a serving module once
+set up, so the CLI's modules (Typer, Rich, the commands) are not resident either (122 MB before).
+Comparison: Dokku, CapRover and Coolify ask for 1–2 GB for their control
 plane. Target: ≤ 120 MB idle: **{verdict}**.
 
 | process | RSS |

@@ -26,8 +26,14 @@ if ! command -v docker >/dev/null 2>&1; then
 fi
 
 # Without an init system nobody starts the engine; a pid file left by a killed dockerd blocks it.
-# A killed dockerd can linger as a zombie for a moment: only living ones count.
-if ! pgrep -r R,S,D -x dockerd >/dev/null 2>&1; then
+# The machine's engine is the one in /var/run/docker.pid: other dockerds (the Swarm tests' nodes)
+# do not count. A killed dockerd can linger as a zombie for a moment: only living ones count.
+main_engine_alive() {
+  local pid
+  pid=$(cat /var/run/docker.pid 2>/dev/null) || return 1
+  [ -n "$pid" ] && ps -o stat= -p "$pid" 2>/dev/null | grep -q '^[RSD]'
+}
+if ! main_engine_alive; then
   rm -f /var/run/docker.pid
   # The containerd a killed dockerd managed: dead (stale pid file) or orphaned. Either blocks
   # the new dockerd, which waits for it and gives up.

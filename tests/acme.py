@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from tests import services
-from tests.support import free_port, wait_port
+from tests.support import free_port, stop_process, wait_port
 
 # Names of a TLD that is not reserved (the platform refuses those), answered only here.
 TEST_ZONE = "ipaas-e2e.net"
@@ -32,15 +32,6 @@ def _start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subp
         return subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 class ChallengeDns:
@@ -71,7 +62,7 @@ class ChallengeDns:
         self._post("set-txt", {"host": f"{name}.", "value": value})
 
     def close(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
 
 
 @dataclass(frozen=True)
@@ -161,4 +152,4 @@ class Pebble:
             time.sleep(0.1)
 
     def close(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)

@@ -220,7 +220,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep, drop = [], []
     for item in items:
         where = Path(str(item.path)).relative_to(root).as_posix()
-        (drop if where.startswith(STORE_INDEPENDENT) else keep).append(item)
+        # Whatever runs on the test Swarm is the runtime's and the engine's (the runtime
+        # contract's Swarm half too): one Swarm per `make test`, not one per store.
+        independent = where.startswith(STORE_INDEPENDENT) or item.get_closest_marker("swarm")
+        (drop if independent else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -215,7 +215,7 @@ def fake_plane(settings: Settings) -> ControlPlane:
         builder=FakeBuilder(),
         queue=JobTableQueue(stores.builds, settings.build.lease_s),
         git=GitCliProvider(settings),
-        github=github_provider(settings),  # GitHub when the settings name one (a stand-in)
+        github=github_provider(settings, stores),  # a stand-in GitHub when the settings name one
         dns=DnsResolver(settings.domains) if settings.domains.nameserver else UnknownNames(),
     )
     return control_plane(settings, stores, adapters, run_builder=False, run_warden=False)

@@ -8,9 +8,18 @@ under `/api/v3`, the OAuth pages and git under the root):
   `/login/oauth/access_token` (single-use codes, bound to the client and redirect URI);
 - `/user`, `/user/orgs`, `/user/repos` (sort, direction, per_page, page), `/repos/{o}/{r}`,
   `/repos/{o}/{r}/branches`, `/repos/{o}/{r}/contents/{path}`, `/rate_limit`;
+- GraphQL at `/api/graphql` (tests/github_standin_graphql.py: a real executor over the part of
+  GitHub's schema used: a repository's refs ordered by commit date, cursor-paginated), with its
+  own rate limit;
 - GitHub App: `/repos/{o}/{r}/installation` and `/app/installations/{id}/access_tokens`
   (both demanding an RS256 JWT signed by the App's private key, issued by the App, at most
-  ten minutes long), `/installation/repositories` (an installation token);
+  ten minutes long; each App sees its own installations only), `/installation/repositories`
+  (an installation token);
+- the App manifest flow: `/settings/apps/new` and `/organizations/{org}/settings/apps/new`
+  take the form field `manifest` from the signed-in browser user (an org member for the org
+  variant), make the App and redirect to its `redirect_url` with a code and the `state`;
+  `POST /app-manifests/{code}/conversions` (no credentials; the code once, within the hour)
+  answers 201 with the App's id, slug, client id and secret, webhook secret and PEM key;
 - pagination by `Link` headers, `ETag`/`If-None-Match` answered 304 without counting against
   the rate limit, `X-RateLimit-*` headers and 403 once the limit is used up;
 - the repositories themselves over smart HTTP with `git http-backend`, for a token that may
@@ -25,6 +34,7 @@ import contextlib
 import hashlib
 import http.server
 import json
+import os
 import secrets
 import subprocess
 import threading
@@ -43,9 +53,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ipaas.domain.pushes import sign
-from tests.builds.conftest import commit_all, git, http_backend, make_repo
+from tests.builds.conftest import GIT_ID, commit_all, git, http_backend, make_repo
+from tests.github_standin_graphql import execute as graphql_execute
 
 API = "/api/v3"
+GRAPHQL = "/api/graphql"
 
 
 @dataclass
@@ -77,10 +89,52 @@ class Installation:
     id: int
     account: str
     repos: set[str]  # full names
+    app_id: str = ""  # the GitHub App installed
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@dataclass
+class StandInApp:
+    """A GitHub App: its identity, OAuth client, webhook secret and private key."""
+
+    id: str
+    slug: str
+    name: str
+    owner: str
+    client_id: str
+    client_secret: str
+    private_key: rsa.RSAPrivateKey = field(default_factory=_new_key, repr=False)
+    webhook_secret: str | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def pem(self) -> str:
+        """As GitHub hands the key over: PEM, PKCS#1 ("BEGIN RSA PRIVATE KEY")."""
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ).decode()
 
 
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _commit(path: Path, message: str, at: datetime | None) -> str:
+    """Commit everything in the working tree, dated `at` (author and committer) when given."""
+    if at is None:
+        return commit_all(path, message)
+    stamp = f"{int(at.timestamp())} +0000"
+    env = {**os.environ, "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
+    git(path, "add", "-A")
+    subprocess.run(
+        ["git", *GIT_ID, "commit", "-q", "-m", message], cwd=path, env=env, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return git(path, "rev-parse", "HEAD")
 
 
 class StandInGitHub:
@@ -89,10 +143,16 @@ class StandInGitHub:
     def __init__(self, root: Path, port: int) -> None:
         self.root = root
         self.port = port
-        self.client_id = "Iv1.standin" + secrets.token_hex(4)
-        self.client_secret = secrets.token_hex(20)
-        self.app_id = str(100000 + secrets.randbelow(1000))
-        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._ids = iter(range(1000, 10**6))
+        # The App (and OAuth client) tests configure by hand; the manifest flow makes more.
+        default = StandInApp(
+            str(100000 + secrets.randbelow(1000)), "ipaas-standin", "ipaas stand-in", "ipaas",
+            "Iv1.standin" + secrets.token_hex(4), secrets.token_hex(20),
+        )  # fmt: skip
+        self.apps: dict[str, StandInApp] = {default.id: default}
+        self.client_id, self.client_secret = default.client_id, default.client_secret
+        self.app_id, self.private_key = default.id, default.private_key
+        self.manifest_codes: dict[str, tuple[str, float]] = {}  # code -> (App id, expiry)
         self.users: dict[str, StandInUser] = {}
         self.tokens: dict[str, str] = {}  # OAuth token -> login
         self.repos: dict[str, StandInRepo] = {}
@@ -101,11 +161,12 @@ class StandInGitHub:
         self.codes: dict[str, tuple[str, str, str]] = {}  # code -> (login, client, redirect)
         self.browser_user: str | None = None  # who is signed in to GitHub in "the browser"
         self.rate_limit = 5000
-        self.remaining: dict[str, int] = {}  # per token
+        self.remaining: dict[str, int] = {}  # per token (REST, the "core" resource)
+        self.graphql_remaining: dict[str, int] = {}  # per token (GraphQL, a point a query)
+        self.reset_at = int(time.time()) + 3600
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self.git_hold: threading.Event | None = None  # set: git requests wait for it
         self.git_waiting = threading.Event()
-        self._ids = iter(range(1000, 10**6))
         self.lock = threading.Lock()
 
     # --- URLs and keys --------------------------------------------------------------------
@@ -172,8 +233,15 @@ class StandInGitHub:
         self.repos[full_name] = repo
         return repo
 
-    def push(self, full_name: str, files: dict[str, str], branch: str = "main") -> dict[str, Any]:
-        """Commit files on a branch; returns the `push` event payload GitHub would send."""
+    def push(
+        self,
+        full_name: str,
+        files: dict[str, str],
+        branch: str = "main",
+        at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Commit files on a branch (dated `at`, else now); returns the `push` event payload
+        GitHub would send."""
         repo = self.repos[full_name]
         assert repo.path is not None
         before = git(repo.path, "rev-parse", "HEAD")
@@ -184,11 +252,30 @@ class StandInGitHub:
         for name, text in files.items():
             (repo.path / name).parent.mkdir(parents=True, exist_ok=True)
             (repo.path / name).write_text(text)
-        after = commit_all(repo.path, f"change {', '.join(files)}")
+        after = _commit(repo.path, f"change {', '.join(files)}", at)
         if branch != current:
             git(repo.path, "checkout", "-q", current)
         repo.pushed_at = datetime.now(UTC)
         return self.push_payload(repo, branch, before, after, sorted(files))
+
+    def add_branches(self, full_name: str, dated: dict[str, datetime]) -> None:
+        """Many branches at once, each one commit on top of the default branch, committed at
+        its date (one `git fast-import`)."""
+        repo = self.repos[full_name]
+        assert repo.path is not None
+        base = git(repo.path, "rev-parse", repo.default_branch)
+        stream = []
+        for name, at in dated.items():
+            message = f"work on {name}\n"
+            stream.append(
+                f"commit refs/heads/{name}\n"
+                f"committer ipaas-test <test@ipaas.invalid> {int(at.timestamp())} +0000\n"
+                f"data {len(message)}\n{message}from {base}\n\n"
+            )
+        subprocess.run(
+            ["git", "fast-import", "--quiet"], cwd=repo.path, input="".join(stream).encode(),
+            check=True, capture_output=True,
+        )  # fmt: skip
 
     def push_payload(
         self, repo: StandInRepo, branch: str, before: str, after: str, modified: list[str]
@@ -210,8 +297,9 @@ class StandInGitHub:
             "sender": {"login": repo.owner},
         }
 
-    def install_app(self, account: str, repos: list[str]) -> int:
-        installation = Installation(next(self._ids), account, set(repos))
+    def install_app(self, account: str, repos: list[str], app_id: str | None = None) -> int:
+        """Install an App (the hand-configured one unless named) on an account's repos."""
+        installation = Installation(next(self._ids), account, set(repos), app_id or self.app_id)
         self.installations[installation.id] = installation
         return installation.id
 
@@ -229,6 +317,32 @@ class StandInGitHub:
             "X-Hub-Signature-256": sign(secret, body),
         }
         return httpx.post(url, content=body, headers=headers, timeout=30)
+
+    def oauth_clients(self) -> dict[str, str]:
+        """client id -> secret of every App (each GitHub App is an OAuth client too)."""
+        return {app.client_id: app.client_secret for app in self.apps.values()}
+
+    def make_app(self, manifest: dict[str, Any], owner: str) -> StandInApp | str:
+        """An App from a manifest, as GitHub makes it once the user confirms; or why not."""
+        url, hook = manifest.get("url"), manifest.get("hook_attributes")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return "url is required and must be an http(s) URL"
+        if hook is not None and not (isinstance(hook, dict) and isinstance(hook.get("url"), str)):
+            return "hook_attributes needs a url"
+        name = str(manifest.get("name") or f"app-{next(self._ids)}")
+        if len(name) > 34:
+            return "Name is too long (maximum is 34 characters)"
+        if any(a.name.lower() == name.lower() for a in self.apps.values()):
+            return "Name is already in use"
+        slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+        active = isinstance(hook, dict) and hook.get("active", True)
+        app = StandInApp(
+            str(next(self._ids)), slug, name, owner, "Iv1." + secrets.token_hex(8),
+            secrets.token_hex(20), webhook_secret=secrets.token_hex(20) if active else None,
+            manifest=manifest,
+        )  # fmt: skip
+        self.apps[app.id] = app
+        return app
 
     # --- who may see what -------------------------------------------------------------------
     def can_read(self, login: str, repo: StandInRepo) -> bool:
@@ -293,6 +407,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._authorize(query)
         elif path == "/login/oauth/access_token":
             self._access_token(body)
+        elif path.endswith("/settings/apps/new") and self.command == "POST":
+            self._new_app_from_manifest(path, query, body)
+        elif path == GRAPHQL and self.command == "POST":
+            self._graphql(body)
         elif path.startswith(API + "/"):
             self._api(path.removeprefix(API), query)
         else:
@@ -316,7 +434,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         hub = self.hub
         client = query.get("client_id", [""])[0]
         redirect = query.get("redirect_uri", [""])[0]
-        if client != hub.client_id or hub.browser_user is None or not redirect:
+        if client not in hub.oauth_clients() or hub.browser_user is None or not redirect:
             self._json(400, {"message": "unknown client or nobody signed in"})
             return
         code = secrets.token_hex(10)
@@ -331,9 +449,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             form = {k: str(v) for k, v in json.loads(body or b"{}").items()}
         else:
             form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        if form.get("client_id") != hub.client_id or not secrets.compare_digest(
-            form.get("client_secret", ""), hub.client_secret
-        ):
+        known = hub.oauth_clients().get(form.get("client_id", ""))
+        if known is None or not secrets.compare_digest(form.get("client_secret", ""), known):
             self._json(200, {"error": "incorrect_client_credentials"})
             return
         found = hub.codes.pop(form.get("code", ""), None)  # single use
@@ -349,6 +466,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return value.strip() if scheme.lower() in ("bearer", "token") else None
 
     def _api(self, path: str, query: dict[str, list[str]]) -> None:
+        if path.startswith("/app-manifests/") and path.endswith("/conversions"):
+            self._conversion(path.split("/")[2])
+            return
         if path.startswith("/app/") or path.endswith("/installation"):
             self._as_app(path)
             return
@@ -384,15 +504,49 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         headers = {"Content-Type": "application/json", "ETag": etag, **extra}
         self._send(status, payload, {**headers, **self._rate_headers(token)})
 
-    def _rate_headers(self, token: str) -> dict[str, str]:
-        left = max(self.hub.remaining.get(token, self.hub.rate_limit), 0)
+    def _rate_headers(self, token: str, resource: str = "core") -> dict[str, str]:
+        budget = self.hub.remaining if resource == "core" else self.hub.graphql_remaining
+        left = max(budget.get(token, self.hub.rate_limit), 0)
         return {
             "X-RateLimit-Limit": str(self.hub.rate_limit),
             "X-RateLimit-Remaining": str(left),
             "X-RateLimit-Used": str(self.hub.rate_limit - left),
-            "X-RateLimit-Reset": str(int(time.time()) + 3600),
-            "X-RateLimit-Resource": "core",
+            "X-RateLimit-Reset": str(self.hub.reset_at),
+            "X-RateLimit-Resource": resource,
         }
+
+    # --- GraphQL --------------------------------------------------------------------------------
+    def _graphql(self, body: bytes) -> None:
+        """POST /api/graphql: its own rate limit (a point per query here), no ETags."""
+        hub, token = self.hub, self._token() or ""
+        login = hub.tokens.get(token)
+        if login is None:
+            message = "This endpoint requires you to be authenticated."
+            self._json(401, {"message": message})
+            return
+        with hub.lock:
+            left = hub.graphql_remaining.get(token, hub.rate_limit)
+            if left > 0:
+                hub.graphql_remaining[token] = left - 1
+        headers = self._rate_headers(token, "graphql")
+        if left <= 0:
+            user_id = hub.users[login].id
+            error = {
+                "type": "RATE_LIMITED",
+                "message": f"API rate limit exceeded for user ID {user_id}.",
+            }
+            self._json(200, {"errors": [error]}, headers)
+            return
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            self._json(400, {"message": "Problems parsing JSON"}, headers)
+            return
+        limit = {
+            "limit": hub.rate_limit, "remaining": left - 1, "used": hub.rate_limit - left + 1,
+            "resetAt": _iso(datetime.fromtimestamp(hub.reset_at, UTC)),
+        }  # fmt: skip
+        self._json(200, graphql_execute(hub, login, request, limit), headers)
 
     def _rate_body(self, token: str) -> dict[str, Any]:
         h = self._rate_headers(token)
@@ -481,30 +635,97 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "sha": hashlib.sha1(shown.stdout).hexdigest(),
         }, {}  # fmt: skip
 
+    # --- the GitHub App manifest flow ----------------------------------------------------------
+    def _new_app_from_manifest(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
+        """POST /settings/apps/new (or /organizations/{org}/settings/apps/new) with the form
+        field `manifest`: GitHub shows the signed-in user the App, they confirm (at once
+        here), and GitHub makes it and redirects to its `redirect_url` with a code (one hour,
+        single use) and the `state` it was given."""
+        hub = self.hub
+        login = hub.browser_user
+        segments = path.strip("/").split("/")
+        owner = login
+        if segments[0] == "organizations":
+            owner = segments[1]
+            if login is None or owner not in hub.users[login].orgs:
+                self._send(404, b"Not Found", {"Content-Type": "text/html"})
+                return
+        if login is None or owner is None:
+            self._send(302, b"", {"Location": f"{hub.web_url}/login"})
+            return
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        try:
+            manifest = json.loads(form["manifest"])
+            assert isinstance(manifest, dict)
+        except (KeyError, ValueError, AssertionError):
+            self._send(422, b"Invalid GitHub App configuration", {"Content-Type": "text/html"})
+            return
+        made = hub.make_app(manifest, owner)
+        if isinstance(made, str):
+            self._send(422, made.encode(), {"Content-Type": "text/html"})
+            return
+        code = secrets.token_hex(20)
+        hub.manifest_codes[code] = (made.id, time.time() + 3600)
+        back = {"code": code, **({"state": query["state"][0]} if "state" in query else {})}
+        redirect = str(manifest.get("redirect_url") or f"{hub.web_url}/apps/{made.slug}")
+        self._send(302, b"", {"Location": f"{redirect}?{urlencode(back)}"})
+
+    def _conversion(self, code: str) -> None:
+        """POST /app-manifests/{code}/conversions: no credentials; the code once, within the
+        hour; 201 with the App and, this once, its secrets and private key."""
+        hub = self.hub
+        found = hub.manifest_codes.pop(code, None) if self.command == "POST" else None
+        if found is None or found[1] < time.time():
+            self._json(404, {"message": "Not Found"})
+            return
+        app = hub.apps[found[0]]
+        now = _iso(datetime.now(UTC))
+        self._json(201, {
+            "id": int(app.id), "slug": app.slug, "node_id": f"A_{app.id}", "name": app.name,
+            "owner": {"login": app.owner, "id": 1, "type": "User"},
+            "description": app.manifest.get("description", ""),
+            "external_url": app.manifest.get("url"),
+            "html_url": f"{hub.web_url}/apps/{app.slug}",
+            "created_at": now, "updated_at": now,
+            "permissions": app.manifest.get("default_permissions", {}),
+            "events": app.manifest.get("default_events", []),
+            "client_id": app.client_id, "client_secret": app.client_secret,
+            "webhook_secret": app.webhook_secret, "pem": app.pem(),
+        })  # fmt: skip
+
     # --- GitHub App -----------------------------------------------------------------------------
-    def _app_jwt_valid(self) -> bool:
+    def _jwt_app(self) -> StandInApp | None:
+        """The App whose JWT this is: issued by it (`iss`), signed with its key, at most ten
+        minutes long (GitHub refuses longer ones)."""
         token = self._token()
         if token is None:
-            return False
-        public = self.hub.private_key.public_key()
+            return None
         try:
+            issuer = str(jwt.decode(token, options={"verify_signature": False}).get("iss"))
+            app = self.hub.apps.get(issuer)
+            if app is None:
+                return None
             claims = jwt.decode(
-                token, public, algorithms=["RS256"], options={"require": ["iat", "exp", "iss"]}
-            )
+                token, app.private_key.public_key(), algorithms=["RS256"],
+                options={"require": ["iat", "exp", "iss"]},
+            )  # fmt: skip
         except jwt.PyJWTError:
-            return False
-        # GitHub refuses a JWT that lasts more than ten minutes, or was issued by another App.
-        return str(claims["iss"]) == self.hub.app_id and claims["exp"] - claims["iat"] <= 660
+            return None
+        return app if claims["exp"] - claims["iat"] <= 660 else None
 
     def _as_app(self, path: str) -> None:
         hub = self.hub
-        if not self._app_jwt_valid():
+        app = self._jwt_app()
+        if app is None:
             self._json(401, {"message": "A JSON web token could not be decoded"})
             return
         segments = path.strip("/").split("/")
         if path.endswith("/installation") and segments[0] == "repos":
             full_name = f"{segments[1]}/{segments[2]}"
-            found = [i for i in hub.installations.values() if full_name in i.repos]
+            found = [
+                i for i in hub.installations.values()
+                if full_name in i.repos and i.app_id == app.id
+            ]  # fmt: skip
             if not found:
                 self._json(404, {"message": "Not Found"})
                 return
@@ -516,7 +737,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             and segments[3] == "access_tokens"
         ):
             installation = hub.installations.get(int(segments[2]) if segments[2].isdigit() else -1)
-            if installation is None or self.command != "POST":
+            if installation is None or installation.app_id != app.id or self.command != "POST":
                 self._json(404, {"message": "Not Found"})
                 return
             token = "ghs_" + secrets.token_urlsafe(27)

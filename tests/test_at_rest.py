@@ -20,7 +20,7 @@ from ipaas.cli.up import migrate_in_child
 from ipaas.config import Settings
 from ipaas.platform import admin_process
 from ipaas.redact import redact_url
-from ipaas.store.models import Application, new_id
+from ipaas.store.models import Application, GitHubAppRecord, new_id
 from tests.services import need
 
 
@@ -100,6 +100,28 @@ async def test_a_lost_secrets_file_beside_encrypted_data_stops_the_start(tmp_pat
     with pytest.raises(SecretsMissing, match="secrets.json is missing"):
         admin_process(settings)
     assert not (data_dir / "secrets.json").exists()  # nothing regenerated
+
+
+async def test_a_lost_secrets_file_beside_a_github_app_stops_the_start(tmp_path: Path) -> None:
+    """The GitHub App made with the manifest flow is encrypted data too (its key, secrets)."""
+    data_dir = tmp_path / "state"
+    settings = own_settings(data_dir)
+    migrate_in_child(settings.effective_database_url)
+    stores = admin_process(settings)
+    try:
+        sealed = stores.cipher.encrypt("-----BEGIN RSA PRIVATE KEY-----")
+        await stores.github_apps.save(
+            GitHubAppRecord(
+                host="https://github.com", app_id="1", slug="s", name="s", owner="o",
+                html_url="https://github.com/apps/s", client_id="Iv1.x",
+                client_secret_encrypted=sealed, private_key_encrypted=sealed, state_nonce="n",
+            )
+        )  # fmt: skip
+    finally:
+        await stores.engine.dispose()
+    (data_dir / "secrets.json").unlink()
+    with pytest.raises(SecretsMissing, match="secrets.json is missing"):
+        admin_process(settings)
 
 
 @pytest.mark.slow  # starts a process of its own: `make test`, not `make fast`

@@ -1,5 +1,5 @@
 """The pure part of database users, backup schedules and the viewer: what rotation stores and
-revokes, when a backup is due or overdue, which scheduled backups are pruned, and reading the
+revokes, which scheduled backups are pruned, and reading the
 engines' output (caps, NULLs, quoting)."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from ipaas.databases.backups import prune_plan
-from ipaas.databases.schedule import backup_due, backup_overdue
 from ipaas.domain.databases import Credentials
 from ipaas.domain.dbaccounts import Accounts, revoke_input
 from ipaas.domain.dbviewer import parse_csv_result, parse_xml_result, quote_ident, quote_literal
@@ -29,14 +28,6 @@ def test_rotation_keeps_the_owner_and_retires_each_login_once() -> None:
     assert 'REASSIGN OWNED BY "u2" TO "u1"' in sql and 'DROP ROLE "u2"' in sql
     assert revoke_input("redis", second) == "ACL DELUSER u1\nACL SAVE\n"
     assert third.revoked().retiring == ()
-
-
-def test_a_backup_is_due_after_its_interval_and_overdue_after_its_window() -> None:
-    hour = timedelta(hours=1)
-    assert backup_due(NOW, 3600, NOW - 2 * hour) and not backup_due(NOW, 3600, NOW - hour / 2)
-    assert not backup_due(NOW, 0, NOW - 100 * hour)  # no schedule
-    assert backup_overdue(NOW, 3600, 1800, NOW - 2 * hour)
-    assert not backup_overdue(NOW, 3600, 1800, NOW - hour)
 
 
 def backup(n: int, status: str = "succeeded", reason: str = "scheduled") -> DatabaseBackup:

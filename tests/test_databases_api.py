@@ -100,3 +100,33 @@ def test_urls_use_each_engines_scheme_and_escape_the_password() -> None:
     assert connection_url("redis", Credentials("u1", "pw", "0"), "h") == "redis://u1:pw@h:6379/0"
     with pytest.raises(InvalidInput):
         engine_info("redis", "6")
+
+
+async def test_backup_schedules_take_cron_or_an_interval_and_refuse_bad_cron(
+    client: httpx.AsyncClient, make_user: UserMaker
+) -> None:
+    user = await make_user()
+    db = (await create(client, user)).json()
+    assert (db["backup_cron"], db["backup_interval_s"]) == (None, 86400)  # the platform's
+    path = f"{DBS}/{db['id']}/backup-schedule"
+
+    async def put(body: dict[str, Any]) -> httpx.Response:
+        return await client.put(path, json=body, headers=auth(user))
+
+    r = await put({"cron": " 30 2 * * MON-FRI ", "keep": 3})
+    assert r.status_code == 200, r.text
+    assert (r.json()["backup_cron"], r.json()["backup_interval_s"]) == ("30 2 * * mon-fri", None)
+    assert r.json()["backup_keep"] == 3
+    for bad, says in (("0 25 * * *", "hour"), ("* * * *", "five fields"),
+                      ("0 0 30 2 *", "never run"), ("0 0 * * * 2027", "five fields")):  # fmt: skip
+        r = await put({"cron": bad, "keep": 3})
+        assert r.status_code == 422 and r.json()["code"] == "invalid_cron", r.text
+        assert says in r.json()["detail"]
+    for body in ({"keep": 3}, {"cron": "@daily", "interval_s": 60, "keep": 3}):
+        r = await put(body)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_schedule", r.text
+    # Refusals changed nothing; an interval still works, and replaces the cron.
+    got = (await client.get(f"{DBS}/{db['id']}", headers=auth(user))).json()
+    assert got["backup_cron"] == "30 2 * * mon-fri"
+    r = await put({"interval_s": 3600, "keep": 2})
+    assert (r.json()["backup_cron"], r.json()["backup_interval_s"]) == (None, 3600)

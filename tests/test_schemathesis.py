@@ -115,6 +115,9 @@ def test_sequences_through_real_apps_never_answer_5xx(live_api: dict[str, str]) 
         settings=settings(
             max_examples=40,
             stateful_step_count=6,
+            # One fixed sequence per version of the schema: a random one sometimes spent all
+            # its steps on refused creates and never followed a link (flaky, not a finding).
+            derandomize=True,
             deadline=None,
             suppress_health_check=list(HealthCheck),
         )

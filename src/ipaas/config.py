@@ -17,7 +17,9 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ipaas.checkpoints import Phase
+from ipaas.domain.cron import parse_cron
 from ipaas.domain.domains import DEFAULT_RESERVED_DOMAINS
+from ipaas.domain.errors import InvalidInput
 from ipaas.domain.names import DEFAULT_RESERVED_NAMES
 from ipaas.domain.specs import MAX_REPLICAS_HARD
 from ipaas.redact import MASK, redact_url
@@ -133,6 +135,12 @@ class RegistrySettings(BaseModel):
     # <data_dir>/registry), restarts it when it dies, and relays `address` to it.
     serve: bool = False
     binary: str = "docker-registry"
+    # The images of each app's newest N releases stay in the registry (the running one always);
+    # older ones are deleted after a deploy, and all of an app's with the app. 0: keep all.
+    keep_releases: int = Field(default=10, ge=0)
+    # The registry ipaas serves frees the space of deleted images at most this often: it
+    # stops for the moment `docker-registry garbage-collect` takes, then serves again.
+    collect_interval_s: float = Field(default=3600.0, gt=0)
 
     @property
     def pull_address(self) -> str:
@@ -260,13 +268,16 @@ class DatabaseSettings(BaseModel):
     max_per_user: int = 20
     recover_interval_s: float = 5.0  # how often half-done creates, restarts, deletes are taken up
     backups_dir: Path | None = None  # None: <data_dir>/backups
-    # The schedule a database has unless its owner sets one (0: no scheduled backups).
+    # The schedule a database has unless its owner sets one: a cron expression (five fields
+    # or @daily..., UTC) when set, else an interval (0: no scheduled backups).
+    backup_cron: str | None = None
     backup_interval_s: int = 86400
     backup_keep: int = 7  # scheduled backups kept per database; older ones are removed
     final_backup_keep_days: float = 7.0  # a deleted database's final backup is kept this long
     rotation_timeout_s: float = 600.0  # a rotation waits this long for attached apps' rollouts
-    viewer_page_rows_max: int = 500  # rows one viewer page may ask for
+    viewer_page_rows_max: int = 1000  # rows one viewer page may ask for
     viewer_bytes_max: int = 1_048_576  # a viewer page or console result is cut at this size
+    viewer_session_idle_s: float = 60.0  # a database's viewer client closes after this idle
     console_timeout_s: float = 5.0  # a console query's statement timeout
     console_rows_max: int = 1000  # rows a console query returns at most
     redis_preview_bytes: int = 256  # of each Redis value the key browser shows
@@ -275,6 +286,14 @@ class DatabaseSettings(BaseModel):
     capabilities: list[str] = Field(
         default_factory=lambda: ["CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER"]
     )
+
+    @field_validator("backup_cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        try:
+            return parse_cron(value) if value else None
+        except InvalidInput as exc:
+            raise ValueError(exc.detail) from None
 
 
 class SmtpSettings(BaseModel):
@@ -337,11 +356,16 @@ class GitHubSettings(BaseModel):
     app_id: str | None = None  # app mode: the App's id (the JWT's issuer)
     private_key_file: Path | None = None  # app mode: the App's PEM private key
     app_slug: str | None = None  # app mode: for the "install the App" link
+    # app mode: the secret of the App's own webhook (<public_url>/api/v1/hooks/github).
+    webhook_secret: str | None = None
     # Where GitHub is: the REST API, the web (OAuth pages) and the git host. GitHub Enterprise
     # Server: https://HOST/api/v3, https://HOST.
     api_url: str = "https://api.github.com"
     web_url: str = "https://github.com"
     git_url: str | None = None  # None: web_url
+    # GitHub's GraphQL API (branches by commit date). None: from api_url
+    # (https://api.github.com/graphql; Enterprise Server: https://HOST/api/graphql).
+    graphql_url: str | None = None
     scopes: list[str] = Field(default_factory=lambda: ["repo", "read:org", "user:email"])
     # Sign-in only for members of these organisations (logins); empty: any GitHub user.
     allowed_orgs: list[str] = Field(default_factory=list)
@@ -362,9 +386,19 @@ class GitHubSettings(BaseModel):
     def effective_git_url(self) -> str:
         return (self.git_url or self.web_url).rstrip("/")
 
+    @property
+    def effective_graphql_url(self) -> str:
+        if self.graphql_url:
+            return self.graphql_url.rstrip("/")
+        api = self.api_url.rstrip("/")
+        if api.endswith("/api/v3"):  # Enterprise Server: beside the REST API
+            return api.removesuffix("/v3") + "/graphql"
+        return api + "/graphql"
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
-            yield name, (MASK if name == "client_secret" and value else value)
+            secret = name in ("client_secret", "webhook_secret")
+            yield name, (MASK if secret and value else value)
 
 
 class Settings(BaseSettings):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from ipaas.admin.github_app import GitHubAppSetup, stored_registration
 from ipaas.admin.health import HealthLimits, PlatformHealth
 from ipaas.admin.removal import AccountRemoval
 from ipaas.apps.background import Background
@@ -58,7 +59,7 @@ from ipaas.providers.base import GitProvider
 from ipaas.providers.github import GitHubProvider
 from ipaas.queue.base import BuildQueue
 from ipaas.router.base import Router
-from ipaas.runtime.base import Runtime
+from ipaas.runtime.base import Nodes, Runtime
 from ipaas.runtime.databases import DatabaseRuntime
 from ipaas.store.apps import AppStore
 from ipaas.store.builds import BuildStore
@@ -66,6 +67,7 @@ from ipaas.store.databases import DatabaseStore
 from ipaas.store.db import holds_encrypted_data, make_engine, make_sessionmaker
 from ipaas.store.deliveries import DeliveryStore
 from ipaas.store.domains import DomainStore
+from ipaas.store.github_apps import GitHubAppStore
 from ipaas.store.identities import IdentityStore
 from ipaas.store.identity import StoreIdentity
 from ipaas.store.models import utcnow
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ipaas.runtime.docker import DockerRuntime
+    from ipaas.runtime.swarm import SwarmRuntime
 
 Step = Callable[[], Awaitable[None]]
 
@@ -103,6 +106,7 @@ class Stores:
     states: SignedStates
     web_sessions: WebSessions
     domains: DomainStore
+    github_apps: GitHubAppStore
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,8 @@ class Adapters:
     queue: BuildQueue
     git: GitProvider
     dns: DnsLookup
-    github: GitHubProvider | None = None  # None: GitHub is not configured
+    github: GitHubProvider | None = None  # None: no GitHub at all (not even a manifest flow)
+    nodes: Nodes | None = None  # None: one engine, no nodes (runtime.kind docker)
 
 
 @dataclass
@@ -164,6 +169,7 @@ class ControlPlane:
     sources: Sources
     github_signin: GitHubSignIn | None
     domain_service: DomainService
+    github_app: GitHubAppSetup | None
     health: PlatformHealth
 
 
@@ -194,6 +200,7 @@ def open_stores(settings: Settings) -> Stores:
         states=SignedStates(keys.jwt_key, settings.github.state_ttl_s),
         web_sessions=WebSessions(users, keys.jwt_key, settings.auth.web_session_ttl_s),
         domains=DomainStore(sessions),
+        github_apps=GitHubAppStore(sessions),
     )
 
 
@@ -207,8 +214,10 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
 
     marks = _checkpoints(settings)
     local = DockerRuntime(settings.runtime, checkpoints=marks)
+    swarm = _swarm_runtime(settings, local) if settings.runtime.kind == "swarm" else None
     return Adapters(
-        runtime=_swarm_runtime(settings, local) if settings.runtime.kind == "swarm" else local,
+        runtime=swarm or local,
+        nodes=swarm,
         databases=DockerDatabases(
             settings.databases, settings.runtime.instance, local.ensure_network
         ),
@@ -216,25 +225,28 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
         builder=_builder(settings, DockerImageBuilder(settings, checkpoints=marks)),
         queue=_queue(settings, stores.builds),
         git=GitCliProvider(settings),
-        github=github_provider(settings),
+        github=github_provider(settings, stores),
         dns=DnsResolver(settings.domains),
     )
 
 
-def github_provider(settings: Settings) -> GitHubProvider | None:
-    """GitHub, when the operator configured it (its HTTP client is made only then)."""
-    if not settings.github.enabled:
-        return None
-    import httpx
-
-    return GitHubProvider(settings.github, httpx.AsyncClient(follow_redirects=False))
+def github_provider(settings: Settings, stores: Stores) -> GitHubProvider:
+    """GitHub: the App the settings name, else the one made with the manifest flow (none
+    until an admin makes one: then every GitHub endpoint answers `no_provider`)."""
+    stored = stored_registration(stores.github_apps, stores.cipher, settings.github.web_url)
+    return GitHubProvider(settings.github, None, stored)
 
 
-def _swarm_runtime(settings: Settings, local: DockerRuntime) -> Runtime:
-    """Apps on a Swarm; the images the build engine holds are still removed with an app."""
+def _swarm_runtime(settings: Settings, local: DockerRuntime) -> SwarmRuntime:
+    """Apps on a Swarm; an app's images go with it, from the build engine and the registry,
+    and old releases' from the registry after each deploy."""
+    from ipaas.runtime.registry import RegistryImages
     from ipaas.runtime.swarm import SwarmRuntime
 
-    return SwarmRuntime(settings.runtime, settings.swarm, settings.warden, local.remove_app_images)
+    return SwarmRuntime(
+        settings.runtime, settings.swarm, settings.warden, local.remove_app_images,
+        RegistryImages(settings.swarm.registry),
+    )  # fmt: skip
 
 
 def _builder(settings: Settings, inner: ImageBuilder) -> ImageBuilder:
@@ -396,6 +408,7 @@ def control_plane(
     hooks = PushHooks(
         stores.apps, stores.deliveries, stores.cipher, service,
         Previews(stores.apps, service, settings.github.max_previews),
+        adapters.github.webhook_secret if adapters.github else None,
     )  # fmt: skip
     logs = LogService(adapters.runtime, stores.builds, settings.runtime.log_max_age_s)
     gate = AppGate(stores.apps, stores.app_passes, HostNames(settings.base_domain), stores.domains)
@@ -418,6 +431,7 @@ def control_plane(
         settings.databases, bg,
     )  # fmt: skip
     viewer = DataViewer(adapters.databases, stores.cipher, settings.databases)
+    lifecycle.add(_nothing, viewer.sessions.close)
     if run_warden:
         schedule = BackupSchedule(stores.databases, backups, settings.databases)
         recovery = DatabaseRecovery(
@@ -429,7 +443,7 @@ def control_plane(
         AccountMail(stores.users, sender.renderer, settings.auth, settings.api_url), lifecycle,
         databases, backups, AccountRemoval(stores.users, stores.apps, deployer, databases),
         rotation, viewer, hooks, sources, _signin(settings, stores, adapters.github),
-        domains, _health(settings, stores, adapters),
+        domains, _app_setup(settings, stores, adapters.github), _health(settings, stores, adapters),
     )  # fmt: skip
 
 
@@ -451,6 +465,16 @@ def _signin(
         github, stores.identities, stores.users, stores.cipher, stores.states, settings.github,
         redirect,
     )  # fmt: skip
+
+
+def _app_setup(
+    settings: Settings, stores: Stores, github: GitHubProvider | None
+) -> GitHubAppSetup | None:
+    if github is None:
+        return None
+    return GitHubAppSetup(
+        github, stores.github_apps, stores.users, stores.cipher, stores.states, settings
+    )
 
 
 async def _recall_ended_sessions(settings: Settings, stores: Stores) -> None:
@@ -523,12 +547,11 @@ def builder_process(settings: Settings) -> BuilderProcess:
     bg = Background()
     handoff = ToControlPlane(stores.apps)
     builder = _builder(settings, DockerImageBuilder(settings, checkpoints=_checkpoints(settings)))
-    github = github_provider(settings)
+    github = github_provider(settings, stores)
     sources = Sources(stores.cipher, stores.identities, github)
     worker = _worker(settings, stores, builder, queue, handoff, bg, sources)
     lifecycle = Lifecycle()
-    if github is not None:
-        lifecycle.add(_nothing, github.close)
+    lifecycle.add(_nothing, github.close)
     lifecycle.add(_nothing, stores.engine.dispose)
     lifecycle.add(_nothing, queue.close)
     lifecycle.add(_nothing, bg.close)

@@ -37,6 +37,12 @@ def test_db_commands_through_the_api(user_cli: Cli) -> None:
     assert user_cli("db", "detach", name, app_name).exit_code == 0
     backup = user_cli("db", "backup", name)
     assert backup.exit_code == 1 and "not possible while the database is failed" in backup.output
+    scheduled = user_cli("db", "schedule", name, "--cron", "0 3 * * *", "--keep", "3")
+    assert scheduled.exit_code == 0 and "'0 3 * * *' (UTC), 3 kept" in scheduled.stdout
+    assert as_json(user_cli, "db", "info", name)["backup_cron"] == "0 3 * * *"
+    bad = user_cli("db", "schedule", name, "--cron", "0 3 * *")
+    assert bad.exit_code == 1 and "five fields" in bad.output, bad.output
+    assert user_cli("db", "schedule", name).exit_code == 2  # neither --cron nor --every
     assert user_cli("db", "delete", name, "--yes").exit_code == 0
 
 

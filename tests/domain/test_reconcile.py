@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ipaas.domain.reconcile import GAVE_UP, Action, Do, finish_times_needed, reconcile_actions
+from ipaas.domain.reconcile import (
+    GAVE_UP,
+    Action,
+    Do,
+    finish_times_needed,
+    moved_addresses,
+    reconcile_actions,
+)
 from ipaas.domain.states import State
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -19,6 +26,7 @@ class App:
     state: str
     container_id: str | None = None
     state_reason: str | None = None
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class Box:
     finished_at: datetime | None = None
     store_id: str = "ours"
     created_at: datetime | None = None
+    upstreams: tuple[str, ...] = ()
 
 
 def decide(apps: list[App], boxes: list[Box], restarting: set[str] | None = None) -> list[Action]:
@@ -151,3 +160,23 @@ def test_containers_come_first_then_apps() -> None:
         [Box("c1", "a", "exited"), Box("s", "zz", "running")],
     )
     assert [a.do for a in actions] == [Do.REMOVE_STRAY, Do.REPORT_CRASH, Do.RESTART]
+
+
+def test_a_running_swarm_app_whose_nodes_changed_is_routed_to_the_nodes_it_has_now() -> None:
+    apps = {
+        "a": App("a", State.RUNNING, "s1", address="n1:30000,n2:30000,n3:30000"),
+        "same": App("same", State.RUNNING, "s2", address="n1:30001"),
+        "moving": App("moving", State.ROLLING_OUT, "s3", address="n1:30002"),
+        "old": App("old", State.RUNNING, "s4", address="n1:30003"),
+        "nowhere": App("nowhere", State.RUNNING, "s5", address="n3:30004"),
+        "docker": App("docker", State.RUNNING, "c6", address="10.1.0.5:8080"),
+    }
+    boxes = [
+        Box("s1", "a", "running", upstreams=("n1:30000", "n2:30000")),
+        Box("s2", "same", "running", upstreams=("n1:30001",)),
+        Box("s3", "moving", "running", upstreams=("n2:30002",)),  # the rollout routes it
+        Box("older", "old", "running", upstreams=("n2:30003",)),  # not the current one
+        Box("s5", "nowhere", "running"),  # its one node is gone: the route stays
+        Box("c6", "docker", "running"),  # a plain container: nothing to follow
+    ]
+    assert moved_addresses(apps, boxes) == {"a": "n1:30000,n2:30000"}

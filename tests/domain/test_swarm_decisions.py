@@ -11,7 +11,9 @@ from ipaas.domain.swarm import (
     STOP_FIRST,
     free_port,
     gave_up,
+    route_upstreams,
     split_upstreams,
+    unkept_tags,
     update_order,
     upstream_list,
 )
@@ -62,3 +64,20 @@ def _task(state: str, desired: str = "running", at: str = "2026-01-01T00:00:01Z"
 )
 def test_gave_up(replicas: int, tasks: list[Any], expected: bool) -> None:
     assert gave_up(replicas, tasks) is expected
+
+
+def test_the_route_lists_every_ready_node_the_app_may_run_on() -> None:
+    ready = {"n2": "10.0.0.3", "n1": "10.0.0.2"}
+    assert route_upstreams(ready, 30001, 1, None) == ("10.0.0.2:30001", "10.0.0.3:30001")
+    assert route_upstreams(ready, 30001, 1, "n2") == ("10.0.0.3:30001",)
+    assert route_upstreams(ready, 30001, 1, "n9") == ()  # its node is not ready
+    assert route_upstreams(ready, 30001, 0, None) == ()  # scaled to zero
+    assert route_upstreams(ready, None, 1, None) == ()
+
+
+def test_the_registry_keeps_the_newest_releases_and_the_running_one() -> None:
+    tags = ["r1", "r10", "r2", "r9", "latest", "rx"]
+    assert unkept_tags(tags, 10, 2) == ["r2", "r1"]
+    assert unkept_tags(tags, 2, 2) == ["r1"]  # rolled back to 2: it stays as well
+    assert unkept_tags(tags, 10, 0) == []  # keep everything
+    assert unkept_tags(tags, None, 2) == ["r10", "r9", "r2", "r1"]  # the app is deleted

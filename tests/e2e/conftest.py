@@ -37,30 +37,33 @@ TERMINAL = {"running", "failed", "crashed", "stopped"}
 def e2e_settings(
     data_dir: Path, database_url: str, router: dict[str, Any] | None = None, **overrides: Any
 ) -> Settings:
-    """`router` adds to (or replaces) the free ports given to Caddy."""
-    return make_settings(
-        data_dir,
-        database_url,
-        port=free_port(),  # the API: Caddy asks it about requests to private apps
-        router={
-            "admin_address": f"127.0.0.1:{free_port()}",
-            "http_port": free_port(),
-            **(router or {}),
-        },
-        runtime={
+    """`router` adds to (or replaces) the free ports given to Caddy; `runtime`, `warden` and
+    `build` add to (or replace) the quick timings set here."""
+    sections: dict[str, dict[str, Any]] = {
+        "router": {"admin_address": f"127.0.0.1:{free_port()}", "http_port": free_port()},
+        "runtime": {
             "health_timeout_s": 30,
             "stop_timeout_s": 3,
             "memory_mb": 256,
             "instance": new_instance(),
         },
-        warden={
+        "warden": {
             "reconcile_interval_s": 2,
             "backoff_base_s": 0.5,
             "backoff_cap_s": 4,
             "crash_limit": 3,
             "crash_window_s": 60,
         },
-        build={"lease_s": 30, "retry_base_s": 0.5},
+        "build": {"lease_s": 30, "retry_base_s": 0.5},
+    }
+    sections["router"].update(router or {})
+    for name in ("runtime", "warden", "build"):
+        sections[name].update(overrides.pop(name, {}))
+    return make_settings(
+        data_dir,
+        database_url,
+        port=free_port(),  # the API: Caddy asks it about requests to private apps
+        **sections,
         **overrides,
     )
 

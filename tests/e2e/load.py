@@ -4,6 +4,7 @@ is kept, so a test can say that no request failed (and what the app answered mea
 from __future__ import annotations
 
 import threading
+import time
 from types import TracebackType
 
 import httpx
@@ -16,6 +17,8 @@ class ClientLoad:
         self.url = f"http://127.0.0.1:{http_port}{path}"
         self.host = host
         self.failures: list[str] = []
+        self.failed_at: list[float] = []  # when each failed request was sent (monotonic)
+        self.slow: list[tuple[float, float]] = []  # (sent, seconds) of answers over 1 s
         self.seen: set[str] = set()  # the bodies of the answers, stripped
         self.answered = 0
         self._stop = threading.Event()
@@ -37,12 +40,19 @@ class ClientLoad:
     def _run(self) -> None:
         with httpx.Client(timeout=10) as client:
             while not self._stop.is_set():
+                sent = time.monotonic()
                 try:
                     r = client.get(self.url, headers={"Host": self.host})
                 except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
+                    self._failed(sent, repr(exc))
                     continue
                 self.answered += 1
+                if (took := time.monotonic() - sent) > 1.0:
+                    self.slow.append((sent, took))
                 self.seen.add(r.text.strip())
                 if r.status_code != 200:
-                    self.failures.append(f"{r.status_code}: {r.text[:80]}")
+                    self._failed(sent, f"{r.status_code}: {r.text[:80]}")
+
+    def _failed(self, sent: float, what: str) -> None:
+        self.failed_at.append(sent)
+        self.failures.append(what)

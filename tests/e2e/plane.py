@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -123,8 +124,11 @@ def wait_for(
 
 
 def kill_engine() -> None:
-    subprocess.run(["pkill", "-9", "-x", "dockerd"], check=False)
-    subprocess.run(["pkill", "-9", "-f", "docker/containerd/containerd.toml"], check=False)
+    """The machine's engine dies: only its dockerd (by pid file) and containerd, so that other
+    dockerds (the session's Swarm nodes) live on."""
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(Path("/var/run/docker.pid").read_text().strip()), signal.SIGKILL)
+    subprocess.run(["pkill", "-9", "-f", "/var/run/docker/containerd/containerd.toml"], check=False)
     time.sleep(1)
 
 

@@ -11,16 +11,21 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import docker
 import httpx
 import pytest
+from typer.testing import CliRunner, Result
 
+from ipaas.databases.schedule import BackupSchedule
+from ipaas.domain.cron import next_run
 from ipaas.domain.databases import LABEL_DB_PACKAGES
 from ipaas.runtime.docker import network_name
 from ipaas.runtime.docker_databases import db_volume_name
+from tests.cli.conftest import root_app
 from tests.e2e.conftest import E2E
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -505,6 +510,8 @@ def test_rotation_under_load_loses_no_request_and_revokes_the_old_login(
 
 # --- the data viewer -------------------------------------------------------------------------------
 HOSTILE = 'evil"; DROP TABLE notes; --`x'
+# A name that, pasted into the clients' input, would be a shell escape and a new delimiter.
+SNEAKY = "line\n\\! touch /tmp/pwned\nDELIMITER //\nx"
 
 
 def admin_sql(db: dict[str, Any], engine: str, database: str, statements: str) -> str:
@@ -539,20 +546,112 @@ def test_viewer_pages_tables_and_quotes_hostile_names(
         "primary_key"
     ]
     assert page["columns"][0]["type"] in ("integer", "int(11)")
+    assert (page["paging"], page["order_by"]) == ("key", ["id"])
     assert page["rows"][0] == [1, "row 1"] and len(page["rows"]) == 100
-    assert page["truncated"] and page["next_offset"] == 100
-    last = api.ok("GET", f"/{db['id']}/rows",
-                  params={"table": "viewed", "limit": 100, "offset": 200})  # fmt: skip
-    assert last["rows"][-1] == [250, "row 250"] and not last["truncated"]
+    assert page["truncated"] and page["next"]
+    seen = pages(api, db, "viewed", 100)
+    assert [r[0] for r in seen] == list(range(1, 251)) and seen[-1] == [250, "row 250"]
     # A name with quotes, a semicolon and a comment is only ever a quoted name.
     evil = api.ok("GET", f"/{db['id']}/rows", params={"table": HOSTILE})
     assert evil["rows"] == [["kept"]]
+    sneaky = q + SNEAKY.replace(q, q + q) + q
+    admin_sql(db, engine, database, f"CREATE TABLE {sneaky} (v INT PRIMARY KEY); "
+              f"INSERT INTO {sneaky} VALUES (1), (2)")  # fmt: skip
+    assert [r[0] for r in pages(api, db, SNEAKY, 1)] == [1, 2]
+    (container,) = docker.from_env().containers.list(
+        filters={"label": f"org.ipaas.database={db['id']}"}
+    )
+    assert container.exec_run(["test", "-e", "/tmp/pwned"]).exit_code == 1
     for bad in ('viewed"; DROP TABLE viewed; --', "viewed` ; DROP TABLE viewed; -- "):
         r = api.call("GET", f"/{db['id']}/rows", params={"table": bad})
         assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
     assert api.ok("GET", f"/{db['id']}/rows", params={"table": "viewed", "limit": 1})["rows"]
     r = api.call("GET", f"/{db['id']}/rows", params={"table": "viewed", "limit": 5000})
     assert r.status_code == 422 and r.json()["code"] == "invalid_limit"
+
+
+def pages(
+    api: Api, db: dict[str, Any], table: str, limit: int, between: Any = None
+) -> list[list[Any]]:
+    """Every row of the table, following `next` until the last page; `between()` runs after
+    each page."""
+    rows: list[list[Any]] = []
+    params: dict[str, Any] = {"table": table, "limit": limit}
+    while True:
+        page = api.ok("GET", f"/{db['id']}/rows", params=params)
+        rows += page["rows"]
+        assert len(page["rows"]) <= limit
+        if page["next"] is None:
+            assert not page["truncated"]
+            return rows
+        if between is not None:
+            between()
+        params = {"table": table, "limit": limit, "cursor": page["next"]}
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_viewer_pages_follow_the_key_and_refuse_bad_cursors(
+    api: Api, databases: dict[str, Any], engine: str
+) -> None:
+    db = databases[engine]
+    database = credentials(api, db)["database"]
+    pg = engine == "postgres"
+    numbers = "generate_series(1, 40) n" if pg else "(SELECT seq AS n FROM seq_1_to_40) s"
+    admin_sql(db, engine, database,
+              "CREATE TABLE pairs (a INT NOT NULL, b VARCHAR(20) NOT NULL, v TEXT, "
+              "PRIMARY KEY (b, a)); "
+              f"INSERT INTO pairs SELECT n, CONCAT('k', n % 5), CONCAT('v', n) FROM {numbers}; "
+              "CREATE TABLE uniq (code VARCHAR(10) NOT NULL UNIQUE, n INT); "
+              "INSERT INTO uniq VALUES ('b', 2), ('a', 1), ('c', 3); "
+              "CREATE TABLE bare (n INT); INSERT INTO bare VALUES (3), (1), (2), (1); "
+              + ("CREATE TABLE bin (k BYTEA PRIMARY KEY, v INT); " if pg else
+                 "CREATE TABLE bin (k VARBINARY(8) PRIMARY KEY, v INT); ")
+              + "INSERT INTO bin VALUES (" + ("'\\x00ff'" if pg else "X'00FF'") + ", 1), ("
+              + ("'\\x0001'" if pg else "X'0001'") + ", 2)")  # fmt: skip
+    # A composite key: every row once, in (b, a) order, pages of 7.
+    first = api.ok("GET", f"/{db['id']}/rows", params={"table": "pairs", "limit": 7})
+    assert (first["paging"], first["order_by"]) == ("key", ["b", "a"])
+    assert [c["primary_key"] for c in first["columns"]] == [True, True, False]
+    everything = pages(api, db, "pairs", 7)
+    keys = [(r[1], r[0]) for r in everything]
+    assert keys == sorted(keys) and len(set(keys)) == 40
+    # Rows added while paging: one before the position is not seen, one after it is.
+    admin_sql(db, engine, database, "DELETE FROM pairs WHERE b = 'zz'")
+    added: list[str] = []
+
+    def add_rows() -> None:
+        if not added:
+            admin_sql(db, engine, database,
+                      "INSERT INTO pairs VALUES (99, 'a0', 'before'), (99, 'zz', 'after')")  # fmt: skip
+            added.append("yes")
+
+    seen = pages(api, db, "pairs", 7, between=add_rows)
+    assert "after" in [r[2] for r in seen] and "before" not in [r[2] for r in seen]
+    assert len(seen) == len({(r[1], r[0]) for r in seen})  # no row twice
+    # A unique NOT NULL key when there is no primary key; a binary key.
+    page = api.ok("GET", f"/{db['id']}/rows", params={"table": "uniq", "limit": 2})
+    assert (page["paging"], page["order_by"], page["rows"]) == (
+        "key",
+        ["code"],
+        [["a", 1], ["b", 2]],
+    )
+    assert [r[1] for r in pages(api, db, "uniq", 2)] == [1, 2, 3]
+    assert [r[1] for r in pages(api, db, "bin", 1)] == [2, 1]
+    # No key at all: PostgreSQL's row ids, MariaDB an offset; all rows either way.
+    page = api.ok("GET", f"/{db['id']}/rows", params={"table": "bare", "limit": 3})
+    assert page["paging"] == ("ctid" if pg else "offset")
+    assert sorted(r[0] for r in pages(api, db, "bare", 3)) == [1, 1, 2, 3]
+    # Cursors: only the viewer's, only for the table they came from.
+    for bad in ("garbage", first["next"][:-4] + "AAAA", "x" * 4096):
+        r = api.call("GET", f"/{db['id']}/rows", params={"table": "pairs", "cursor": bad})
+        assert r.status_code == 422 and r.json()["code"] == "invalid_cursor", r.text
+    r = api.call("GET", f"/{db['id']}/rows", params={"table": "uniq", "cursor": first["next"]})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_cursor", r.text
+    # The key changed since the cursor was given: start again.
+    admin_sql(db, engine, database, "ALTER TABLE pairs DROP PRIMARY KEY" if not pg
+              else "ALTER TABLE pairs DROP CONSTRAINT pairs_pkey")  # fmt: skip
+    r = api.call("GET", f"/{db['id']}/rows", params={"table": "pairs", "cursor": first["next"]})
+    assert r.status_code == 409 and r.json()["code"] == "stale_cursor", r.text
 
 
 @pytest.mark.parametrize("engine", ["postgres", "mariadb"])
@@ -624,10 +723,93 @@ def test_viewer_is_the_owners_only(e2e: E2E, api: Api, databases: dict[str, Any]
         ("postgres", "GET", "/tables", None), ("postgres", "GET", "/rows?table=guarded", None),
         ("mariadb", "POST", "/query", {"sql": "SELECT 1"}), ("redis", "GET", "/keys", None),
         ("postgres", "POST", "/credentials/rotate", None), ("postgres", "GET", "/jobs", None),
-        ("postgres", "GET", "/events", None),
+        ("postgres", "GET", "/events", None), ("mariadb", "GET", "/shell", None),
     ):  # fmt: skip
         r = api.call(method, f"/{databases[engine]['id']}{path}", headers=headers, json=body)
         assert r.status_code == 404 and r.json()["code"] == "not_found", (path, r.text)
+
+
+# --- ipaas db shell -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def db_cli(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`ipaas ...` as the owner runs it, with a personal API token."""
+    r = httpx.post(
+        f"{e2e.live.base}/api/v1/users/me/tokens", json={"name": "db-cli"}, headers=e2e.headers
+    )
+    assert r.status_code in (200, 201), r.text
+    env = {
+        "IPAAS_CLI_CONFIG": str(tmp_path_factory.mktemp("cli") / "cli.json"),
+        "IPAAS_URL": e2e.live.base,
+        "IPAAS_TOKEN": r.json()["token"],
+    }
+
+    def run(*args: str, stdin: str | None = None) -> Result:
+        return CliRunner().invoke(root_app(), list(args), env=env, input=stdin)
+
+    return run
+
+
+def command_lines() -> str:
+    """Every process's command line on this host (the containers' included)."""
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("engine", "command", "expected"),
+    [("postgres", "SELECT 40 + 2", "42"), ("mariadb", "SELECT 40 + 2", "42"),
+     ("redis", "SET shell:k 42", "OK")],
+)  # fmt: skip
+def test_db_shell_runs_the_engines_client_in_its_container(
+    api: Api, databases: dict[str, Any], db_cli: Any, engine: str, command: str, expected: str
+) -> None:
+    db = databases[engine]
+    result = db_cli("db", "shell", db["name"], "-c", command)
+    assert result.exit_code == 0, result.output
+    assert expected in result.stdout
+    # Statements fed on standard input, the way a script would.
+    # PostgreSQL: the login (session_user); after a rotation current_user is the owner role
+    # every login takes on.
+    fed = {"postgres": "SELECT session_user;\n", "mariadb": "SELECT current_user();\n",
+           "redis": "ACL WHOAMI\nGET shell:k\n"}[engine]  # fmt: skip
+    result = db_cli("db", "shell", db["name"], stdin=fed)
+    assert result.exit_code == 0, result.output
+    assert credentials(api, db)["username"] in result.stdout
+    if engine == "redis":
+        assert "42" in result.stdout
+    # A SQL client's error is the command's exit status; redis-cli prints the server's error.
+    wrong = db_cli("db", "shell", db["name"], "-c", "NOPE 1")
+    if engine == "redis":
+        assert "ERR unknown command" in wrong.stdout, wrong.output
+    else:
+        assert wrong.exit_code != 0 and "NOPE" in wrong.output, wrong.output
+
+
+def test_db_shell_keeps_the_password_off_every_command_line(
+    api: Api, databases: dict[str, Any], db_cli: Any
+) -> None:
+    db = databases["postgres"]
+    password = credentials(api, db)["password"]
+    results: list[Result] = []
+    worker = threading.Thread(
+        target=lambda: results.append(db_cli("db", "shell", db["name"], "-c", "SELECT pg_sleep(3)"))
+    )
+    worker.start()
+    seen_client = False
+    try:
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            lines = command_lines()
+            assert password not in lines
+            seen_client = seen_client or ("psql" in lines and "pg_sleep" in lines)
+            time.sleep(0.05)
+    finally:
+        worker.join(30)
+    assert seen_client  # the shell was running while we looked
+    assert results and results[0].exit_code == 0, results and results[0].output
 
 
 # --- restore jobs, final backups, schedules --------------------------------------------------------
@@ -693,6 +875,35 @@ def test_scheduled_backups_are_taken_and_pruned(
     assert not [p for p in folder.iterdir() if taken[:8] in p.name]
     r = api.call("PUT", f"/{db['id']}/backup-schedule", json={"interval_s": -1, "keep": 0})
     assert r.status_code == 422
+
+
+def test_a_cron_schedule_takes_its_backup_when_its_time_comes(
+    e2e: E2E, api: Api, databases: dict[str, Any]
+) -> None:
+    """The platform's own schedule pass, run at chosen moments: nothing before the cron's next
+    run after the last backup, a scheduled backup at it."""
+    db = databases["postgres"]
+    api.ok("PUT", f"/{db['id']}/backup-schedule", json={"cron": "17 4 * * *", "keep": 5})
+    plane = e2e.live.plane
+    schedule = BackupSchedule(plane.stores.databases, plane.backup_service, e2e.settings.databases)
+
+    def scheduled() -> list[Any]:
+        return [b for b in api.ok("GET", f"/{db['id']}/backups") if b["reason"] == "scheduled"]
+
+    try:
+        before = scheduled()
+        backups = api.ok("GET", f"/{db['id']}/backups")
+        last = max([datetime.fromisoformat(b["created_at"]) for b in backups]
+                   + [datetime.fromisoformat(db["created_at"])])  # fmt: skip
+        due = next_run("17 4 * * *", last)
+        assert (due.hour, due.minute) == (4, 17)
+        e2e.live.run(schedule.once(now=due - timedelta(seconds=1)))
+        assert scheduled() == before
+        e2e.live.run(schedule.once(now=due))
+        (taken,) = [b for b in scheduled() if b not in before]
+        assert api.wait_backup(db["id"], taken["id"])["status"] == "succeeded"
+    finally:
+        api.ok("PUT", f"/{db['id']}/backup-schedule", json={"interval_s": 0, "keep": 5})
 
 
 def test_delete_takes_a_final_backup_that_outlives_the_database(api: Api) -> None:

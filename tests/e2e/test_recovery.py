@@ -143,7 +143,8 @@ def test_control_plane_and_engine_killed_converge_again(
             assert answer is not None and answer.status_code == 200, status(
                 plane.base, headers, app_id
             )
-            assert status(plane.base, headers, app_id)["state"] == "running"
+            # The route reaches the restarted container a moment before the state says so.
+            assert wait_for(plane.base, headers, app_id, {"running"}, 15)["state"] == "running"
         for app_id in ids:
             httpx.delete(f"{plane.base}/api/v1/applications/{app_id}", headers=headers)
     finally:

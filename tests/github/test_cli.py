@@ -17,6 +17,7 @@ from typer.testing import CliRunner, Result
 from ipaas.cli.apps import apps_app
 from ipaas.cli.repos import repos_app
 from ipaas.store.migrate import upgrade
+from tests.builds.conftest import GitHttp, git, git_http
 from tests.cli.conftest import Live
 from tests.conftest import make_settings
 from tests.fakes import fake_plane
@@ -24,6 +25,9 @@ from tests.github.conftest import new_login, repo_files
 from tests.github_standin import StandInGitHub
 from tests.live import start_live
 from tests.support import free_port
+from tests.test_repo_hosts_api import GIT_HTTP_TOKEN, operator_sets
+
+__all__ = ["git_http"]
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +100,20 @@ def test_repos_branches_and_create_from_github(
         "https://h/r",
     )
     assert both.exit_code == 2
+
+
+def test_repos_branches_of_a_git_url(
+    live: Live, tmp_path: Path, git_http: GitHttp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL goes to the generic provider (as an admin: the test server is on loopback)."""
+    admin = live.run(live.plane.stores.users.create(f"a{uuid.uuid4().hex[:8]}", None, "admin"))
+    token = live.plane.stores.access_tokens.issue(admin.id, "admin")
+    name = f"cli-{uuid.uuid4().hex[:6]}.git"
+    git_http.add(name, files={"a.txt": "a"})
+    git(git_http.base / name, "branch", "dev")
+    url = git_http.url(name, userinfo=f"alice:{GIT_HTTP_TOKEN}@")
+    operator_sets(monkeypatch, live.plane, allowed_repo_schemes=["https", "http"])
+    shown = run(token, live, tmp_path, "repos", "branches", url)
+    assert shown.exit_code == 0, shown.stdout
+    assert shown.stdout.index("main (default)") < shown.stdout.index("dev")
+    assert GIT_HTTP_TOKEN not in shown.stdout

@@ -111,22 +111,100 @@ async def test_exhausted_rate_limit_stops_calls_and_says_until_when(
         await p.close()
 
 
-async def test_branches_default_first_and_a_file(
+async def test_branches_default_first_then_newest_commit_first_and_a_file(
     oauth: GitHubProvider, github: StandInGitHub
 ) -> None:
     login = new_login()
     token = github.add_user(login)
     github.add_repo(f"{login}/site", files=repo_files("v1"))
-    for branch in ("alpha", "zeta"):
-        github.push(f"{login}/site", {"b.txt": branch}, branch=branch)
-    page = await oauth.branches(token, f"{login}/site", page=1, per_page=2)
-    assert [(b.name, b.default) for b in page.items] == [("main", True), ("alpha", False)]
-    assert page.has_next
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    # Committed in an order that is neither by name nor by creation.
+    for branch, days in (("alpha", 2), ("zeta", 5), ("mid", 9)):
+        github.push(f"{login}/site", {"b.txt": branch}, branch=branch, at=day + timedelta(days))
+    page = await oauth.branches(token, f"{login}/site", page=1, per_page=3)
+    assert [(b.name, b.default) for b in page.items] == [
+        ("main", True), ("mid", False), ("zeta", False),
+    ]  # fmt: skip
+    assert page.has_next and page.items[1].committed_at == "2026-03-10T00:00:00Z"
+    rest = await oauth.branches(token, f"{login}/site", page=2, per_page=3)
+    assert [b.name for b in rest.items] == ["alpha"] and not rest.has_next
     assert await oauth.read_file(token, f"{login}/site", "version.txt", None) == b"v1"
     assert await oauth.read_file(token, f"{login}/site", "b.txt", "zeta") == b"zeta"
     with pytest.raises(ProviderError) as missing:
         await oauth.read_file(token, f"{login}/site", "nope.txt", None)
     assert missing.value.code == "repo_not_found"
+
+
+@pytest.fixture(scope="module")
+def busy(github: StandInGitHub) -> tuple[str, str, list[str]]:
+    """A repository with 230 branches committed at distinct times, its default branch
+    older than most: (token, repo, every branch newest commit first, the default first)."""
+    login = new_login("busy")
+    token = github.add_user(login)
+    full_name = f"{login}/mono"
+    github.add_repo(full_name, files=repo_files())
+    start = datetime(2025, 6, 1, tzinfo=UTC)
+    github.push(full_name, {"m.txt": "main"}, at=start + timedelta(hours=100))
+    dated = {f"b{i:03d}": start + timedelta(hours=(i * 89) % 230, minutes=1) for i in range(230)}
+    github.add_branches(full_name, dated)
+    newest_first = sorted(dated, key=lambda b: dated[b], reverse=True)
+    return token, full_name, ["main", *newest_first]
+
+
+async def test_branches_page_by_commit_date_over_graphql_pages(
+    github: StandInGitHub, tmp_path: Path, busy: tuple[str, str, list[str]]
+) -> None:
+    token, full_name, expected = busy
+    p = provider(github, tmp_path)
+    try:
+        before = len(github.requests)
+        first = await p.branches(token, full_name, page=1, per_page=50)
+        asked = [r for r in github.requests[before:] if r[1] == "/api/graphql"]
+        assert len(asked) == 1  # a page of 50 needs one query of 100 refs, not all 231
+        pages = [first] + [await p.branches(token, full_name, page=n, per_page=50)
+                           for n in (2, 3, 4, 5)]  # fmt: skip
+        assert [pg.has_next for pg in pages] == [True, True, True, True, False]
+        listed = [b.name for pg in pages for b in pg.items]
+        assert listed == expected  # 231: the default first, then every other by date
+        dates = [b.committed_at for pg in pages for b in pg.items if not b.default]
+        assert dates == sorted(dates, reverse=True)
+        asked = [r for r in github.requests[before:] if r[1] == "/api/graphql"]
+        assert len(asked) == 3  # 231 refs: 3 queries, each answer reused while it is fresh
+        graphql = p.api.rate_limit(token, "graphql")
+        assert graphql is not None and graphql.remaining == github.rate_limit - 3
+    finally:
+        await p.close()
+
+
+async def test_branches_of_a_repo_the_token_cannot_see_is_not_found(
+    oauth: GitHubProvider, github: StandInGitHub, busy: tuple[str, str, list[str]]
+) -> None:
+    _token, full_name, _ = busy
+    stranger = github.add_user(new_login())
+    with pytest.raises(ProviderError) as refused:
+        await oauth.branches(stranger, full_name, page=1, per_page=10)
+    assert refused.value.code == "repo_not_found"
+
+
+async def test_a_used_up_graphql_limit_is_reported_and_stops_queries(
+    github: StandInGitHub, tmp_path: Path, busy: tuple[str, str, list[str]]
+) -> None:
+    token, full_name, _ = busy
+    reader = github.token_for(full_name.split("/")[0])
+    github.graphql_remaining[reader] = 0
+    p = provider(github, tmp_path, cache_ttl_s=0)
+    try:
+        with pytest.raises(ProviderError) as refused:
+            await p.branches(reader, full_name, page=1, per_page=10)
+        assert refused.value.code == "github_rate_limited"
+        assert refused.value.retry_after_s and refused.value.retry_after_s > 0
+        before = len(github.requests)
+        with pytest.raises(ProviderError):
+            await p.branches(reader, full_name, page=1, per_page=10)
+        assert len(github.requests) == before  # not even asked
+        await p.repos(reader, page=1, per_page=10)  # REST has a limit of its own
+    finally:
+        await p.close()
 
 
 async def test_another_users_private_repo_is_not_found(

@@ -60,6 +60,8 @@ async def test_repos_and_branches_through_the_api(
     assert [(b["name"], b["default"]) for b in branches.json()["items"]] == [
         ("main", True), ("dev", False),
     ]  # fmt: skip
+    # GraphQL's own limit: one query so far (the REST one was used by the listings above).
+    assert branches.json()["rate_limit"]["remaining"] == github.rate_limit - 1
     file = await client.get(
         f"/api/v1/providers/github/repos/{user.login}/two/contents/version.txt",
         headers=user.headers,

@@ -113,7 +113,7 @@ class LocalSwarm:
         node = Node(name, f"{SUBNET_PREFIX}.{index + 2}", self.workdir / f"n{index + 1}")
         node.root.mkdir()
         _run("ip", "netns", "add", name)
-        host_end = f"ipswv{self.tag}{index + 1}"[:15]
+        host_end = self._veth(index)
         _run("ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", name)
         _run("ip", "link", "set", host_end, "master", BRIDGE, "up")
         inside = ("ip", "netns", "exec", name)
@@ -180,6 +180,37 @@ class LocalSwarm:
             node.process.kill()
             node.process.wait(10)
         self._kill_leftovers(node)
+
+    def power_off(self, node: Node) -> None:
+        """The whole machine stops: its engine and everything it ran are killed, and its
+        network link goes down, so packets to it are lost (no refusal, as with a machine that
+        is off) until `power_on`."""
+        _run("ip", "link", "set", self._host_end(node), "down")
+        self.kill_engine(node)
+
+    def power_on(self, node: Node, timeout_s: float = 60.0) -> None:
+        """The machine is back: link up, its dockerd started on the same data (it rejoins the
+        Swarm by itself); returns once the manager sees it ready."""
+        _run("ip", "link", "set", self._host_end(node), "up")
+        self._start_dockerd(node)
+        deadline = time.monotonic() + timeout_s
+        with contextlib.closing(self.manager.client()) as manager:
+            while time.monotonic() < deadline:
+                states = {
+                    (n.get("Status") or {}).get("Addr"): (n.get("Status") or {}).get("State")
+                    for n in manager.api.nodes()
+                }
+                if states.get(node.address) == "ready":
+                    return
+                time.sleep(0.5)
+        raise RuntimeError(f"{node.name} did not rejoin the Swarm: {self.engine_log(node)}")
+
+    def _host_end(self, node: Node) -> str:
+        return self._veth(self.nodes.index(node))
+
+    def _veth(self, index: int) -> str:
+        """The host's end of the veth pair of node `index`."""
+        return f"ipswv{self.tag}{index + 1}"[:15]
 
     # -- tearing down ------------------------------------------------------------------------------
 

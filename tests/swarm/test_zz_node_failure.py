@@ -41,12 +41,12 @@ async def test_a_lost_node_s_task_moves_and_the_app_keeps_answering(
         swarm_cluster.kill_engine(victim)
 
         async def rescheduled() -> bool:
-            now = await swarm_runtime.inspect(info.id)
-            return (
-                now is not None
-                and len(now.upstreams) == 2
-                and victim.address not in str(now.upstreams)
+            tasks = await asyncio.to_thread(
+                manager_client.api.tasks, filters={"service": info.id, "desired-state": "running"}
             )
+            up = [t for t in tasks if t["Status"]["State"] == "running"]
+            nodes = {manager_client.api.inspect_node(t["NodeID"])["Status"]["Addr"] for t in up}
+            return len(up) == 2 and victim.address not in nodes
 
         deadline = killed_at + 60
         while not await rescheduled():

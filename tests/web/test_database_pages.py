@@ -188,6 +188,13 @@ async def test_backups_list_download_and_schedule(
     )
     words = await browser.submit(page, f"{page}/schedule", {"interval_h": "daily", "keep": "3"})
     assert words.status_code == 422 and "number of hours" in field_error(words.text, "interval_h")
+    r = await browser.submit(page, f"{page}/schedule", {"cron": "30 3 * * *", "keep": "5"})
+    assert r.status_code == 303
+    saved = await stores.get(db.id)
+    assert (saved.backup_cron, saved.backup_keep) == ("30 3 * * *", 5)
+    assert 'name="cron" value="30 3 * * *"' in (await browser.get(page)).text
+    bad_cron = await browser.submit(page, f"{page}/schedule", {"cron": "61 * * * *", "keep": "5"})
+    assert bad_cron.status_code == 422 and field_error(bad_cron.text, "cron")
 
 
 async def test_delete_needs_the_name_and_no_attached_app(

@@ -18,12 +18,15 @@ from ipaas.api import (
     routes_accounts,
     routes_apps,
     routes_auth,
+    routes_branches,
     routes_databases,
     routes_domains,
     routes_gate,
     routes_github,
+    routes_github_app,
     routes_hooks,
     routes_logs,
+    routes_nodes,
     routes_notices,
     routes_quotas,
     routes_validate,
@@ -145,7 +148,9 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     app.state.data_viewer = plane.data_viewer
     app.state.push_hooks = plane.push_hooks
     app.state.sources = plane.sources
+    app.state.nodes = plane.adapters.nodes
     app.state.github_signin = plane.github_signin
+    app.state.github_app = plane.github_app
     app.state.password_login = password_login(plane.settings.auth, plane.stores.users)
     errors.install(app)
     openapi.install(app)
@@ -159,7 +164,10 @@ def create_app(plane: ControlPlane, *, manage_lifecycle: bool = True) -> FastAPI
     api.include_router(routes_logs.router)
     api.include_router(routes_databases.router)
     api.include_router(routes_github.router)
+    api.include_router(routes_github_app.router)
+    api.include_router(routes_branches.router)
     api.include_router(routes_hooks.router)
+    api.include_router(routes_nodes.router)
     app.include_router(api)
     app.include_router(routes_gate.router)
     app.include_router(routes_domains.ask_router)

@@ -16,11 +16,13 @@ from ipaas.apps.service import Principal
 from ipaas.config import DatabaseSettings
 from ipaas.databases.backups import BackupService
 from ipaas.databases.rotation import CredentialRotation
-from ipaas.databases.schedule import interval_of, keep_of
+from ipaas.databases.schedule import keep_of, plan_of
 from ipaas.databases.service import DatabaseRequest, DatabaseService
 from ipaas.databases.viewer import MAX_SQL_CHARS, DataViewer
+from ipaas.domain.cron import MAX_LENGTH as CRON_MAX_LENGTH
+from ipaas.domain.cron import parse_cron
 from ipaas.domain.databases import BackupStatus
-from ipaas.domain.errors import Conflict
+from ipaas.domain.errors import Conflict, InvalidInput
 from ipaas.runtime.databases import host_name
 from ipaas.store.models import Database, DatabaseBackup, DatabaseEvent, DatabaseJob
 
@@ -69,7 +71,8 @@ class DatabaseOut(BaseModel):
     state: str
     state_reason: str | None
     host: str
-    backup_interval_s: int
+    backup_cron: str | None = Field(description="the backup schedule in cron syntax (UTC)")
+    backup_interval_s: int | None = Field(description="seconds between backups; None: cron")
     backup_keep: int
     created_at: datetime
     updated_at: datetime
@@ -82,6 +85,17 @@ class CredentialsOut(BaseModel):
     host: str
     port: int
     url: str
+
+
+class ShellOut(BaseModel):
+    """How `ipaas db shell` starts the engine's client in the database's own container: with
+    `docker exec -i -u USER -e NAME...`, each `env` value passed through the exec's environment
+    (never on a command line)."""
+
+    container_id: str
+    user: str
+    argv: list[str]
+    env: dict[str, str]
 
 
 class AttachRequest(Strict):
@@ -108,7 +122,16 @@ class BackupOut(BaseModel):
 
 
 class ScheduleRequest(Strict):
-    interval_s: int = Field(ge=0, le=31 * 86400, description="0: no scheduled backups")
+    """One of `cron` and `interval_s`."""
+
+    cron: str | None = Field(
+        default=None,
+        max_length=CRON_MAX_LENGTH,
+        description="minute hour day-of-month month day-of-week (UTC), or @hourly, @daily, ...",
+    )
+    interval_s: int | None = Field(
+        default=None, ge=0, le=31 * 86400, description="0: no scheduled backups"
+    )
     keep: int = Field(ge=1, le=1000, description="scheduled backups kept")
 
 
@@ -148,8 +171,13 @@ class RowsOut(BaseModel):
     table: TableOut
     columns: list[ColumnOut]
     rows: list[list[Any]]
-    truncated: bool
-    next_offset: int | None
+    truncated: bool = Field(description="more rows follow, or the byte cap cut this page")
+    next: str | None = Field(description="pass as `cursor` for the next page; None: the last")
+    paging: str = Field(
+        description="key: in the order of the primary (or a unique NOT NULL) key; ctid: "
+        "PostgreSQL's row ids (no such key); offset: a view or a keyless MariaDB table"
+    )
+    order_by: list[str]
 
 
 class QueryRequest(Strict):
@@ -171,7 +199,8 @@ def database_out(db: Database, settings: DatabaseSettings) -> DatabaseOut:
     return DatabaseOut(
         id=db.id, name=db.name, engine=db.engine, version=db.version, memory_mb=db.memory_mb,
         cpus=db.cpus, state=db.state, state_reason=db.state_reason, host=host_name(db.id),
-        backup_interval_s=interval_of(db, settings), backup_keep=keep_of(db, settings),
+        backup_cron=(plan := plan_of(db, settings)).cron,
+        backup_interval_s=None if plan.cron else plan.interval_s, backup_keep=keep_of(db, settings),
         created_at=db.created_at, updated_at=db.updated_at,
     )  # fmt: skip
 
@@ -258,6 +287,18 @@ async def database_credentials(
 ) -> CredentialsOut:
     response.headers["Cache-Control"] = "no-store"
     return CredentialsOut(**svc.credentials(db).__dict__)
+
+
+@router.get("/{db_id}/shell", response_model=ShellOut)
+async def database_shell(
+    response: Response,
+    db: Database = Depends(owned_database),
+    svc: DatabaseService = Depends(database_service),
+) -> ShellOut:
+    """What `ipaas db shell` needs to run psql / mariadb / redis-cli inside the database's
+    container on the platform's host (owner only; it holds the password)."""
+    response.headers["Cache-Control"] = "no-store"
+    return ShellOut(**svc.shell(db).__dict__)
 
 
 @router.get("/{db_id}/attachments", response_model=list[AttachmentOut])
@@ -348,7 +389,14 @@ async def set_backup_schedule(
     db: Database = Depends(owned_database),
     svc: DatabaseService = Depends(database_service),
 ) -> DatabaseOut:
-    await svc.store.set_fields(db.id, backup_interval_s=body.interval_s, backup_keep=body.keep)
+    """A cron expression (`invalid_cron` when it is not one) or an interval, and how many
+    scheduled backups are kept."""
+    if (body.cron is None) == (body.interval_s is None):
+        raise InvalidInput("give one of cron and interval_s", code="invalid_schedule")
+    cron = parse_cron(body.cron) if body.cron is not None else None
+    await svc.store.set_fields(
+        db.id, backup_cron=cron, backup_interval_s=body.interval_s, backup_keep=body.keep
+    )
     return database_out(await svc.store.get(db.id), svc.settings)
 
 
@@ -403,20 +451,25 @@ async def table_rows(
     table: str = Query(..., min_length=1, max_length=256),
     schema: str | None = Query(None, max_length=256),
     limit: int = Query(100, ge=1, le=100_000),
-    offset: int = Query(0, ge=0, le=2**62),
+    cursor: str | None = Query(None, min_length=1, max_length=4096),
     db: Database = Depends(owned_database),
     viewer: DataViewer = Depends(data_viewer),
 ) -> RowsOut:
-    """A page of a table's rows (in primary-key order), its columns and their types."""
-    found, columns, rows, cut = await viewer.rows(db, table, schema, limit, offset)
+    """A page of a table's rows, in its key's order, with its columns and their types; the
+    next page is asked with `cursor` set to this one's `next` (422 `invalid_cursor` for one
+    the viewer did not give for this table, 409 `stale_cursor` when the table's key changed)."""
+    page = await viewer.rows(db, table, schema, limit, cursor)
+    found = page.table
     return RowsOut(
         table=TableOut(
             schema_name=found.schema, name=found.name, estimated_rows=found.estimated_rows
         ),
-        columns=[ColumnOut(**c.__dict__) for c in columns],
-        rows=rows,
-        truncated=cut,
-        next_offset=offset + len(rows) if cut else None,
+        columns=[ColumnOut(**c.__dict__) for c in page.columns],
+        rows=page.rows,
+        truncated=page.truncated,
+        next=page.next,
+        paging=page.paging,
+        order_by=page.order_by,
     )
 
 

@@ -59,17 +59,25 @@ async def github_login(
 ) -> Response:
     """Start the OAuth web flow; a signed-in caller links GitHub to their own account."""
     who = await _maybe_user(request)
-    start = flow.start(who.user_id if who else None)
+    start = await flow.start(who.user_id if who else None)
     response: Response
     if format == "json":
         response = JSONResponse(LoginStart(authorize_url=start.authorize_url).model_dump())
     else:
         response = RedirectResponse(start.authorize_url, status_code=302)
-    response.set_cookie(
-        STATE_COOKIE, start.nonce, max_age=config.github.state_ttl_s, path=COOKIE_PATH,
-        httponly=True, samesite="lax", secure=config.api_url.startswith("https://"),
-    )  # fmt: skip
+    set_state_cookie(response, STATE_COOKIE, start.nonce, COOKIE_PATH, config)
     return response
+
+
+def set_state_cookie(
+    response: Response, name: str, nonce: str, path: str, config: Settings
+) -> None:
+    """The nonce of a round trip through GitHub, for the browser that starts it only: GitHub
+    sends that browser back with the state, and both must match."""
+    response.set_cookie(
+        name, nonce, max_age=config.github.state_ttl_s, path=path, httponly=True,
+        samesite="lax", secure=config.api_url.startswith("https://"),
+    )  # fmt: skip
 
 
 @router.get("/auth/github/callback", response_model=TokenPair)
@@ -128,6 +136,7 @@ class BranchOut(BaseModel):
     name: str
     commit: str
     default: bool
+    committed_at: str | None
 
 
 class ListingOut(BaseModel):
@@ -147,7 +156,7 @@ class FileOut(BaseModel):
 
 
 async def _github(who: Principal, found: Sources) -> tuple[RepoProvider, str]:
-    return found.provider(GITHUB), await found.require_token(who.user_id)
+    return await found.provider(GITHUB), await found.require_token(who.user_id)
 
 
 def _limit(value: RateLimit | None) -> RateLimitOut | None:
@@ -184,7 +193,7 @@ async def github_branches(
     who: Principal = Depends(current_user),
     found: Sources = Depends(sources),
 ) -> ListingOut:
-    """A repository's branches, its default branch first."""
+    """A repository's branches: its default branch first, then by last commit, newest first."""
     github, token = await _github(who, found)
     try:
         listing = await github.branches(token, f"{owner}/{repo}", page=page, per_page=per_page)
@@ -193,7 +202,7 @@ async def github_branches(
     items = [BranchOut(**b.__dict__).model_dump() for b in listing.items]
     return ListingOut(
         items=items, page=page, per_page=per_page, has_next=listing.has_next,
-        rate_limit=_limit(github.rate_limit(token)),
+        rate_limit=_limit(github.rate_limit(token, "graphql")),
     )  # fmt: skip
 
 

@@ -73,6 +73,35 @@ async def list_deliveries(
     return [DeliveryOut.model_validate(r, from_attributes=True) for r in rows]
 
 
+class AppHandledOut(BaseModel):
+    app_id: str
+    outcome: str
+    reason: str
+    commit: str | None
+    build: int | None
+
+
+class GitHubAppDeliveryOut(BaseModel):
+    outcome: str  # pong | handled | ignored
+    apps: list[AppHandledOut]
+
+
+@router.post("/hooks/github", response_model=GitHubAppDeliveryOut)
+async def receive_for_github_app(
+    request: Request, hooks: PushHooks = Depends(push_hooks)
+) -> JSONResponse:
+    """A delivery of the platform's GitHub App (its webhook secret): acted on for every app
+    deployed from the repository, each recorded with that app's deliveries."""
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    handled = await hooks.receive_for_github_app(headers, body)
+    apps = [AppHandledOut(app_id=a, **h.__dict__) for a, h in handled if a]
+    outcome = "pong" if handled and not handled[0][0] else ("handled" if apps else "ignored")
+    status = 202 if any(a.build is not None for a in apps) else 200
+    out = GitHubAppDeliveryOut(outcome=outcome, apps=apps)
+    return JSONResponse(out.model_dump(), status_code=status)
+
+
 @router.post("/hooks/{app_id}", status_code=200)
 async def receive(
     app_id: str, request: Request, hooks: PushHooks = Depends(push_hooks)

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -141,6 +141,21 @@ class Deployer:
                 if old_name != app.name:
                     await self.router.remove_route(self.hosts.host(old_name))
                 await self.apps.set_fields(app_id, url=url)
+
+    async def move_routes(self, moved: Mapping[str, str]) -> None:
+        """Apps that answer elsewhere now (app id -> address: the nodes a Swarm app may run
+        on came or went): their address changes, and the routes follow at the next sync."""
+        for app_id, address in moved.items():
+            async with self.routes_lock:  # read under it: a rollout may be switching it
+                try:
+                    app = await self.apps.get(app_id)
+                except NotFound:
+                    continue
+                if app.state != S.RUNNING or app.address == address:
+                    continue
+                await self.apps.set_fields(app_id, address=address)
+            await self.apps.note(app_id, f"the nodes it runs on changed: routed to {address}")
+            log.info("route moved", app_id=app_id, address=address)
 
     async def _route(self, app: Application, address: str) -> Route:
         domains = await self.domains.verified_by_app([app.id])

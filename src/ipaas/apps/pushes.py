@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,15 @@ from ipaas.apps.previews import Previews
 from ipaas.apps.service import AppService
 from ipaas.auth.keys import Cipher
 from ipaas.domain.errors import Conflict, InvalidInput, LimitReached, NotFoundError, Unauthenticated
-from ipaas.domain.pushes import Outcome, decide_pull_request, decide_push, genuine, read_headers
+from ipaas.domain.pushes import (
+    Delivery,
+    Outcome,
+    decide_pull_request,
+    decide_push,
+    genuine,
+    read_headers,
+    signed_by_github,
+)
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.store.apps import AppStore, NotFound
 from ipaas.store.deliveries import DeliveryStore
@@ -43,12 +51,14 @@ class PushHooks:
         cipher: Cipher,
         service: AppService,
         previews: Previews,
+        github_app_secret: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         self.apps = apps
         self.deliveries = deliveries
         self.cipher = cipher
         self.service = service
         self.previews = previews
+        self.github_app_secret = github_app_secret  # the platform's GitHub App's webhook
 
     # --- the owner's side ---------------------------------------------------------------------
     async def secret(self, app: Application, rotate: bool = False) -> str:
@@ -75,12 +85,47 @@ class PushHooks:
         delivery = read_headers(headers)
         if delivery is None:
             raise InvalidInput("not a webhook of GitHub, Gitea or GitLab", code="unknown_sender")
+        return await self._handle(app, delivery, body)
+
+    async def receive_for_github_app(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> list[tuple[str, Handled]]:
+        """A delivery of the platform's GitHub App webhook (every repository it is installed
+        on), signed with the App's webhook secret: handled for each app deployed from the
+        repository as if it came to that app's own webhook. (app id, what it did) each."""
+        secret = await self.github_app_secret() if self.github_app_secret else None
+        if not secret:
+            raise NotFoundError("this platform's GitHub App has no webhook", code="not_found")
+        if not signed_by_github(secret, body, headers):
+            raise Unauthenticated(
+                "the signature does not match the GitHub App's secret", code="bad_signature"
+            )
+        delivery = read_headers(headers)
+        if delivery is None or delivery.forge != "github":
+            raise InvalidInput("not a webhook of GitHub", code="unknown_sender")
+        payload = _payload(body)
+        if delivery.event == "ping":
+            return [("", Handled("pong", "ping answered"))]
+        repository = payload.get("repository")
+        full_name = repository.get("full_name") if isinstance(repository, dict) else None
+        apps = await self.apps.of_github_repo(full_name) if isinstance(full_name, str) else []
+        return [(app.id, await self._handle(app, delivery, body, payload)) for app in apps]
+
+    async def _handle(
+        self,
+        app: Application,
+        delivery: Delivery,
+        body: bytes,
+        payload: dict[str, Any] | None = None,
+    ) -> Handled:
+        """Once per delivery id and app: act, and record what was done."""
         delivery_id = delivery.delivery_id or hashlib.sha256(body).hexdigest()
         row = await self.deliveries.claim(app.id, delivery_id, delivery.forge, delivery.event)
         if row is None:
             return Handled("duplicate", f"delivery {delivery_id} was handled before")
         try:
-            handled = await self._act(app, delivery.event, _payload(body))
+            parsed = payload if payload is not None else _payload(body)
+            handled = await self._act(app, delivery.event, parsed)
         except BaseException:
             await self.deliveries.settle(row, "error", "the platform failed to handle it")
             raise

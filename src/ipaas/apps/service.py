@@ -27,7 +27,16 @@ from ipaas.domain.specs import AppCreate, AppUpdate, EnvVar
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.domain.statuses import BuildStatus
 from ipaas.domain.updates import Action, action_for, change_note
-from ipaas.providers.base import GitProvider, ProviderError, RepoError, RepoInfo
+from ipaas.providers.base import (
+    Branch,
+    GitProvider,
+    Page,
+    ProviderError,
+    RepoError,
+    RepoInfo,
+    branch_listing,
+    paged,
+)
 from ipaas.runtime.base import ContainerInfo, ContainerStats
 from ipaas.store.apps import AppStore, NameTaken, NotFound, StatusRow
 from ipaas.store.builds import BuildStore
@@ -193,12 +202,49 @@ class AppService:
         except RepoError as exc:
             raise InvalidInput(exc.detail, code=exc.code) from None
 
+    async def url_branches(
+        self, who: Principal, repo: str, *, page: int, per_page: int
+    ) -> Page[Branch]:
+        """The branches of any git URL the caller may deploy from (the rules and host checks
+        of `check_repo`, through `git ls-remote` with the clone timeout)."""
+        if looks_like_full_name(repo):
+            raise InvalidInput(
+                "owner/repo is a GitHub repository: list its branches with "
+                "/api/v1/providers/github/repos/{owner}/{repo}/branches",
+                code="not_a_url",
+            )
+        info = await self.check_repo(who, repo)
+        return paged(branch_listing(info.default_branch, info.heads or {}), page, per_page)
+
+    async def app_branches(
+        self, who: Principal, app: Application, *, page: int, per_page: int
+    ) -> Page[Branch]:
+        """The branches of an app's repository: from GitHub with the caller's token (by last
+        commit), else with the credentials kept for the app (by name)."""
+        try:
+            if app.provider == GITHUB:
+                github = await self.sources.provider(GITHUB)
+                token = await self.sources.require_token(who.user_id)
+                return await github.branches(token, app.repo, page=page, per_page=per_page)
+            source = await self.sources.of_app(app)
+            info = await self.git.inspect(
+                source.url,
+                allow_local=source.allow_local and who.is_admin,
+                check_host=not who.is_admin,
+                credentials=source.credentials,
+            )
+        except ProviderError as exc:
+            raise user_error(exc) from None
+        except RepoError as exc:
+            raise InvalidInput(exc.detail, code=exc.code) from None
+        return paged(branch_listing(info.default_branch, info.heads or {}), page, per_page)
+
     async def _github_info(self, who: Principal, full_name: str) -> RepoInfo:
         """The repository as the caller's GitHub token sees it (422 when it cannot)."""
         problem = full_name_problem(full_name)
         if problem is not None:
             raise InvalidInput(f"the repository is not valid: {problem}", code="invalid_repo")
-        github = self.sources.provider(GITHUB)
+        github = await self.sources.provider(GITHUB)
         token = await self.sources.require_token(who.user_id)
         try:
             found = await github.repo(token, full_name)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from dataclasses import dataclass
 
 from ipaas.apps.sources import GITHUB, user_error
 from ipaas.auth.keys import Cipher
 from ipaas.auth.tokens import InvalidState, SignedStates
 from ipaas.config import GitHubSettings
-from ipaas.domain.errors import Conflict, Forbidden, InvalidInput
+from ipaas.domain.errors import Conflict, Forbidden, InvalidInput, NotFoundError
 from ipaas.providers.base import ProviderError, ProviderUser
 from ipaas.providers.github import GitHubProvider
 from ipaas.store.identities import IdentityStore, IdentityTaken
@@ -53,15 +52,17 @@ class GitHubSignIn:
         self.states = states
         self.settings = settings
         self.redirect_uri = redirect_uri
-        self._used: dict[str, float] = {}  # nonces that came back, until they expire
 
-    def start(self, link_user_id: str | None, dashboard: str | None = None) -> Start:
+    async def start(self, link_user_id: str | None, dashboard: str | None = None) -> Start:
         """`dashboard`: the flow was started from the dashboard, which takes the browser
         back (to that page of its own) once GitHub sends it to the one callback."""
         nonce = secrets.token_urlsafe(24)
         claims = {"link": link_user_id or ""} | ({"web": dashboard} if dashboard else {})
         state = self.states.issue(nonce, **claims)
-        return Start(self.github.authorize_url(state, self.redirect_uri), nonce)
+        try:
+            return Start(await self.github.authorize_url(state, self.redirect_uri), nonce)
+        except ProviderError as exc:
+            raise NotFoundError(exc.detail, code=exc.code) from None
 
     def dashboard_page(self, state: str) -> str | None:
         """The dashboard page a flow started from the dashboard goes back to; None for a
@@ -93,20 +94,9 @@ class GitHubSignIn:
 
     def _check_state(self, state: str, cookie_nonce: str | None) -> dict[str, str]:
         try:
-            claims = self.states.verify(state)
-        except InvalidState:
-            raise InvalidInput(
-                "the sign-in state is not valid or expired", code="bad_state"
-            ) from None
-        nonce = claims["n"]
-        if cookie_nonce is None or not secrets.compare_digest(nonce, cookie_nonce):
-            raise InvalidInput("the sign-in was started by another browser", code="bad_state")
-        now = time.time()
-        self._used = {n: t for n, t in self._used.items() if t > now}
-        if nonce in self._used:
-            raise InvalidInput("this sign-in was completed already", code="bad_state")
-        self._used[nonce] = now + self.states.ttl_s
-        return claims
+            return self.states.redeem(state, "signin", cookie_nonce)
+        except InvalidState as exc:
+            raise InvalidInput(f"sign-in refused: {exc.why}", code="bad_state") from None
 
     async def _check_orgs(self, token: str) -> None:
         allowed = {o.lower() for o in self.settings.allowed_orgs}

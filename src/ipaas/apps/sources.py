@@ -39,8 +39,8 @@ class Sources:
         self.identities = identities
         self.github = github
 
-    def provider(self, name: str) -> RepoProvider:
-        if name != GITHUB or self.github is None:
+    async def provider(self, name: str) -> RepoProvider:
+        if name != GITHUB or self.github is None or not await self.github.configured():
             raise InvalidInput("GitHub is not configured on this platform", code="no_provider")
         return self.github
 
@@ -64,7 +64,7 @@ class Sources:
         if app.provider != GITHUB:
             credentials = decode_credentials(self.cipher, app.repo_credentials_encrypted)
             return Source(app.repo, credentials)
-        github = self.provider(GITHUB)
+        github = await self.provider(GITHUB)
         url = github.clone_url(app.repo)
         credentials = await github.clone_credentials(await self.token(app.owner_id), app.repo)
         return Source(url, credentials, True, (urlsplit(url).scheme,))

@@ -44,6 +44,7 @@ class AccessTokens:
     def __init__(self, key: str, ttl_s: int) -> None:
         self._key = key
         self.ttl_s = ttl_s
+        self._used: dict[str, float] = {}  # nonces redeemed, until their states expire
         # Verified tokens, so a client polling with one token pays the HMAC and JSON once.
         self._verified: dict[str, AccessClaims] = {}
         # user id -> the time their sessions were ended (password changed, account disabled):
@@ -105,6 +106,7 @@ class AppPasses:
     def __init__(self, key: str, ttl_s: int) -> None:
         self._key = key
         self.ttl_s = ttl_s
+        self._used: dict[str, float] = {}  # nonces redeemed, until their states expire
 
     def issue(self, user_id: str, role: str, app_id: str) -> str:
         now = int(time.time())
@@ -136,7 +138,11 @@ class AppPasses:
 
 
 class InvalidState(Exception):
-    pass
+    """Why a state is refused (its message says it to the user)."""
+
+    def __init__(self, why: str = "the state is not valid or expired") -> None:
+        super().__init__(why)
+        self.why = why
 
 
 class SignedStates:
@@ -146,16 +152,40 @@ class SignedStates:
     def __init__(self, key: str, ttl_s: int) -> None:
         self._key = key
         self.ttl_s = ttl_s
+        self._used: dict[str, float] = {}  # nonces redeemed, until their states expire
 
-    def issue(self, nonce: str, **data: str) -> str:
-        claims = {**data, "n": nonce, "typ": "s", "exp": int(time.time()) + self.ttl_s}
+    def issue(self, nonce: str, purpose: str = "signin", **data: str) -> str:
+        """A state for one purpose (`signin`, `app-manifest`): another flow refuses it."""
+        claims = {
+            **data,
+            "n": nonce,
+            "p": purpose,
+            "typ": "s",
+            "exp": int(time.time()) + self.ttl_s,
+        }
         return jwt.encode(claims, self._key, algorithm="HS256")
 
-    def verify(self, token: str) -> dict[str, str]:
+    def verify(self, token: str, purpose: str = "signin") -> dict[str, str]:
         try:
             claims = jwt.decode(token, self._key, algorithms=["HS256"])
         except jwt.PyJWTError:
             raise InvalidState from None
         if claims.get("typ") != "s" or not isinstance(claims.get("n"), str):
             raise InvalidState
-        return {k: str(v) for k, v in claims.items() if k not in ("typ", "exp")}
+        if claims.get("p") != purpose:
+            raise InvalidState
+        return {k: str(v) for k, v in claims.items() if k not in ("typ", "exp", "p")}
+
+    def redeem(self, token: str, purpose: str, cookie_nonce: str | None) -> dict[str, str]:
+        """The claims of a state coming back, once: it must be valid, of this purpose, and
+        come back to the browser that started the round trip (its nonce is in a cookie)."""
+        claims = self.verify(token, purpose)
+        nonce = claims["n"]
+        if cookie_nonce is None or not secrets.compare_digest(nonce, cookie_nonce):
+            raise InvalidState("the flow was started by another browser")
+        now = time.time()
+        self._used = {n: t for n, t in self._used.items() if t > now}
+        if nonce in self._used:
+            raise InvalidState("this flow was completed already")
+        self._used[nonce] = now + self.ttl_s
+        return claims

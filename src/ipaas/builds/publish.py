@@ -7,7 +7,8 @@ import asyncio
 from dataclasses import replace
 
 from ipaas.builds.base import BuildFailed, BuildRequest, BuildResult, ImageBuilder, LogSink
-from ipaas.runtime.registry import ImagePublisher, PushFailed
+from ipaas.domain.swarm import release_tag
+from ipaas.runtime.registry import ImagePublisher, PushFailed, repository_of
 
 
 class PublishingBuilder:
@@ -19,11 +20,11 @@ class PublishingBuilder:
         self, request: BuildRequest, log: LogSink, cancel: asyncio.Event | None = None
     ) -> BuildResult:
         result = await self.inner.build(request, log, cancel)
-        # Short: the digest reference must fit the release's image column (128).
-        repository = f"ipaas/{request.app_id[:12]}"
+        repository = repository_of(request.app_id)
         await log(f"==> pushing to {self.publisher.settings.push_address}/{repository}")
         try:
-            image = await self.publisher.publish(result.image_id, repository, f"r{request.release}")
+            tag = release_tag(request.release)
+            image = await self.publisher.publish(result.image_id, repository, tag)
         except PushFailed as exc:
             # The registry's fault, not the user's: the build is retried.
             raise BuildFailed(f"pushing the image failed: {exc}", user_fault=False) from exc

@@ -4,6 +4,11 @@ or by name."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +29,7 @@ from ipaas.cli.ui import (
     state_text,
     table,
 )
+from ipaas.domain.databases import shell_command_args
 
 DATABASES = f"{API}/databases"
 db_app = typer.Typer(no_args_is_help=True, help="Databases: PostgreSQL, MariaDB, Redis.")
@@ -234,19 +240,75 @@ def rotate(database: str = typer.Argument(..., help="id or name")) -> None:
 @handles_errors
 def schedule(
     database: str = typer.Argument(..., help="id or name"),
-    every: int = typer.Option(..., "--every", help="seconds between backups; 0: none"),
+    cron: str = typer.Option(
+        None, "--cron", help="'minute hour day month weekday' in UTC, or @daily, @hourly, ..."
+    ),
+    every: int = typer.Option(None, "--every", help="seconds between backups; 0: none"),
     keep: int = typer.Option(7, "--keep", help="scheduled backups kept"),
 ) -> None:
-    """Set the database's backup schedule."""
+    """Set the database's backup schedule: --cron or --every."""
+    if (cron is None) == (every is None):
+        raise fail("give one of --cron and --every", code=2)
+    body: dict[str, Any] = {"keep": keep}
+    body.update({"cron": cron} if cron is not None else {"interval_s": every})
     with api() as client:
         db = resolve(client, database)
-        body = {"interval_s": every, "keep": keep}
         client.request("PUT", f"{DATABASES}/{db['id']}/backup-schedule", json=body)
-    console().print(
-        f"{db['name']}: a backup every {every} s, {keep} kept"
-        if every
-        else f"{db['name']}: no scheduled backups"
-    )
+    if cron is not None:
+        said = f"backups on {cron!r} (UTC)"
+    else:
+        said = f"a backup every {every} s" if every else "no scheduled backups"
+    console().print(f"{db['name']}: {said}" + (f", {keep} kept" if cron or every else ""))
+
+
+@db_app.command("shell")
+@handles_errors
+def shell(
+    database: str = typer.Argument(..., help="id or name"),
+    command: str = typer.Option(
+        None, "--command", "-c", help="run this and exit (psql -c, mariadb -e, redis-cli words)"
+    ),
+) -> None:
+    """psql / mariadb / redis-cli inside the database's own container, logged in as its user.
+
+    Runs `docker exec` against the platform host's Docker engine (run it on that host, or set
+    DOCKER_HOST); the password reaches the client through the exec's environment, never a
+    command line. Without a terminal, statements can be fed on standard input."""
+    with api() as client:
+        db = resolve(client, database)
+        info = client.get(f"{DATABASES}/{db['id']}/shell")
+    docker = shutil.which("docker")
+    if docker is None:
+        raise fail(
+            "`ipaas db shell` runs the client through the platform host's Docker engine and "
+            "needs the docker command there; elsewhere use `ipaas db credentials` with a client "
+            "of your own on your apps' network"
+        )
+    interactive = command is None and sys.stdin.isatty() and sys.stdout.isatty()
+    argv = [docker, "exec", "-i", *(["-t"] if interactive else []), "-u", info["user"]]
+    for name in info["env"]:
+        argv += ["-e", name]  # the value comes from this process's environment
+    argv += [info["container_id"], *info["argv"]]
+    if command is not None:
+        argv += shell_command_args(db["engine"], command)
+    env = {**os.environ, **info["env"]}
+    if interactive:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's
+        try:
+            code = subprocess.run(argv, env=env).returncode
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    else:
+        fed = sys.stdin.buffer.read() if command is None else b""
+        done = subprocess.run(argv, env=env, input=fed, capture_output=True)
+        sys.stdout.buffer.write(done.stdout)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(done.stderr)
+        code = done.returncode
+        if b"No such container" in done.stderr:
+            raise fail("the database's container is not on this Docker engine: run this on the "
+                       "platform's host, or set DOCKER_HOST to its engine")  # fmt: skip
+    raise typer.Exit(code)
 
 
 @db_app.command("delete")

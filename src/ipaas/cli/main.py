@@ -13,6 +13,7 @@ from ipaas.cli.account import account_app, users_app
 from ipaas.cli.apps import apps_app
 from ipaas.cli.db import db_app
 from ipaas.cli.images import images_app
+from ipaas.cli.nodes import nodes_app
 from ipaas.cli.repos import repos_app
 from ipaas.cli.session import register_session_commands
 
@@ -29,6 +30,7 @@ app.add_typer(apps_app, name="apps", help="Your applications.")
 app.add_typer(db_app, name="db", help="Your databases.")
 app.add_typer(repos_app, name="repos", help="Your GitHub repositories and branches.")
 app.add_typer(images_app, name="images", help="Base images for builds.")
+app.add_typer(nodes_app, name="nodes", help="The Swarm's nodes (admins only).")
 app.add_typer(account_app, name="account", help="Your account, notices and webhooks.")
 admin_app.add_typer(users_app, name="users", help="Users, over the API (admins only).")
 register_session_commands(app)

@@ -1,4 +1,5 @@
-"""`ipaas repos`: your repositories and branches on the platform's GitHub."""
+"""`ipaas repos`: your repositories and branches on the platform's GitHub, and the branches of
+any git URL."""
 
 from __future__ import annotations
 
@@ -47,21 +48,30 @@ def list_repos(
 @repos_app.command("branches")
 @handles_errors
 def list_branches(
-    repo: str = typer.Argument(..., help="owner/repo"),
+    repo: str = typer.Argument(..., help="owner/repo on GitHub, or a git URL"),
     page: int = typer.Option(1, "--page", min=1),
     output: Output = OUTPUT_OPTION,
 ) -> None:
-    """A repository's branches, the default one first."""
-    if repo.count("/") != 1:
-        raise typer.BadParameter("expected owner/repo")
+    """A repository's branches, the default one first: then by last commit, newest first (on
+    GitHub), or by name (a git URL: git tells no dates)."""
+    is_url = ":" in repo
+    if not is_url and repo.count("/") != 1:
+        raise typer.BadParameter("expected owner/repo, or a git URL")
     with api() as client:
-        listing = client.get(f"{GITHUB}/repos/{repo}/branches", page=page, per_page=100)
+        if is_url:
+            body = {"repo": repo, "page": page, "per_page": 100}
+            listing = client.post("/api/v1/providers/git/branches", body)
+        else:
+            listing = client.get(f"{GITHUB}/repos/{repo}/branches", page=page, per_page=100)
     if output == Output.json:
         print_json(listing)
         return
     rows = [
-        (b["name"] + (" (default)" if b["default"] else ""), b["commit"][:12])
+        (b["name"] + (" (default)" if b["default"] else ""), b["commit"][:12],
+         b.get("committed_at") or "")
         for b in listing["items"]
-    ]
-    table(["BRANCH", "COMMIT"], rows)
+    ]  # fmt: skip
+    table(["BRANCH", "COMMIT", "LAST COMMIT"], rows)
+    if listing["has_next"]:
+        console().print(f"more: --page {page + 1}")
     _limit_note(listing)

@@ -24,10 +24,7 @@ T = TypeVar("T")
 
 
 def run_up(settings: Settings, *, bootstrap: bool = True) -> None:
-    import uvicorn
-
-    from ipaas.platform import admin_process, api_process
-    from ipaas.web.site import create_site
+    from ipaas.platform import admin_process
 
     migrate_in_child(settings.effective_database_url)
     if bootstrap:
@@ -35,14 +32,13 @@ def run_up(settings: Settings, *, bootstrap: bool = True) -> None:
     asyncio.run(_first_admin(_or_exit(admin_process, settings)))
     url = settings.api_url
     typer.echo(f"ipaas is up: {url}  (dashboard: {url}/, API docs: {url}/docs)")
-    uvicorn.run(
-        create_site(_or_exit(api_process, settings)),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        ws="none",  # no WebSocket endpoints (logs follow over SSE): not loaded at all
-    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The same pid goes on as the platform, without the CLI's modules (cli/serve.py); the
+    # address given on the command line travels in the environment, like every other setting.
+    os.environ["IPAAS_HOST"] = settings.host
+    os.environ["IPAAS_PORT"] = str(settings.port)
+    os.execv(sys.executable, [sys.executable, "-m", "ipaas.cli.serve"])
 
 
 def _or_exit(build: Callable[[Settings], T], settings: Settings) -> T:

@@ -1,18 +1,19 @@
-"""Scheduled backups, taken by the databases' recovery loop: each running database whose last
-backup attempt is older than its interval gets one; scheduled backups beyond its keep-N are
-removed; a database with no good backup within its window (interval plus the time a backup may
-take) gets one `backup_overdue` event per overdue spell, for notices to pick up."""
+"""Scheduled backups, taken by the databases' recovery loop: each running database whose
+schedule (a cron expression or an interval, `BackupPlan`) has come due since its last backup
+attempt gets one; scheduled backups beyond its keep-N are removed; a database with no good
+backup within its window (the schedule's next run after the last good backup, plus the time a
+backup may take) gets one `backup_overdue` event per overdue spell, for notices to pick up."""
 
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 
 from ipaas.config import DatabaseSettings
 from ipaas.databases.backups import BackupService
-from ipaas.domain.databases import BackupStatus, DbState
+from ipaas.domain.databases import BackupPlan, BackupStatus, DbState
 from ipaas.domain.errors import Conflict
 from ipaas.store.databases import DatabaseStore
 from ipaas.store.models import Database, utcnow
@@ -20,20 +21,20 @@ from ipaas.store.models import Database, utcnow
 log = structlog.get_logger()
 
 
-def interval_of(db: Database, settings: DatabaseSettings) -> int:
-    return settings.backup_interval_s if db.backup_interval_s is None else db.backup_interval_s
+def plan_of(db: Database, settings: DatabaseSettings) -> BackupPlan:
+    """The database's own schedule (a cron expression, else an interval), else the
+    platform's (`databases.backup_cron`, else `databases.backup_interval_s`)."""
+    if db.backup_cron:
+        return BackupPlan(cron=db.backup_cron)
+    if db.backup_interval_s is not None:
+        return BackupPlan(interval_s=db.backup_interval_s)
+    if settings.backup_cron:
+        return BackupPlan(cron=settings.backup_cron)
+    return BackupPlan(interval_s=settings.backup_interval_s)
 
 
 def keep_of(db: Database, settings: DatabaseSettings) -> int:
     return settings.backup_keep if db.backup_keep is None else db.backup_keep
-
-
-def backup_due(now: datetime, interval_s: int, last_attempt: datetime) -> bool:
-    return interval_s > 0 and now >= last_attempt + timedelta(seconds=interval_s)
-
-
-def backup_overdue(now: datetime, interval_s: int, window_s: float, last_good: datetime) -> bool:
-    return interval_s > 0 and now > last_good + timedelta(seconds=interval_s + window_s)
 
 
 class BackupSchedule:
@@ -44,8 +45,8 @@ class BackupSchedule:
         self.backups = backups
         self.settings = settings
 
-    async def once(self) -> None:
-        now = utcnow()
+    async def once(self, now: datetime | None = None) -> None:
+        now = now or utcnow()
         running = await self.store.all_in_states([DbState.RUNNING])
         for db in running:
             try:
@@ -56,29 +57,29 @@ class BackupSchedule:
         await self.backups.sweep_final({db.id for db in everyone})
 
     async def _one(self, db: Database, now: datetime) -> None:
-        interval = interval_of(db, self.settings)
+        plan = plan_of(db, self.settings)
         await self.backups.prune(db, keep_of(db, self.settings))
-        if interval <= 0:
+        if not plan.enabled:
             return
         latest = await self.store.latest_backup(db.id, succeeded_only=False)
         if latest is not None and latest.status == BackupStatus.RUNNING:
             return
         good = await self.store.latest_backup(db.id, succeeded_only=True)
         last_good = good.created_at if good is not None else db.created_at
-        if backup_overdue(now, interval, self.settings.backup_timeout_s, last_good):
-            await self._overdue(db, last_good, interval)
+        if plan.overdue(now, self.settings.backup_timeout_s, last_good):
+            await self._overdue(db, last_good, plan)
         last_attempt = latest.created_at if latest is not None else db.created_at
-        if backup_due(now, interval, last_attempt):
+        if plan.due(now, last_attempt):
             with contextlib.suppress(Conflict):  # stopped meanwhile
                 await self.backups.start(db, "scheduled")
 
-    async def _overdue(self, db: Database, last_good: datetime, interval: int) -> None:
+    async def _overdue(self, db: Database, last_good: datetime, plan: BackupPlan) -> None:
         """One event per spell: none again until a good backup ends it."""
         seen = await self.store.last_event(db.id, "backup_overdue")
         if seen is not None and seen.at > last_good:
             return
         await self.store.add_event(
             db, "backup_overdue",
-            f"no good backup since {last_good:%Y-%m-%d %H:%M} UTC (every {interval} s asked)",
-            last_good_at=last_good.isoformat(), interval_s=interval,
+            f"no good backup since {last_good:%Y-%m-%d %H:%M} UTC (schedule: {plan.describe()})",
+            last_good_at=last_good.isoformat(), cron=plan.cron, interval_s=plan.interval_s,
         )  # fmt: skip

@@ -24,11 +24,14 @@ from ipaas.databases.provisioning import container_spec, new_accounts, run_admin
 from ipaas.domain.databases import (
     ENGINES,
     MIN_MEMORY_MB,
+    SHELL_OS_USER,
+    SHELL_PASSWORD_ENV,
     DbState,
     Engine,
     IllegalDbTransition,
     engine_info,
     env_name_problem,
+    shell_argv,
 )
 from ipaas.domain.errors import Conflict, InvalidInput, LimitReached, NotFoundError
 from ipaas.domain.names import name_problem
@@ -60,6 +63,14 @@ class ShownCredentials:
     host: str
     port: int
     url: str
+
+
+@dataclass(frozen=True)
+class ShellCommand:
+    container_id: str
+    user: str
+    argv: list[str]
+    env: dict[str, str]
 
 
 class DatabaseService:
@@ -104,6 +115,16 @@ class DatabaseService:
         return ShownCredentials(
             creds.username, creds.password, creds.database, host, port, url_of(self.cipher, db)
         )
+
+    def shell(self, db: Database) -> ShellCommand:
+        """The engine's client for `ipaas db shell`, run in the database's own container."""
+        if db.state != DbState.RUNNING or not db.container_id:
+            raise Conflict(f"not possible while the database is {db.state}", code="invalid_state")
+        creds = credentials_of(self.cipher, db)
+        return ShellCommand(
+            db.container_id, SHELL_OS_USER, shell_argv(db.engine, db.version, creds),
+            {SHELL_PASSWORD_ENV[Engine(db.engine)]: creds.password},
+        )  # fmt: skip
 
     async def attachments(self, db: Database) -> Sequence[tuple[DatabaseAttachment, str]]:
         return await self.store.attachments(db.id)

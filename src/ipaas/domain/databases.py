@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import quote
 
+from ipaas.domain.cron import next_run
 from ipaas.domain.errors import Conflict, InvalidInput
 
 DB_IMAGE_REPOSITORY = "ipaas-db"
@@ -122,6 +124,42 @@ class BackupStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class BackupPlan:
+    """A database's backup schedule: a cron expression (UTC), else an interval in seconds
+    (0: no scheduled backups). A backup is due once the schedule's next run after the last
+    attempt has come; it is overdue (a `backup_overdue` event) when the run the schedule asked
+    for after the last good backup has come and `window_s` more passed without a good one."""
+
+    cron: str | None = None
+    interval_s: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.cron is not None or self.interval_s > 0
+
+    def next_after(self, moment: datetime) -> datetime | None:
+        if self.cron is not None:
+            try:
+                return next_run(self.cron, moment)
+            except ValueError:
+                return None  # checked when it was set: only a date that never comes
+        return moment + timedelta(seconds=self.interval_s) if self.interval_s > 0 else None
+
+    def due(self, now: datetime, last_attempt: datetime) -> bool:
+        run = self.next_after(last_attempt)
+        return run is not None and now >= run
+
+    def overdue(self, now: datetime, window_s: float, last_good: datetime) -> bool:
+        run = self.next_after(last_good)
+        return run is not None and now > run + timedelta(seconds=window_s)
+
+    def describe(self) -> str:
+        if self.cron is not None:
+            return f"cron {self.cron!r} (UTC)"
+        return f"every {self.interval_s} s" if self.interval_s > 0 else "none"
+
+
+@dataclass(frozen=True)
 class Credentials:
     username: str
     password: str
@@ -161,6 +199,38 @@ def server_args(engine: str, memory_mb: int) -> list[str]:
 def database_name(name: str) -> str:
     """The SQL database (and user) name for a database resource: its name, '-' as '_'."""
     return name.replace("-", "_")
+
+
+# Where `ipaas db shell` runs the engine's client: inside the database's container, as an OS
+# user that can read nothing of the volume, logged in over the container's loopback as the
+# database's own login. The password goes in the environment variable the client reads.
+SHELL_OS_USER = "nobody"
+SHELL_PASSWORD_ENV = {
+    Engine.POSTGRES: "PGPASSWORD",
+    Engine.MARIADB: "MYSQL_PWD",
+    Engine.REDIS: "REDISCLI_AUTH",
+}
+
+
+def shell_argv(engine: str, version: str, creds: Credentials) -> list[str]:
+    """The client's command line for an interactive session (no password in it)."""
+    if engine == Engine.POSTGRES:
+        psql = f"/usr/lib/postgresql/{version}/bin/psql"
+        return [psql, "-h", "127.0.0.1", "-U", creds.username, "-d", creds.database]
+    if engine == Engine.MARIADB:
+        return ["mariadb", "-h", "127.0.0.1", "-u", creds.username, creds.database]
+    return ["redis-cli", "-h", "127.0.0.1", "--no-auth-warning", "--user", creds.username]
+
+
+def shell_command_args(engine: str, command: str) -> list[str]:
+    """What runs one command instead of a prompt: psql -c, mariadb -e, redis-cli's words."""
+    if engine == Engine.POSTGRES:
+        return ["-c", command]
+    if engine == Engine.MARIADB:
+        return ["-e", command]
+    import shlex  # only a Redis command needs splitting into words
+
+    return shlex.split(command)
 
 
 def provision_argv(engine: str) -> list[str]:

@@ -70,68 +70,13 @@ def parse_tables(output: str) -> list[TableRef]:
     return found
 
 
-def find_table(tables: list[TableRef], schema: str | None, name: str) -> TableRef | None:
-    """The catalog's table of that name (in `schema`, or the only one of that name)."""
-    matches = [t for t in tables if t.name == name and (schema is None or t.schema == schema)]
-    if schema is None and len(matches) > 1:
-        matches = [t for t in matches if t.schema == "public"]
-    return matches[0] if len(matches) == 1 else None
-
-
-def columns_query(engine: str, table: TableRef) -> str:
-    """Each column's name, type and whether it is in the primary key (tab-separated)."""
-    schema, name = quote_literal(engine, table.schema), quote_literal(engine, table.name)
-    if engine == Engine.POSTGRES:
-        return (
-            "SELECT json_build_array(a.attname, format_type(a.atttypid, a.atttypmod), "
-            "coalesce(a.attnum = ANY(i.indkey), false))::text "
-            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
-            f"WHERE n.nspname = {schema} AND c.relname = {name} "
-            "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
-        )
-    return (
-        "SELECT JSON_ARRAY(column_name, column_type, column_key = 'PRI') "
-        "FROM information_schema.columns "
-        f"WHERE table_schema = {schema} AND table_name = {name} ORDER BY ordinal_position"
-    )
-
-
-def parse_columns(output: str) -> list[Column]:
-    found: list[Column] = []
-    for line in output.splitlines():
-        if line.strip():
-            name, kind, key = json.loads(line)
-            found.append(Column(name, kind, bool(key)))
-    return found
-
-
-def rows_query(engine: str, table: TableRef, columns: list[Column], limit: int, offset: int) -> str:
-    """One page of rows as JSON arrays (one per line), in primary-key order when there is one
-    so that pages do not overlap."""
-    q = quote_ident
-    source = f"{q(engine, table.schema)}.{q(engine, table.name)}"
-    keys = [c for c in columns if c.primary_key] or columns[:1]
-    order = ", ".join(q(engine, c.name) for c in keys)
-    if engine == Engine.POSTGRES:
-        items = ", ".join(f"t.{q(engine, c.name)}" for c in columns)
-        return (
-            f"SELECT json_build_array({items})::text FROM "
-            f"(SELECT * FROM {source} ORDER BY {order} LIMIT {limit} OFFSET {offset}) t"
-        )
-    items = ", ".join(q(engine, c.name) for c in columns)
-    return (
-        f"SELECT JSON_ARRAY({items}) FROM {source} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
-    )
-
-
 def parse_json_rows(output: str, limit: int) -> tuple[list[list[Any]], bool]:
-    """The rows of a page; a last line cut by the byte cap is dropped (and reported)."""
+    """The rows of a page (the lines that are JSON arrays); a last line cut by the byte cap is
+    dropped (and reported)."""
     rows: list[list[Any]] = []
     cut = False
     for line in output.split("\n"):
-        if not line:
+        if not line.startswith("["):
             continue
         try:
             rows.append(json.loads(line))

@@ -54,6 +54,12 @@ def genuine(secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
     return hmac.compare_digest(given.encode(), sign(secret, body).encode())
 
 
+def signed_by_github(secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
+    """GitHub's `X-Hub-Signature-256` only (a GitHub App's webhook), in constant time."""
+    given = headers.get("x-hub-signature-256", "")
+    return hmac.compare_digest(given.encode(), sign(secret, body).encode())
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a delivery does to the app: `rebuild` (at `commit`), or `ignored` with a reason."""

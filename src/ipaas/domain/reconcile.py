@@ -139,3 +139,20 @@ def _app_action(
     ):
         return Action(Do.RESTART, app.id)
     return None
+
+
+def moved_addresses(
+    apps: Mapping[str, AppView], containers: Sequence[ContainerView]
+) -> dict[str, str]:
+    """Running apps whose current container answers elsewhere than their route says (a Swarm
+    service whose nodes came or went): app id -> the address to route to. A container with
+    nowhere to answer (all its nodes gone) leaves the route as it is."""
+    moved = {}
+    for c in containers:
+        app = apps.get(c.app_id)
+        if app is None or app.state != State.RUNNING or c.id != app.container_id:
+            continue
+        address = ",".join(c.upstreams)
+        if address and address != app.address:
+            moved[app.id] = address
+    return moved

@@ -52,6 +52,18 @@ def upstream_list(addresses: Iterable[str], port: int) -> str:
     return ",".join(f"{a}:{port}" for a in sorted(set(addresses)))
 
 
+def route_upstreams(
+    ready: Mapping[str, str], port: int | None, replicas: int, pinned: str | None
+) -> tuple[str, ...]:
+    """Where an app's route sends requests: `node:port` of every ready node (id -> address)
+    the app may run on; its one node for an app pinned there (none while that node is not
+    ready); nothing for an app scaled to zero or without a port."""
+    if not port or replicas == 0:
+        return ()
+    nodes = [a for node, a in ready.items() if pinned is None or node == pinned]
+    return tuple(split_upstreams(upstream_list(nodes, port)))
+
+
 def split_upstreams(address: str) -> list[str]:
     """The inverse of `upstream_list`; a plain `host:port` is a list of one."""
     return [part for part in address.split(",") if part]
@@ -79,3 +91,23 @@ def gave_up(replicas: int, tasks: Sequence[Mapping[str, Any]]) -> bool:
         return False
     latest = max(tasks, key=lambda t: str(t.get("UpdatedAt") or ""))
     return task_state(latest) in FAILED_TASK_STATES | {"complete", "shutdown", "orphaned"}
+
+
+def release_tag(release: int) -> str:
+    """The registry tag of a release's image."""
+    return f"r{release}"
+
+
+def unkept_tags(tags: Iterable[str], current: int | None, keep: int) -> list[str]:
+    """The release tags (`r<N>`) whose images go from the registry: all but the `keep` newest
+    and the `current` one; `current` None (the app is deleted) sends every tag. Tags of other
+    shapes are not ours and stay."""
+    numbers = sorted(
+        {int(t[1:]) for t in tags if t.startswith("r") and t[1:].isdigit()}, reverse=True
+    )
+    if current is None:
+        return [release_tag(n) for n in numbers]
+    if keep == 0:
+        return []
+    kept = set(numbers[:keep]) | {current}
+    return [release_tag(n) for n in numbers if n not in kept]

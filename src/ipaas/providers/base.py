@@ -75,6 +75,7 @@ class Branch:
     name: str
     commit: str
     default: bool
+    committed_at: str | None = None  # RFC 3339, when the provider tells
 
 
 T = TypeVar("T")
@@ -88,8 +89,25 @@ class Page(Generic[T]):
     has_next: bool
 
 
+def paged(items: list[T], page: int, per_page: int, total: int | None = None) -> Page[T]:
+    """Page `page` (from 1) of a listing held whole; `total` when more exist than are held."""
+    start = (page - 1) * per_page
+    known = len(items) if total is None else total
+    return Page(items[start : start + per_page], page, per_page, start + per_page < known)
+
+
+def branch_listing(default: str | None, heads: dict[str, str]) -> list[Branch]:
+    """Branches as git tells them (no dates): the default branch first, then by name."""
+    every = [Branch(name, sha, name == default) for name, sha in heads.items()]
+    return sorted(every, key=lambda b: (not b.default, b.name))
+
+
 class RepoProvider(Protocol):
     """A hosted provider (GitHub): everything is asked with the user's own token."""
+
+    async def configured(self) -> bool:
+        """Does the platform have an App at the provider (in its settings, or made)?"""
+        ...
 
     async def identify(self, token: str) -> ProviderUser: ...
 
@@ -111,4 +129,6 @@ class RepoProvider(Protocol):
 
     def clone_url(self, full_name: str) -> str: ...
 
-    def rate_limit(self, token: str) -> RateLimit | None: ...
+    def rate_limit(self, token: str, resource: str = "core") -> RateLimit | None:
+        """As the provider last reported it: `core` (REST), or `graphql` (branches)."""
+        ...

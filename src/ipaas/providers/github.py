@@ -7,8 +7,9 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -24,6 +25,7 @@ from ipaas.providers.base import (
     ProviderUser,
     RateLimit,
     RepoSummary,
+    paged,
 )
 from ipaas.providers.github_api import GitHubApi
 
@@ -43,6 +45,31 @@ def _summary(data: dict[str, Any]) -> RepoSummary:
     )
 
 
+# A repository's default branch and its branches, newest commit first. TAG_COMMIT_DATE orders
+# refs by the commit they point to (for tags, the tagged commit).
+_BRANCHES_QUERY = """
+query($owner: String!, $name: String!, $after: String) {
+  repository(owner: $owner, name: $name) {
+    defaultBranchRef { ...branch }
+    refs(refPrefix: "refs/heads/", first: 100, after: $after,
+         orderBy: {field: TAG_COMMIT_DATE, direction: DESC}) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      nodes { ...branch }
+    }
+  }
+}
+fragment branch on Ref { name target { oid ... on Commit { committedDate } } }
+"""
+
+
+def _branch(node: dict[str, Any], default: bool) -> Branch:
+    target = node.get("target") or {}
+    return Branch(
+        str(node["name"]), str(target.get("oid", "")), default, target.get("committedDate")
+    )
+
+
 def _checked(full_name: str) -> str:
     problem = full_name_problem(full_name)
     if problem is not None:
@@ -50,57 +77,176 @@ def _checked(full_name: str) -> str:
     return full_name
 
 
-class GitHubApp:
-    """The GitHub App's own identity: a JWT signed with its private key (RS256, ten minutes at
-    most, as GitHub requires), used only to mint installation tokens."""
+@dataclass(frozen=True)
+class GitHubRegistration:
+    """Who the platform is at GitHub: an OAuth App, or a GitHub App (its id and private key
+    mint installation tokens). From the settings, or made with the manifest flow and kept
+    encrypted in the store."""
 
-    def __init__(self, app_id: str, private_key_file: Path) -> None:
-        self.app_id = app_id
-        self.private_key_file = private_key_file
+    mode: Literal["oauth", "app"]
+    client_id: str
+    client_secret: str = field(repr=False)
+    app_id: str | None = None
+    private_key: Callable[[], bytes] | None = field(default=None, repr=False)  # PEM
+    slug: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
 
-    def jwt(self) -> str:
+    @classmethod
+    def from_settings(cls, settings: GitHubSettings) -> GitHubRegistration | None:
+        if not settings.enabled:
+            return None
+        key_file = settings.private_key_file
+        return cls(
+            settings.mode, settings.client_id or "", settings.client_secret or "",
+            settings.app_id, key_file.read_bytes if key_file else None, settings.app_slug,
+            settings.webhook_secret,
+        )  # fmt: skip
+
+    def app_jwt(self) -> str | None:
+        """A JWT of the GitHub App (RS256, ten minutes at most, as GitHub requires), used only
+        to mint installation tokens; None when this is not a GitHub App with a key."""
+        if self.mode != "app" or not self.app_id or self.private_key is None:
+            return None
         now = int(time.time())
         # Issued a minute back: GitHub refuses a JWT from the future when clocks drift.
         claims = {"iat": now - 60, "exp": now + 540, "iss": self.app_id}
-        return jwt.encode(claims, self.private_key_file.read_bytes(), algorithm="RS256")
+        return jwt.encode(claims, self.private_key(), algorithm="RS256")
+
+
+# Where a registration kept in the store comes from (None: none was made).
+RegistrationLoader = Callable[[], Awaitable[GitHubRegistration | None]]
+
+
+@dataclass(frozen=True)
+class ConvertedApp:
+    """A GitHub App made from a manifest, as GitHub hands it over once (with its secrets)."""
+
+    app_id: str
+    slug: str
+    name: str
+    owner: str
+    html_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    webhook_secret: str | None = field(repr=False)
+    pem: str = field(repr=False)
 
 
 class GitHubProvider:
-    def __init__(self, settings: GitHubSettings, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: GitHubSettings,
+        client: httpx.AsyncClient | None = None,
+        stored: RegistrationLoader | None = None,
+        reload_s: float = 30.0,
+    ) -> None:
         self.settings = settings
-        self.client = client
+        self._client = client  # None: made at the first request (an SSL context costs memory)
         self.api = GitHubApi(
             settings.api_url,
+            graphql_url=settings.effective_graphql_url,
             timeout_s=settings.timeout_s,
             cache_ttl_s=settings.cache_ttl_s,
-            client=client,
+            client=self.client,
         )
-        self.app: GitHubApp | None = None
-        if settings.mode == "app" and settings.app_id and settings.private_key_file:
-            self.app = GitHubApp(settings.app_id, settings.private_key_file)
+        self._configured = GitHubRegistration.from_settings(settings)
+        self._stored = stored
+        self._reload_s = reload_s
+        self._loaded: tuple[float, GitHubRegistration | None] | None = None
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(follow_redirects=False)
+        return self._client
+
+    # --- who the platform is at GitHub --------------------------------------------------------
+    async def registration(self) -> GitHubRegistration | None:
+        """The settings' App when they name one; else the App made with the manifest flow
+        (read from the store again every `reload_s`, or at each use while there is none, so
+        every process picks a new one up)."""
+        if self._configured is not None or self._stored is None:
+            return self._configured
+        now = time.monotonic()
+        if (
+            self._loaded is None
+            or self._loaded[1] is None
+            or now - self._loaded[0] >= self._reload_s
+        ):
+            self._loaded = (now, await self._stored())
+        return self._loaded[1]
+
+    def forget_registration(self) -> None:
+        """Read the stored App again at the next use (it was just made or removed)."""
+        self._loaded = None
+
+    async def configured(self) -> bool:
+        return await self.registration() is not None
+
+    async def webhook_secret(self) -> str | None:
+        """The secret of the GitHub App's own webhook (every repository it is installed on)."""
+        found = await self.registration()
+        return found.webhook_secret if found else None
+
+    @property
+    def configured_in_settings(self) -> bool:
+        return self._configured is not None
+
+    async def _required(self) -> GitHubRegistration:
+        found = await self.registration()
+        if found is None:
+            raise ProviderError("no_provider", "GitHub is not configured on this platform")
+        return found
+
+    async def convert_manifest(self, code: str) -> ConvertedApp:
+        """Exchange the code GitHub gave for a manifest (single use, one hour) for the App it
+        made: `POST /app-manifests/{code}/conversions`, which needs no credentials."""
+        if not code or len(code) > 512 or not code.isascii() or "/" in code:
+            raise ProviderError("bad_code", "not a manifest code")
+        try:
+            answer = await self.api.post("", f"/app-manifests/{quote(code, safe='')}/conversions")
+        except ProviderError as exc:
+            if exc.code == "repo_not_found":  # GitHub's 404: unknown, used or expired
+                raise ProviderError(
+                    "bad_code", "GitHub does not know this code (used already, or expired)"
+                ) from None
+            raise
+        try:
+            return ConvertedApp(
+                str(answer["id"]), str(answer["slug"]), str(answer.get("name") or answer["slug"]),
+                str((answer.get("owner") or {}).get("login", "")), str(answer.get("html_url", "")),
+                str(answer["client_id"]), str(answer["client_secret"]),
+                answer.get("webhook_secret"), str(answer["pem"]),
+            )  # fmt: skip
+        except (KeyError, TypeError):
+            raise ProviderError(
+                "provider_unavailable", "GitHub's answer to the conversion lacks the App"
+            ) from None
 
     # --- OAuth web flow ----------------------------------------------------------------------
-    def authorize_url(self, state: str, redirect_uri: str) -> str:
-        query = {"client_id": self.settings.client_id or "", "redirect_uri": redirect_uri}
+    async def authorize_url(self, state: str, redirect_uri: str) -> str:
+        registration = await self._required()
+        query = {"client_id": registration.client_id, "redirect_uri": redirect_uri}
         query["state"] = state
-        if self.settings.mode == "oauth":  # a GitHub App's permissions are set on the App
+        if registration.mode == "oauth":  # a GitHub App's permissions are set on the App
             query["scope"] = " ".join(self.settings.scopes)
         return f"{self.settings.web_url.rstrip('/')}/login/oauth/authorize?{urlencode(query)}"
 
     async def exchange_code(self, code: str, redirect_uri: str) -> str:
         """The user's access token for an authorization code (single use, GitHub checks)."""
+        registration = await self._required()
         form = {
-            "client_id": self.settings.client_id or "",
-            "client_secret": self.settings.client_secret or "",
+            "client_id": registration.client_id,
+            "client_secret": registration.client_secret,
             "code": code,
             "redirect_uri": redirect_uri,
         }
         url = f"{self.settings.web_url.rstrip('/')}/login/oauth/access_token"
         try:
-            response = await self.client.post(
+            response = await self.client().post(
                 url,
                 data=form,
                 headers={"Accept": "application/json"},
@@ -141,12 +287,10 @@ class GitHubProvider:
             return Page(items, page, per_page, "next" in answer.links)
         query = urlencode({"sort": "pushed", "direction": "desc", "per_page": _FULL_PAGE})
         found = [
-            r for r in await self._all(token, f"/user/repos?{query}")
+            _summary(r) for r in await self._all(token, f"/user/repos?{query}")
             if search.lower() in str(r["full_name"]).lower()
         ]  # fmt: skip
-        start = (page - 1) * per_page
-        chunk = [_summary(r) for r in found[start : start + per_page]]
-        return Page(chunk, page, per_page, len(found) > start + per_page)
+        return paged(found, page, per_page)
 
     async def repo(self, token: str, full_name: str) -> RepoSummary:
         return _summary((await self.api.get(token, f"/repos/{_checked(full_name)}")).data)
@@ -154,15 +298,33 @@ class GitHubProvider:
     async def branches(
         self, token: str, full_name: str, *, page: int, per_page: int
     ) -> Page[Branch]:
-        """The default branch first, then the others by name."""
-        default = (await self.repo(token, full_name)).default_branch
-        rows = await self._all(token, f"/repos/{full_name}/branches?per_page={_FULL_PAGE}")
-        every = [
-            Branch(str(b["name"]), str(b["commit"]["sha"]), b["name"] == default) for b in rows
+        """The default branch first, then the others by their last commit, newest first.
+
+        GitHub's REST branch listing is by name only, so this asks GraphQL for the refs
+        ordered by commit date, 100 a query, and only as many queries as the page needs
+        (at most `max_pages`)."""
+        owner, name = _checked(full_name).split("/")
+        wanted = page * per_page
+        default: Branch | None = None
+        others: list[Branch] = []
+        total, after = 0, None
+        for _ in range(self.settings.max_pages):
+            variables = {"owner": owner, "name": name, "after": after}
+            repo = (await self.api.graphql(token, _BRANCHES_QUERY, variables))["repository"]
+            if repo is None:
+                raise ProviderError("repo_not_found", "not found on GitHub (or no access to it)")
+            if repo.get("defaultBranchRef"):
+                default = _branch(repo["defaultBranchRef"], True)
+            refs = repo["refs"]
+            total = int(refs["totalCount"])
+            others += [_branch(node, False) for node in refs["nodes"] if node]
+            if len(others) >= wanted or not refs["pageInfo"]["hasNextPage"]:
+                break
+            after = refs["pageInfo"]["endCursor"]
+        listed = ([default] if default else []) + [
+            b for b in others if default is None or b.name != default.name
         ]
-        every.sort(key=lambda b: (not b.default, b.name))
-        start = (page - 1) * per_page
-        return Page(every[start : start + per_page], page, per_page, len(every) > start + per_page)
+        return paged(listed, page, per_page, min(total, self.settings.max_pages * _FULL_PAGE))
 
     async def read_file(self, token: str, full_name: str, path: str, ref: str | None) -> bytes:
         clean = path.strip("/")
@@ -183,8 +345,8 @@ class GitHubProvider:
         except binascii.Error:
             raise ProviderError("provider_unavailable", "GitHub sent an unreadable file") from None
 
-    def rate_limit(self, token: str) -> RateLimit | None:
-        return self.api.rate_limit(token)
+    def rate_limit(self, token: str, resource: str = "core") -> RateLimit | None:
+        return self.api.rate_limit(token, resource)
 
     # --- cloning -----------------------------------------------------------------------------
     def clone_url(self, full_name: str) -> str:
@@ -194,15 +356,14 @@ class GitHubProvider:
         """App mode: a fresh installation token (one hour, this repository only); OAuth mode:
         the owner's own token."""
         _checked(full_name)
-        if self.app is not None:
-            return RepoCredentials(TOKEN_USER, await self._installation_token(full_name))
+        app_jwt = (await self._required()).app_jwt()
+        if app_jwt is not None:
+            return RepoCredentials(TOKEN_USER, await self._installation_token(app_jwt, full_name))
         if token is None:
             raise ProviderError("github_not_linked", "the app's owner has no GitHub account linked")
         return RepoCredentials(TOKEN_USER, token)
 
-    async def _installation_token(self, full_name: str) -> str:
-        assert self.app is not None
-        app_jwt = self.app.jwt()
+    async def _installation_token(self, app_jwt: str, full_name: str) -> str:
         try:
             installation = await self.api.get_as_app(app_jwt, f"/repos/{full_name}/installation")
         except ProviderError as exc:

@@ -1,14 +1,19 @@
-"""GitHub's REST API over httpx: ETag revalidation, rate limits, pagination links.
+"""GitHub's REST and GraphQL APIs over httpx: ETag revalidation, rate limits, pagination links.
 
-Every answer is cached per token for `cache_ttl_s`; after that it is revalidated with
-`If-None-Match` (GitHub answers 304 without counting it against the rate limit). Once a token
-has used its limit, calls stop until the reset time instead of being refused one by one.
+Every answer is cached per token for `cache_ttl_s`; after that a REST answer is revalidated
+with `If-None-Match` (GitHub answers 304 without counting it against the rate limit), a GraphQL
+one (GitHub gives no ETags there) is asked again. Rate limits are kept per token and resource
+(`core` for REST, `graphql`); once a token has used one up, calls to it stop until the reset
+time instead of being refused one by one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +39,9 @@ class Answer:
     fetched_at: float = 0.0
 
 
+CORE, GRAPHQL = "core", "graphql"  # GitHub's names of the two rate-limit resources
+
+
 def _rate_limit(headers: httpx.Headers) -> RateLimit | None:
     try:
         return RateLimit(
@@ -49,19 +57,27 @@ class GitHubApi:
     """One client for the platform; answers and rate limits are kept per token (by hash)."""
 
     def __init__(
-        self, api_url: str, *, timeout_s: float, cache_ttl_s: float, client: httpx.AsyncClient
+        self,
+        api_url: str,
+        *,
+        graphql_url: str,
+        timeout_s: float,
+        cache_ttl_s: float,
+        client: Callable[[], httpx.AsyncClient],
     ) -> None:
+        """`client`: the HTTP client, asked for at each request (made at the first)."""
         self.api_url = api_url.rstrip("/")
+        self.graphql_url = graphql_url
         self.timeout_s = timeout_s
         self.cache_ttl_s = cache_ttl_s
         self.client = client
         self._cache: OrderedDict[tuple[str, str], Answer] = OrderedDict()
-        self._limits: dict[str, RateLimit] = {}
+        self._limits: dict[tuple[str, str], RateLimit] = {}  # (token hash, resource)
         self.requests_sent = 0  # to GitHub (200s and 304s), for tests and metrics
 
-    def rate_limit(self, token: str) -> RateLimit | None:
+    def rate_limit(self, token: str, resource: str = CORE) -> RateLimit | None:
         """The token's limit as GitHub last reported it."""
-        return self._limits.get(hash_token(token))
+        return self._limits.get((hash_token(token), resource))
 
     def url(self, path: str) -> str:
         """A path, or a URL from a Link header: only ever under the API's own URL, so a token
@@ -79,12 +95,12 @@ class GitHubApi:
         if hit is not None and time.monotonic() - hit.fetched_at < self.cache_ttl_s:
             self._cache.move_to_end(key)
             return hit
-        self._check_budget(key[0])
+        self._check_budget(key[0], CORE)
         headers = {**_ACCEPT, "Authorization": f"Bearer {token}"}
         if hit is not None and hit.etag:
             headers["If-None-Match"] = hit.etag
         response = await self._send("GET", key[1], headers)
-        self._note_limit(key[0], response)
+        self._note_limit(key[0], response, CORE)
         if response.status_code == 304 and hit is not None:
             hit.fetched_at = time.monotonic()
             return hit
@@ -94,9 +110,34 @@ class GitHubApi:
             self._remember(key, answer)
         return answer
 
+    async def graphql(self, token: str, query: str, variables: dict[str, Any]) -> Any:
+        """The `data` of a GraphQL query as the token's owner; cached like a REST answer but
+        asked again after the TTL (GraphQL has no ETags). GitHub's typed errors become
+        ProviderErrors: NOT_FOUND is `repo_not_found`, RATE_LIMITED `github_rate_limited`."""
+        body = {"query": query, "variables": variables}
+        digest = hash_token(token)
+        asked = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        key = (digest, f"{self.graphql_url}#{asked}")
+        hit = self._cache.get(key)
+        if hit is not None and time.monotonic() - hit.fetched_at < self.cache_ttl_s:
+            self._cache.move_to_end(key)
+            return hit.data
+        self._check_budget(digest, GRAPHQL)
+        headers = {**_ACCEPT, "Authorization": f"Bearer {token}"}
+        response = await self._send("POST", self.graphql_url, headers, body)
+        self._note_limit(digest, response, GRAPHQL)
+        answer = self._json(response)
+        if not isinstance(answer, dict):
+            raise ProviderError("provider_unavailable", "GitHub's GraphQL API answered nothing")
+        errors = answer.get("errors") or []
+        if errors:
+            raise self._graphql_error(digest, errors)
+        self._remember(key, Answer(answer.get("data"), {}, None, time.monotonic()))
+        return answer.get("data")
+
     async def post(self, bearer: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """POST as an App (its JWT) or a user; never cached."""
-        headers = {**_ACCEPT, "Authorization": f"Bearer {bearer}"}
+        """POST as an App (its JWT), a user, or nobody (an empty bearer); never cached."""
+        headers = {**_ACCEPT, **({"Authorization": f"Bearer {bearer}"} if bearer else {})}
         response = await self._send("POST", self.url(path), headers, body or {})
         return self._json(response)
 
@@ -111,20 +152,30 @@ class GitHubApi:
             del self._cache[key]
 
     # --- internals -----------------------------------------------------------------------------
-    def _check_budget(self, digest: str) -> None:
-        limit = self._limits.get(digest)
+    def _check_budget(self, digest: str, resource: str) -> None:
+        limit = self._limits.get((digest, resource))
         if limit is not None and limit.remaining <= 0 and limit.reset_at > time.time():
-            until = time.strftime("%H:%M:%S", time.gmtime(limit.reset_at))
-            raise ProviderError(
-                "github_rate_limited",
-                f"GitHub's rate limit is used up until {until} UTC",
-                retry_after_s=limit.reset_at - time.time(),
-            )
+            raise _used_up(limit, f"GitHub's {resource} rate limit is used up")
 
-    def _note_limit(self, digest: str, response: httpx.Response) -> None:
+    def _note_limit(self, digest: str, response: httpx.Response, resource: str) -> None:
         limit = _rate_limit(response.headers)
         if limit is not None:
-            self._limits[digest] = limit
+            named = response.headers.get("x-ratelimit-resource") or resource
+            self._limits[(digest, named)] = limit
+
+    def _graphql_error(self, digest: str, errors: list[Any]) -> ProviderError:
+        kinds = {str(e.get("type", "")) for e in errors if isinstance(e, dict)}
+        first = errors[0] if isinstance(errors[0], dict) else {}
+        message = str(first.get("message", ""))[:200]
+        if "RATE_LIMITED" in kinds:
+            limit = self._limits.get((digest, GRAPHQL))
+            if limit is None:
+                return ProviderError("github_rate_limited", message, retry_after_s=60.0)
+            return _used_up(limit, f"GitHub's graphql rate limit is used up: {message}")
+        if "NOT_FOUND" in kinds:
+            return ProviderError("repo_not_found", "not found on GitHub (or no access to it)")
+        log.warning("github graphql error", kinds=sorted(kinds), message=message)
+        return ProviderError("provider_unavailable", f"GitHub's GraphQL API refused: {message}")
 
     def _remember(self, key: tuple[str, str], answer: Answer) -> None:
         self._cache[key] = answer
@@ -137,7 +188,7 @@ class GitHubApi:
     ) -> httpx.Response:
         self.requests_sent += 1
         try:
-            return await self.client.request(
+            return await self.client().request(
                 method, url, headers=headers, json=body, timeout=self.timeout_s
             )
         except httpx.HTTPError as exc:
@@ -165,6 +216,15 @@ class GitHubApi:
             raise ProviderError("repo_not_found", "not found on GitHub (or no access to it)")
         log.warning("github error", status=status, message=message)
         raise ProviderError("provider_unavailable", f"GitHub answered {status}: {message}")
+
+
+def _used_up(limit: RateLimit, why: str) -> ProviderError:
+    until = time.strftime("%H:%M:%S", time.gmtime(limit.reset_at))
+    return ProviderError(
+        "github_rate_limited",
+        f"{why} until {until} UTC",
+        retry_after_s=max(limit.reset_at - time.time(), 1.0),
+    )
 
 
 def _message(response: httpx.Response) -> str:

@@ -155,3 +155,32 @@ class Runtime(Protocol):
     async def remove_network(self, owner_id: str) -> bool:
         """Drop the owner's network if no container is attached (their last app went)."""
         ...
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A machine of a multi-node runtime (a Swarm node)."""
+
+    id: str
+    hostname: str
+    role: str  # manager | worker
+    state: str  # ready | down | unknown | disconnected
+    availability: str  # active | pause | drain
+    address: str
+    leader: bool
+    tasks: int  # the platform's app tasks running there
+
+
+class NodeNotFound(LookupError):
+    pass
+
+
+class Nodes(Protocol):
+    """The nodes of a multi-node runtime: listed, drained (their tasks move to the others and
+    routes leave them) and made active again."""
+
+    async def nodes(self) -> list[NodeInfo]: ...
+
+    async def set_availability(self, node: str, availability: str) -> NodeInfo:
+        """`node`: an id or a hostname. Raises NodeNotFound."""
+        ...

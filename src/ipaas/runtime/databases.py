@@ -43,6 +43,26 @@ class DbStartFailed(Exception):
         self.reason = reason
 
 
+class SessionLost(Exception):
+    """A session's command ended, its output ran past its limit, or it took too long."""
+
+
+class DbSession(Protocol):
+    """One long-lived client inside a database container (the viewer's), spoken to over its
+    standard input and output: a question costs a round trip, not a new process."""
+
+    async def ask(
+        self, text: bytes, end: bytes, limit: int, timeout_s: float
+    ) -> tuple[bytes, bool]:
+        """Send `text`; return the output up to the line `end` (which `text` makes the client
+        print last), and False. Output past `limit` bytes: its first `limit` bytes and True,
+        and the session is closed. SessionLost, and the session closed, when it ends first or
+        gives no answer within `timeout_s`."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 def host_name(database_id: str) -> str:
     """The database's name on its owner's network (the host of its URL)."""
     return f"db-{database_id[:12]}"
@@ -71,6 +91,10 @@ class DatabaseRuntime(Protocol):
         self, container_id: str, argv: list[str], dest: Path, timeout_s: float
     ) -> ExecResult:
         """Run a command and stream its stdout into `dest` (a dump)."""
+        ...
+
+    async def open_session(self, container_id: str, argv: list[str]) -> DbSession:
+        """Start `argv` in the container (its stderr merged into its stdout) and keep it."""
         ...
 
     async def put_file(self, container_id: str, path: str, source: Path) -> None:

@@ -13,6 +13,8 @@ import io
 import os
 import shlex
 import signal
+import socket
+import struct
 import tarfile
 import tempfile
 import time
@@ -23,11 +25,18 @@ from typing import Any
 import docker
 import docker.errors
 from docker.types import LogConfig
+from docker.utils.socket import read_exactly
 
 from ipaas.config import DatabaseSettings
 from ipaas.domain.databases import LABEL_DATABASE, MOUNT_PATH
 from ipaas.domain.labels import LABEL_OWNER, LABEL_PLATFORM
-from ipaas.runtime.databases import DbContainerSpec, DbStartFailed, ExecResult, host_name
+from ipaas.runtime.databases import (
+    DbContainerSpec,
+    DbStartFailed,
+    ExecResult,
+    SessionLost,
+    host_name,
+)
 from ipaas.runtime.docker import EngineClient, in_thread
 
 LABEL_SCRATCH = "org.ipaas.database.scratch"
@@ -284,8 +293,82 @@ class DockerDatabases:
         finally:
             await self._exec_bounded(container_id, ["rm", "-f", inside], 10, None)
 
+    def _open_session_sync(self, container_id: str, argv: list[str]) -> DockerSession:
+        api = self._api()
+        exec_id = api.exec_create(container_id, argv, stdin=True, stdout=True, stderr=True)["Id"]
+        hijacked = api.exec_start(exec_id, socket=True)
+        return DockerSession(api, exec_id, getattr(hijacked, "_sock", hijacked))
+
+    async def open_session(self, container_id: str, argv: list[str]) -> DockerSession:
+        try:
+            return await in_thread(self._open_session_sync, container_id, argv)
+        except docker.errors.APIError as exc:
+            raise SessionLost(f"the engine refused the session: {exc.explanation}") from exc
+
     async def exec_to_file(
         self, container_id: str, argv: list[str], dest: Path, timeout_s: float
     ) -> ExecResult:
         with dest.open("wb") as sink:
             return await self._exec_bounded(container_id, argv, timeout_s, sink)  # type: ignore[arg-type]
+
+
+def _ends_with_line(out: bytearray, line: bytes) -> bool:
+    return out.endswith(line) and (len(out) == len(line) or out[-len(line) - 1] == ord("\n"))
+
+
+class DockerSession:
+    """A DbSession over a Docker exec's hijacked connection: what is written goes to the
+    command's stdin, what it prints comes back in the engine's frames (8-byte headers)."""
+
+    def __init__(self, api: docker.APIClient, exec_id: str, sock: socket.socket) -> None:
+        self._api = api
+        self._exec_id = exec_id
+        self._sock = sock
+        self.closed = False
+
+    def _ask_sync(
+        self, text: bytes, end: bytes, limit: int, timeout_s: float
+    ) -> tuple[bytes, bool]:
+        if self.closed:
+            raise SessionLost("the session is closed")
+        deadline = time.monotonic() + timeout_s
+        marker = end + b"\n"
+        out = bytearray()
+        try:
+            self._sock.settimeout(timeout_s)
+            self._sock.sendall(text)
+            while not _ends_with_line(out, marker):
+                if len(out) > limit + len(marker):
+                    self._close_sync()
+                    return bytes(out[:limit]), True
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                _stream, size = struct.unpack(">BxxxL", read_exactly(self._sock, 8))
+                out += read_exactly(self._sock, size)
+        except TimeoutError:
+            self._close_sync()
+            raise SessionLost(f"no answer within {timeout_s:g} s") from None
+        except (OSError, docker.errors.DockerException) as exc:
+            self._close_sync()
+            raise SessionLost(f"the session ended: {exc}") from None
+        return bytes(out[: -len(marker)]), False
+
+    async def ask(
+        self, text: bytes, end: bytes, limit: int, timeout_s: float
+    ) -> tuple[bytes, bool]:
+        return await in_thread(self._ask_sync, text, end, limit, timeout_s)
+
+    def _close_sync(self) -> None:
+        """Its stdin closes (the client ends), and the process is killed if it still runs."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        with contextlib.suppress(docker.errors.DockerException, ProcessLookupError, ValueError):
+            found = self._api.exec_inspect(self._exec_id)
+            if found.get("Running") and found.get("Pid"):
+                os.kill(int(found["Pid"]), signal.SIGKILL)
+
+    async def close(self) -> None:
+        await in_thread(self._close_sync)

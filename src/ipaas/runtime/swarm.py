@@ -26,6 +26,7 @@ from typing import Any
 import docker
 import docker.errors
 import httpx
+import structlog
 from docker.types import (
     ContainerSpec as SwarmContainerSpec,
 )
@@ -47,6 +48,7 @@ from ipaas.domain.swarm import (
     FAILED_TASK_STATES,
     free_port,
     gave_up,
+    route_upstreams,
     running,
     split_upstreams,
     task_state,
@@ -64,11 +66,16 @@ from ipaas.runtime.base import (
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
+    NodeInfo,
+    NodeNotFound,
     RuntimeEvent,
     StartFailed,
 )
 from ipaas.runtime.docker import EngineClient, in_thread, network_name, parse_time, volume_name
 from ipaas.runtime.docker_logs import read_container_logs
+from ipaas.runtime.registry import RegistryImages
+
+log = structlog.get_logger()
 
 LABEL_DEPLOY = "org.ipaas.deploy"  # one value per start: tells this start's tasks from others
 LABEL_NODE = "org.ipaas.node"  # the node an app with volumes is pinned to
@@ -111,10 +118,12 @@ class SwarmRuntime:
         swarm: SwarmSettings,
         warden: WardenSettings,
         remove_local_images: Callable[[str], Awaitable[int]] | None = None,
+        images: RegistryImages | None = None,
     ) -> None:
         self.settings = settings
         self.swarm = swarm
         self.warden = warden
+        self.images = images  # the releases' images in the registry: old ones deleted
         self._engine = EngineClient(swarm.manager or None)
         self._lock = asyncio.Lock()  # ports and pinned nodes are chosen one start at a time
         self._remove_local_images = remove_local_images
@@ -159,18 +168,10 @@ class SwarmRuntime:
 
     def _nodes_sync(self) -> dict[str, str]:
         """Ready, active nodes: id -> the address the router reaches them at."""
-        nodes = {}
-        for node in self._docker().api.nodes():
-            status, spec = node.get("Status") or {}, node.get("Spec") or {}
-            if status.get("State") == "ready" and spec.get("Availability") == "active":
-                nodes[node["ID"]] = str(status.get("Addr") or "")
-        return nodes
+        return _ready(self._docker().api.nodes())
 
     def _all_node_addresses_sync(self) -> dict[str, str]:
-        return {
-            n["ID"]: str((n.get("Status") or {}).get("Addr") or "")
-            for n in self._docker().api.nodes()
-        }
+        return _addresses(self._docker().api.nodes())
 
     # -- start -------------------------------------------------------------------------------
 
@@ -329,8 +330,19 @@ class SwarmRuntime:
         info = await self.inspect(service_id)
         if info is None:
             raise StartFailed("the service disappeared while starting")
+        await self._prune_images(spec)
         # Every node the app may run on: the route then outlives updates and rescheduling.
         return replace(info, upstreams=tuple(split_upstreams(upstreams)), note=note)
+
+    async def _prune_images(self, spec: ContainerSpec) -> None:
+        """The release runs: images of releases no longer kept leave the registry (a registry
+        that does not answer keeps them until the next deploy)."""
+        if self.images is None:
+            return
+        try:
+            await self.images.prune(spec.app_id, spec.release)
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("old release images not deleted", app_id=spec.app_id, error=str(exc))
 
     async def _undo(self, service_id: str, updated: bool) -> None:
         """A start that failed: an update goes back to what ran; a new service stops."""
@@ -441,7 +453,12 @@ class SwarmRuntime:
 
     # -- the rest of the seam --------------------------------------------------------------------
 
-    def _info_sync(self, service: dict[str, Any], tasks: list[dict[str, Any]]) -> ContainerInfo:
+    def _info_sync(
+        self, service: dict[str, Any], tasks: list[dict[str, Any]], ready: dict[str, str]
+    ) -> ContainerInfo:
+        """The service as a ContainerInfo; its upstreams are where the route sends requests:
+        every ready node it may run on (not only those with a task up right now, so that an
+        update or a restarted task never changes the route; a node that goes or comes does)."""
         labels = _labels(service)
         replicas = _replicas(service)
         up = running(tasks)
@@ -471,9 +488,8 @@ class SwarmRuntime:
             finished_at=parse_time(service.get("UpdatedAt")) if state == "exited" else None,
             exit_code=_exit_code(latest) if latest and state == "exited" else None,
             restart_count=max(len([t for t in tasks if task_state(t) in FAILED_TASK_STATES]), 0),
-            upstreams=tuple(
-                f"{addr}:{published_port(service)}"
-                for addr in sorted({str(t.get("_addr")) for t in up if t.get("_addr")})
+            upstreams=route_upstreams(
+                ready, published_port(service), replicas, labels.get(LABEL_NODE)
             ),
         )
 
@@ -481,25 +497,29 @@ class SwarmRuntime:
         service = self._service_sync(service_id)
         if service is None:
             return None
-        return self._info_sync(service, self._addressed_tasks_sync(service_id))
+        return self._info_sync(service, *self._addressed_tasks_sync(service_id))
 
-    def _addressed_tasks_sync(self, service_id: str | None = None) -> list[dict[str, Any]]:
-        nodes = self._all_node_addresses_sync()
+    def _addressed_tasks_sync(
+        self, service_id: str | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """The tasks, each with its node's address (`_addr`), and the ready nodes."""
+        nodes = self._docker().api.nodes()
+        addresses = _addresses(nodes)
         tasks = self._tasks_sync(service_id)
         for task in tasks:
-            task["_addr"] = nodes.get(str(task.get("NodeID")), "")
-        return tasks
+            task["_addr"] = addresses.get(str(task.get("NodeID")), "")
+        return tasks, _ready(nodes)
 
     async def inspect(self, container_id: str) -> ContainerInfo | None:
         return await in_thread(self._inspect_sync, container_id)
 
     def _list_sync(self, app_id: str | None) -> list[ContainerInfo]:
         services = self._services_sync(app_id)
-        tasks = self._addressed_tasks_sync() if services else []
+        tasks, ready = self._addressed_tasks_sync() if services else ([], {})
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
             by_service.setdefault(str(task.get("ServiceID")), []).append(task)
-        return [self._info_sync(s, by_service.get(s["ID"], [])) for s in services]
+        return [self._info_sync(s, by_service.get(s["ID"], []), ready) for s in services]
 
     async def list_containers(
         self, app_id: str | None = None, detail: bool = True
@@ -566,10 +586,17 @@ class SwarmRuntime:
         return await in_thread(read)
 
     async def remove_app_images(self, app_id: str) -> int:
-        """The images the build engine holds; the nodes' copies go with their own pruning."""
-        if self._remove_local_images is None:
-            return 0
-        return await self._remove_local_images(app_id)
+        """The images the build engine holds and the registry's; the nodes' copies are left to
+        their engines' pruning (docs/swarm.md)."""
+        removed = 0
+        if self.images is not None:
+            try:
+                removed += await self.images.remove_app(app_id)
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("the app's images stay in the registry", app_id=app_id, error=str(exc))
+        if self._remove_local_images is not None:
+            removed += await self._remove_local_images(app_id)
+        return removed
 
     async def remove_volumes(self, app_id: str) -> int:
         # A volume lives on its node, which the manager's API cannot reach: docs/swarm.md.
@@ -594,6 +621,49 @@ class SwarmRuntime:
             return False
         return await in_thread(self._remove_network_sync, owner_id)
 
+    # -- nodes ----------------------------------------------------------------------------------
+
+    def _node_infos_sync(self) -> list[NodeInfo]:
+        services = {s["ID"] for s in self._services_sync()}
+        tasks = [t for t in self._tasks_sync() if t.get("ServiceID") in services]
+        out = []
+        for node in self._docker().api.nodes():
+            status, spec = node.get("Status") or {}, node.get("Spec") or {}
+            manager = node.get("ManagerStatus") or {}
+            mine = [t for t in running(tasks) if t.get("NodeID") == node["ID"]]
+            out.append(
+                NodeInfo(
+                    id=node["ID"],
+                    hostname=str((node.get("Description") or {}).get("Hostname") or ""),
+                    role=str(spec.get("Role") or ""),
+                    state=str(status.get("State") or ""),
+                    availability=str(spec.get("Availability") or ""),
+                    address=str(status.get("Addr") or ""),
+                    leader=bool(manager.get("Leader")),
+                    tasks=len(mine),
+                )
+            )
+        return sorted(out, key=lambda n: (n.role != "manager", n.hostname, n.id))
+
+    async def nodes(self) -> list[NodeInfo]:
+        return await in_thread(self._node_infos_sync)
+
+    def _set_availability_sync(self, name: str, availability: str) -> None:
+        api = self._docker().api
+        # Only a node of the list is ever named to the engine: `name` is the caller's.
+        found = [n for n in api.nodes() if name in (n["ID"], _hostname(n))]
+        if len(found) != 1:
+            raise NodeNotFound(name)
+        node = api.inspect_node(found[0]["ID"])
+        spec = {**node["Spec"], "Availability": availability}
+        api.update_node(node["ID"], node["Version"]["Index"], spec)
+
+    async def set_availability(self, node: str, availability: str) -> NodeInfo:
+        if availability not in ("active", "drain", "pause"):
+            raise ValueError(f"not an availability: {availability}")
+        await in_thread(self._set_availability_sync, node, availability)
+        return next(n for n in await self.nodes() if node in (n.id, n.hostname))
+
     # -- events ---------------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[RuntimeEvent]:
@@ -615,12 +685,31 @@ class SwarmRuntime:
     def _watch_sync(self) -> list[tuple[ContainerInfo, bool]]:
         """Each service of ours, and whether the Swarm gave up on it."""
         services = self._services_sync()
-        tasks = self._addressed_tasks_sync() if services else []
+        tasks, ready = self._addressed_tasks_sync() if services else ([], {})
         out = []
         for service in services:
             mine = [t for t in tasks if t.get("ServiceID") == service["ID"]]
-            out.append((self._info_sync(service, mine), gave_up(_replicas(service), mine)))
+            out.append((self._info_sync(service, mine, ready), gave_up(_replicas(service), mine)))
         return out
+
+
+def _hostname(node: Mapping[str, Any]) -> str:
+    return str((node.get("Description") or {}).get("Hostname") or "")
+
+
+def _addresses(nodes: list[dict[str, Any]]) -> dict[str, str]:
+    """Node id -> the address the router reaches it at."""
+    return {n["ID"]: str((n.get("Status") or {}).get("Addr") or "") for n in nodes}
+
+
+def _ready(nodes: list[dict[str, Any]]) -> dict[str, str]:
+    """The nodes that take tasks (ready and active, not drained or paused) -> addresses."""
+    return {
+        n["ID"]: str((n.get("Status") or {}).get("Addr") or "")
+        for n in nodes
+        if (n.get("Status") or {}).get("State") == "ready"
+        and (n.get("Spec") or {}).get("Availability") == "active"
+    }
 
 
 def _update_done(service: Mapping[str, Any]) -> bool:

@@ -159,6 +159,21 @@ class AppStore:
         async with self.sessions() as s:
             return (await s.execute(stmt)).scalars().all()
 
+    async def of_github_repo(self, full_name: str) -> Sequence[Application]:
+        """The apps (not previews) deployed from a GitHub repository (its name in any case, as
+        GitHub's names are)."""
+        stmt = (
+            select(Application)
+            .where(
+                Application.provider == "github",
+                func.lower(Application.repo) == full_name.lower(),
+                Application.preview_of.is_(None),
+            )
+            .order_by(Application.created_at)
+        )
+        async with self.sessions() as s:
+            return (await s.execute(stmt)).scalars().all()
+
     async def status(self, app_id: str, owner_id: str | None, fresh: bool = False) -> StatusRow:
         """The hot path of status polling: the cache, else one indexed query of a few columns."""
         cached = None if fresh else self.cache.get(app_id)

@@ -77,7 +77,7 @@ def holds_encrypted_data(url: str) -> bool:
 
 
 async def _probe_encrypted(url: str) -> bool:
-    from ipaas.store.models import Application, Database, Identity
+    from ipaas.store.models import Application, Database, GitHubAppRecord, Identity
 
     engine = make_engine(url)
     try:
@@ -90,6 +90,8 @@ async def _probe_encrypted(url: str) -> bool:
                 probes.append(select(Database.id))
             if "identities" in tables:
                 probes.append(select(Identity.id).where(Identity.token_encrypted.is_not(None)))
+            if "github_apps" in tables:
+                probes.append(select(GitHubAppRecord.host))
             for stmt in probes:
                 if (await conn.execute(stmt.limit(1))).first() is not None:
                     return True

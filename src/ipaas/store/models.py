@@ -178,6 +178,27 @@ class WebhookDelivery(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class GitHubAppRecord(Base):
+    """The GitHub App the platform made for itself with the manifest flow, one per GitHub
+    (its web URL); its secrets are encrypted with the platform key like every credential."""
+
+    __tablename__ = "github_apps"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(32))
+    slug: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(100))
+    owner: Mapped[str] = mapped_column(String(100))
+    html_url: Mapped[str] = mapped_column(Text)
+    client_id: Mapped[str] = mapped_column(String(100))
+    client_secret_encrypted: Mapped[str] = mapped_column(Text)
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    private_key_encrypted: Mapped[str] = mapped_column(Text)
+    # The nonce of the flow that made it: that flow's state cannot complete again.
+    state_nonce: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class PlatformMeta(Base):
     """Facts about the store itself (its identity: which containers are its own)."""
 
@@ -295,8 +316,10 @@ class Database(Base):
     credentials_encrypted: Mapped[str] = mapped_column(Text)
     container_id: Mapped[str | None] = mapped_column(String(128))
     deadline: Mapped[datetime | None] = mapped_column()  # when a busy state fails
-    # The backup schedule; None: the platform's (databases.backup_interval_s, backup_keep).
+    # The backup schedule: a cron expression (UTC), else an interval; both None: the
+    # platform's (databases.backup_cron or backup_interval_s); backup_keep None: backup_keep.
     backup_interval_s: Mapped[int | None] = mapped_column(Integer)
+    backup_cron: Mapped[str | None] = mapped_column(String(200))
     backup_keep: Mapped[int | None] = mapped_column(Integer)
     final_backup: Mapped[bool] = mapped_column(Boolean, default=True)  # taken when deleted
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,7 +17,14 @@ from ipaas.apps.deployer import Deployer
 from ipaas.apps.scheduler import BuildScheduler
 from ipaas.config import WardenSettings
 from ipaas.domain.deadlines import overdue_build
-from ipaas.domain.reconcile import GAVE_UP, Action, Do, finish_times_needed, reconcile_actions
+from ipaas.domain.reconcile import (
+    GAVE_UP,
+    Action,
+    Do,
+    finish_times_needed,
+    moved_addresses,
+    reconcile_actions,
+)
 from ipaas.domain.states import IllegalTransition, State
 from ipaas.runtime.base import ContainerInfo, Runtime, RuntimeEvent, RuntimeUnavailable
 from ipaas.store.apps import AppStore, NotFound
@@ -302,6 +309,7 @@ class Warden:
         )
         for action in actions:
             await self._carry_out(action, known)
+        await self.deployer.move_routes(moved_addresses(known, containers))
         await self.deployer.sync_routes()
 
     async def _with_stop_times(

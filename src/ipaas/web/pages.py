@@ -65,8 +65,16 @@ def environment() -> jinja2.Environment:
     return _env
 
 
-def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    """The template as a page (or an htmx fragment), with this browser's CSRF token."""
+def render(
+    request: Request,
+    template: str,
+    status: int = 200,
+    *,
+    form_targets: tuple[str, ...] = (),
+    **context: Any,
+) -> HTMLResponse:
+    """The template as a page (or an htmx fragment), with this browser's CSRF token.
+    `form_targets`: origins besides ours this page's forms may lead to (`page_headers`)."""
     context.setdefault("visitor", getattr(request.state, "visitor", None))
     context.setdefault("notice", None)
     html = (
@@ -74,7 +82,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         .get_template(template)
         .render(request=request, csrf=csrf_token(request), path=request.url.path, **context)
     )
-    headers = getattr(request.app.state, "page_headers", PAGE_HEADERS)
+    headers = page_headers(form_targets) if form_targets else PAGE_HEADERS
     response = HTMLResponse(html, status_code=status, headers=headers)
     remember_browser(request, response)
     return response

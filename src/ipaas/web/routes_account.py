@@ -1,17 +1,27 @@
-"""The account pages: who you are, your password, your personal API tokens; and which
-notices come to you by e-mail (the API's notice preferences), with the last ones sent."""
+"""The account pages: who you are, your password, your personal API tokens, (admins) the
+platform's GitHub App, made from here with GitHub's manifest flow; and which notices come to
+you by e-mail (the API's notice preferences), with the last ones sent."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ipaas.api.deps import notice_store, user_store
+from ipaas.admin.github_app import GitHubAppSetup
+from ipaas.api.deps import notice_store, settings, user_store
 from ipaas.api.routes_accounts import end_sessions_now
+from ipaas.api.routes_github import set_state_cookie
+from ipaas.api.routes_github_app import COOKIE_PATH, STATE_COOKIE
 from ipaas.api.routes_notices import Preferences, my_preferences, set_preferences
 from ipaas.auth.login import BadCredentials, LoginRefused, PasswordLogin
 from ipaas.auth.tokens import hash_token, new_api_token
+from ipaas.config import Settings
+from ipaas.domain.errors import NotFoundError
+from ipaas.domain.github import install_url
 from ipaas.domain.notices import CHOOSABLE_KINDS, PREFERENCE_OF
 from ipaas.store.models import utcnow
 from ipaas.store.notices import NoticeStore
@@ -33,19 +43,31 @@ MAX_TOKENS = 50
 NOTES = {
     "password": "Password changed: your other sessions and API tokens were ended.",
     "notices": "Notice preferences saved.",
+    "github-app": "The GitHub App was made: install it on the accounts and repositories to deploy.",
 }
 # Kinds whose preference is another's (a crash digest follows the crash notice): not shown.
 SHOWN_KINDS = [k for k in CHOOSABLE_KINDS if k not in PREFERENCE_OF]
 
 
 async def _page(
-    request: Request, who: Visitor, users: UserStore, status: int = 200, **context: object
+    request: Request, who: Visitor, users: UserStore, status: int = 200, **context: Any
 ) -> Response:
     context.setdefault("errors", {})
     context.setdefault("new_token", None)
     tokens = await users.list_api_tokens(who.user.id)
     note = NOTES.get(request.query_params.get("done", ""))
-    return render(request, "account.html", status, tokens=tokens, notice=note, **context)
+    setup: GitHubAppSetup | None = request.app.state.github_app
+    github = None
+    if who.is_admin and setup is not None:
+        made = await setup.current()
+        github = {
+            "in_settings": setup.github.configured_in_settings,
+            "app": made,
+            "install_url": install_url(made.html_url) if made else None,
+        }
+    return render(
+        request, "account.html", status, tokens=tokens, notice=note, github=github, **context
+    )
 
 
 @router.get("")
@@ -120,6 +142,38 @@ async def delete_token(
     if digest is not None:
         request.app.state.token_cache.evict(digest)
     return redirect("/account")
+
+
+@router.post("/github-app")
+async def start_github_app(
+    request: Request,
+    form: Form = Depends(checked_form),
+    who: Visitor = Depends(visitor),
+    config: Settings = Depends(settings),
+) -> Response:
+    """Admins: the page whose button posts the App's manifest to GitHub; GitHub sends the
+    browser back to the API's callback, which makes the App and comes back to this page."""
+    setup: GitHubAppSetup | None = request.app.state.github_app
+    if not who.is_admin or setup is None:
+        raise NotFoundError.of("page")
+    org = first(form, "org", 100).strip() or None
+    start = await setup.start(
+        who.user.id,
+        redirect_url=f"{config.api_url.rstrip('/')}{COOKIE_PATH}/callback",
+        org=org,
+        name=first(form, "name", 100).strip() or None,
+        replace=first(form, "replace", 8) == "on",
+        then="/account",
+    )
+    # This page's one form goes to GitHub: its origin (only) joins the form targets.
+    github = urlsplit(start.post_url)
+    page = render(
+        request, "github_app.html", manifest=json.dumps(start.manifest), post_url=start.post_url,
+        app_name=str(start.manifest["name"]), org=org,
+        form_targets=(f"{github.scheme}://{github.netloc}",),
+    )  # fmt: skip
+    set_state_cookie(page, STATE_COOKIE, start.nonce, COOKIE_PATH, config)
+    return page
 
 
 # --- notices -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ipaas.domain.specs import AppCreate
 from ipaas.web.auth import Form, Visitor, checked_form, visitor
 from ipaas.web.forms import Errors, error_of, errors_of, given, number, parse_env_lines
 from ipaas.web.pages import redirect, render
+from ipaas.web.routes_session import github_form_targets
 
 router = APIRouter()
 MAX_LISTED = 500
@@ -52,12 +53,16 @@ async def new_app_page(
 ) -> Response:
     """The form, filled with the repository and branch the picker chose (without JS)."""
     values = {k: v for k, v in (("repo", repo.strip()), ("branch", branch.strip())) if v}
-    return _new(request, 200, values, {})
+    return await _new(request, 200, values, {})
 
 
-def _new(request: Request, status: int, values: dict[str, str], errors: Errors) -> Response:
-    github = request.app.state.github_signin is not None
-    return render(request, "new.html", status, values=values, errors=errors, github=github)
+async def _new(request: Request, status: int, values: dict[str, str], errors: Errors) -> Response:
+    """With GitHub configured, the repository picker (whose "Connect GitHub" leads there)."""
+    targets = await github_form_targets(request)
+    return render(
+        request, "new.html", status, values=values, errors=errors, github=bool(targets),
+        form_targets=targets,
+    )  # fmt: skip
 
 
 @router.post("/new")
@@ -78,7 +83,7 @@ async def create_app(
         errors = error_of(exc)
     else:
         return redirect(f"/apps/{app.id}")
-    return _new(request, 422, values, errors)
+    return await _new(request, 422, values, errors)
 
 
 def _create_request(values: dict[str, str]) -> dict[str, Any]:

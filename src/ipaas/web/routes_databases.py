@@ -22,7 +22,7 @@ from ipaas.api.routes_databases import (
 )
 from ipaas.apps.service import AppService
 from ipaas.databases.backups import BackupService
-from ipaas.databases.schedule import interval_of, keep_of
+from ipaas.databases.schedule import keep_of, plan_of
 from ipaas.databases.service import DatabaseRequest, DatabaseService
 from ipaas.domain.databases import DB_BUSY, ENGINES, Engine
 from ipaas.domain.errors import IpaasError, NotFoundError
@@ -112,7 +112,7 @@ async def create_database(
         errors = error_of(exc)
     else:
         return redirect(f"/databases/{db.id}")
-    context = {"values": values, "errors": errors, "engines": engines()}
+    context: dict[str, Any] = {"values": values, "errors": errors, "engines": engines()}
     return render(request, "database_new.html", 422, **context)
 
 
@@ -264,8 +264,10 @@ async def _backups(
 ) -> Response:
     listed = await backups.list(db)
     jobs = [j for j in await backups.jobs(db) if j.kind == "restore"]
+    plan = plan_of(db, svc.settings)
     schedule = {
-        "interval_h": _hours(interval_of(db, svc.settings)),
+        "cron": plan.cron or "",
+        "interval_h": "" if plan.cron else _hours(plan.interval_s),
         "keep": keep_of(db, svc.settings),
     }
     context.setdefault("schedule", schedule)
@@ -309,23 +311,32 @@ async def schedule(
     svc: DatabaseService = Depends(database_service),
     backups: BackupService = Depends(backup_service),
 ) -> Response:
-    """The schedule in hours (0: none), as the API's `backup-schedule` takes it in seconds."""
-    values = given(form, "interval_h", "keep")
-    hours = number(values.get("interval_h", ""))
+    """A cron expression, else every so many hours (0: none), as the API's `backup-schedule`
+    takes them (it takes the interval in seconds)."""
+    values = given(form, "cron", "interval_h", "keep")
+    fields: dict[str, Any] = {"keep": number(values.get("keep", ""))}
     errors: Errors = {}
-    interval = round(hours * 3600) if isinstance(hours, int | float) else None
-    if interval is None:
-        errors["interval_h"] = "a number of hours (0: no scheduled backups)"
+    if "cron" in values:
+        fields["cron"] = values["cron"]
     else:
-        try:
-            body = ScheduleRequest(interval_s=interval, keep=number(values.get("keep", "")))
-        except ValidationError as exc:
-            errors = {("interval_h" if k == "interval_s" else k): v
-                      for k, v in errors_of(exc).items()}  # fmt: skip
+        hours = number(values.get("interval_h", ""))
+        if isinstance(hours, int | float):
+            fields["interval_s"] = round(hours * 3600)
         else:
-            await set_backup_schedule(body, db, svc)
+            errors["interval_h"] = "a number of hours (0: no scheduled backups), or a cron line"
+    if not errors:
+        try:
+            await set_backup_schedule(ScheduleRequest(**fields), db, svc)
+        except ValidationError as exc:
+            errors = {_SCHEDULE_FIELD.get(k, k): v for k, v in errors_of(exc).items()}
+        except IpaasError as exc:
+            errors = {"cron": exc.detail}
+        else:
             return redirect(f"/databases/{db.id}/backups?done=schedule")
     return await _backups(request, db, svc, backups, 422, errors=errors, schedule=values)
+
+
+_SCHEDULE_FIELD = {"interval_s": "interval_h"}
 
 
 # --- settings -----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """A database's Data tab: the built-in viewer of `/api/v1/databases/{id}/tables|rows|query|keys`
-as pages. SQL engines: the tables, a table's rows a page at a time (by offset, as the API
-pages them), and the read-only SQL console; Redis: the key browser, a SCAN step a page."""
+as pages. SQL engines: the tables, a table's rows a page at a time (with the API's `next`
+cursor), and the read-only SQL console; Redis: the key browser, a SCAN step a page."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ async def data_page(
     request: Request,
     table: str | None = Query(None, max_length=256),
     schema: str | None = Query(None, max_length=256),
-    offset: int = Query(0, ge=0, le=2**62),
+    after: str | None = Query(None, min_length=1, max_length=4096),
     pattern: str = Query("*", min_length=1, max_length=512),
     cursor: str = Query("0", max_length=20),
     db: Database = Depends(owned),
@@ -34,7 +34,7 @@ async def data_page(
 ) -> Response:
     if db.engine == Engine.REDIS:
         return await _keys(request, db, viewer, pattern, cursor)
-    return await _sql(request, db, viewer, table, schema, offset)
+    return await _sql(request, db, viewer, table, schema, after)
 
 
 async def _sql(
@@ -43,7 +43,7 @@ async def _sql(
     viewer: DataViewer,
     table: str | None,
     schema: str | None,
-    offset: int,
+    after: str | None,
     status: int = 200,
     **context: Any,
 ) -> Response:
@@ -55,12 +55,8 @@ async def _sql(
         if db.state == "running":
             tables = await viewer.tables(db)
             if table:
-                found, columns, rows, more = await viewer.rows(db, table, schema, PAGE_ROWS, offset)
-                shown = {
-                    "table": found, "columns": columns, "rows": rows, "offset": offset,
-                    "next": offset + len(rows) if more else None,
-                    "previous": max(offset - PAGE_ROWS, 0) if offset else None,
-                }  # fmt: skip
+                rows = await viewer.rows(db, table, schema, PAGE_ROWS, after)
+                shown = {"page": rows, "first": after is None}
     except IpaasError as exc:
         problem = exc.detail
     context.setdefault("sql", "")
@@ -103,5 +99,5 @@ async def run_query(
     except IpaasError as exc:
         error, status = exc.detail, 422
     return await _sql(
-        request, db, viewer, None, None, 0, status, sql=sql, result=result, console_error=error
+        request, db, viewer, None, None, None, status, sql=sql, result=result, console_error=error
     )

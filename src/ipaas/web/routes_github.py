@@ -27,7 +27,7 @@ from ipaas.web.auth import (
     web_sessions,
 )
 from ipaas.web.pages import redirect, render
-from ipaas.web.routes_session import login_form
+from ipaas.web.routes_session import github_form_targets, login_form
 
 router = APIRouter()
 STATE_COOKIE = "ipaas_github_web"
@@ -50,7 +50,7 @@ async def start(
     """To GitHub; a signed-in visitor links GitHub to their own account."""
     who = await maybe_visitor(request)
     wanted = safe_next(first(form, "next") or "/apps")
-    begun = flow.start(who.user.id if who else None, dashboard=wanted)
+    begun = await flow.start(who.user.id if who else None, dashboard=wanted)
     response = redirect(begun.authorize_url)
     response.set_cookie(  # only the callback below reads it
         STATE_COOKIE, begun.nonce, max_age=flow.states.ttl_s, path=STATE_PATH, httponly=True,
@@ -70,11 +70,11 @@ async def finish(
     and on to the page the flow was started for."""
     wanted = flow.dashboard_page(state)
     if wanted is None or not code:
-        return _refused(request, "This sign-in did not start here. Start it again.")
+        return await _refused(request, "This sign-in did not start here. Start it again.")
     try:
         user = await flow.finish(code, state, request.cookies.get(STATE_COOKIE))
     except IpaasError as exc:
-        return _refused(request, f"GitHub sign-in failed: {exc.detail}")
+        return await _refused(request, f"GitHub sign-in failed: {exc.detail}")
     response = redirect(safe_next(wanted))
     response.delete_cookie(STATE_COOKIE, path=STATE_PATH)
     who = await maybe_visitor(request)
@@ -84,8 +84,8 @@ async def finish(
     return response
 
 
-def _refused(request: Request, error: str) -> Response:
-    return login_form(request, "/apps", "", error, 403)
+async def _refused(request: Request, error: str) -> Response:
+    return await login_form(request, "/apps", "", error, 403)
 
 
 # --- the repository picker -----------------------------------------------------------------------
@@ -105,7 +105,7 @@ async def repos(
         )
     except IpaasError as exc:
         context["problem"], context["code"] = exc.detail, exc.code
-    return _picker(request, "_github_repos.html", context)
+    return await _picker(request, "_github_repos.html", context)
 
 
 @router.get("/new/github/branches")
@@ -121,11 +121,13 @@ async def branches(
         context["listing"] = await github_branches(owner, name, 1, 100, who.principal, found)
     except IpaasError as exc:
         context["problem"], context["code"] = exc.detail, exc.code
-    return _picker(request, "_github_branches.html", context)
+    return await _picker(request, "_github_branches.html", context)
 
 
-def _picker(request: Request, fragment: str, context: dict[str, Any]) -> Response:
+async def _picker(request: Request, fragment: str, context: dict[str, Any]) -> Response:
+    """Its "Connect GitHub" form leads to GitHub (a page of its own without htmx)."""
     context.setdefault("code", None)
     if request.headers.get("hx-request"):
         return render(request, fragment, **context)
-    return render(request, "new_github.html", fragment=fragment, **context)
+    targets = await github_form_targets(request)
+    return render(request, "new_github.html", fragment=fragment, form_targets=targets, **context)

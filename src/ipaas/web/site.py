@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import cast
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
@@ -29,7 +28,7 @@ from ipaas.web import (
     routes_session,
 )
 from ipaas.web.auth import CsrfRefused, SignInNeeded, sign_in_url
-from ipaas.web.pages import STATIC, page_headers, redirect, render
+from ipaas.web.pages import STATIC, redirect, render
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -47,7 +46,6 @@ def _mark_web(request: Request) -> None:
 
 def install(app: FastAPI, plane: ControlPlane) -> None:
     app.state.web_sessions = plane.stores.web_sessions
-    app.state.page_headers = page_headers(_github_origin(plane))
     app.state.platform_health = plane.health
     app.state.app_store = plane.stores.apps
     web = APIRouter(include_in_schema=False, dependencies=[Depends(_mark_web)])
@@ -62,14 +60,6 @@ def install(app: FastAPI, plane: ControlPlane) -> None:
     app.add_exception_handler(CsrfRefused, _csrf_refused)
     for kind in (IpaasError, StarletteHTTPException):
         app.add_exception_handler(kind, _as_page(cast(Handler, app.exception_handlers[kind])))
-
-
-def _github_origin(plane: ControlPlane) -> tuple[str, ...]:
-    """GitHub's sign-in pages, where the "Sign in with GitHub" form leads (when configured)."""
-    if plane.github_signin is None:
-        return ()
-    url = urlsplit(plane.settings.github.web_url)
-    return (f"{url.scheme}://{url.netloc}",)
 
 
 async def _sign_in(request: Request, exc: Exception) -> Response:
