@@ -5,6 +5,7 @@ kept), and the RSS of `ipaas up` before and after its pages were served.
 Targets (issue 15): apps page p50 ≤ 50 ms; no frame stalled > 200 ms, memory bounded; idle RSS
 ≤ 120 MB with the web part loaded. Needs the Docker engine and the base images.
 Usage: .venv/bin/python -m bench.dashboard [--requests 300] [--seconds 30] [--rate 1000]
+       [--runs 3] [--baseline OTHER_TREE/src]  (the log page of another source tree, side by side)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,53 +154,145 @@ async def log_page(
             await asyncio.sleep(1)
             heap.append(await page.evaluate("performance.memory.usedJSHeapSize") / 2**20)
         gaps = sorted(await page.evaluate("window.gaps"))
-        kept = await page.locator("#log span.l").count()
-        last = await page.locator("#log span.l").last.text_content()
+        kept = await page.locator("#log .l").count()
+        last = await page.locator("#log .l").last.text_content()
         await browser.close()
     return {"max_gap": gaps[-1], "p99_gap": gaps[int(len(gaps) * 0.99)], "frames": len(gaps),
             "heap_peak": max(heap), "heap_end": heap[-1], "kept": kept, "last": last}  # fmt: skip
 
 
-def main(requests: int, seconds: float, rate: int) -> None:
+@dataclass
+class Platform:
+    """An `ipaas up` with a flood app deployed, and a session on it."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    cookie: str
+    token: str
+    app_id: str
+    url: str
+
+    def stop(self) -> None:
+        httpx.delete(f"{self.base}/api/v1/applications/{self.app_id}",
+                     headers={"Authorization": f"Bearer {self.token}"})  # fmt: skip
+        time.sleep(3)
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+def platform_with_flood(
+    folder: Path, apps: int, source: Path | None = None
+) -> tuple[Platform, float]:
+    """`ipaas up` (of `source`, else this tree) with `apps` stored apps besides the flood
+    app; and its RSS once idle, before any page was served."""
+    folder.mkdir()
+    proc, base = start_up(folder, {"PYTHONPATH": str(source)} if source else None)
+    try:
+        time.sleep(10)
+        idle = rss_mb(proc.pid)
+        cookie, token = asyncio.run(seed(folder, apps))
+        app_id, url = deploy_flood_app(base, token, folder)
+    except BaseException:
+        proc.terminate()
+        proc.wait(20)
+        raise
+    return Platform(proc, base, cookie, token, app_id, url), idle
+
+
+def log_runs(platform: Platform, runs: int, seconds: float, rate: int) -> list[dict[str, Any]]:
+    return [
+        asyncio.run(
+            log_page(platform.base, platform.cookie, platform.app_id, platform.url, seconds, rate)
+        )  # fmt: skip
+        for _ in range(runs)
+    ]
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        key: statistics.median(r[key] for r in runs)
+        for key in ("max_gap", "p99_gap", "frames", "heap_peak", "heap_end", "kept")
+    }
+
+
+def main(requests: int, seconds: float, rate: int, runs: int, baseline: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="ipaas-bench-web-") as tmp:
-        proc, base = start_up(Path(tmp))
+        # 99 stored apps and one real one: the default quota's 100.
+        this, idle = platform_with_flood(Path(tmp) / "this", 99)
+        other, other_idle = (
+            platform_with_flood(Path(tmp) / "baseline", 0, baseline) if baseline else (None, 0.0)
+        )
         try:
-            time.sleep(10)
-            idle = rss_mb(proc.pid)
-            # 99 stored apps and one real one: the default quota's 100.
-            cookie, token = asyncio.run(seed(Path(tmp), 99))
-            app_id, url = deploy_flood_app(base, token, Path(tmp))
-            p50, p99, rows = apps_page(base, cookie, requests)
-            loaded = wrk(
-                f"{base}/apps",
-                connections=8,
-                seconds=5,
-                headers={"Cookie": f"ipaas_session={cookie}"},
-            )
-            served = rss_mb(proc.pid)
-            browser = asyncio.run(log_page(base, cookie, app_id, url, seconds, rate))
-            httpx.delete(
-                f"{base}/api/v1/applications/{app_id}", headers={"Authorization": f"Bearer {token}"}
-            )
-            time.sleep(3)
+            p50, p99, rows = apps_page(this.base, this.cookie, requests)
+            loaded = wrk(f"{this.base}/apps", connections=8, seconds=5,
+                         headers={"Cookie": f"ipaas_session={this.cookie}"})  # fmt: skip
+            served = rss_mb(this.proc.pid)
+            mine: list[dict[str, Any]] = []
+            theirs: list[dict[str, Any]] = []
+            for _ in range(runs):  # alternated, so both meet the same machine
+                mine += log_runs(this, 1, seconds, rate)
+                if other is not None:
+                    theirs += log_runs(other, 1, seconds, rate)
         finally:
-            proc.terminate()
-            proc.wait(20)
+            for platform in (this, other):
+                if platform is not None:
+                    platform.stop()
+    browser = medians(mine)
     print(f"apps page ({rows} rows): p50 {p50:.1f} ms, p99 {p99:.1f} ms; wrk {loaded}")
-    print(f"RSS idle {idle:.0f} MB, after the pages {served:.0f} MB; log page {browser}")
+    print(f"RSS idle {idle:.0f} MB, after the pages {served:.0f} MB")
+    print(f"log page, {runs} runs: {mine}")
+    if theirs:
+        print(f"baseline log page, {runs} runs: {theirs}")
+    write_section(TITLE, report(requests, seconds, rate, runs, baseline, (p50, p99, rows),
+                                loaded, (idle, other_idle), served, mine, theirs))  # fmt: skip
+    print(f"medians: {browser}")
+
+
+def each_gap(runs: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r['max_gap']:.0f}" for r in runs)
+
+
+def report(
+    requests: int, seconds: float, rate: int, runs: int, baseline: Path | None,
+    page: tuple[float, float, int], loaded: Any, idles: tuple[float, float], served: float,
+    mine: list[dict[str, Any]], theirs: list[dict[str, Any]],
+) -> str:  # fmt: skip
+    p50, p99, rows = page
+    idle, baseline_idle = idles
+    rss_side = f" (baseline: {baseline_idle:.0f} MB)" if theirs else ""
+    browser = medians(mine)
     verdicts = {
         "apps p50": "met" if p50 <= 50 else "missed",
         "frames": "met" if browser["max_gap"] <= 200 else "missed",
         "rss": "met" if idle <= 120 else "missed",
     }
-    body = f"""
+    gaps = each_gap(mine)
+    side = ""
+    if theirs:
+        before = medians(theirs)
+        side = (
+            f"| baseline ({baseline}): longest frame gap, median / each run "
+            f"| {before['max_gap']:.0f} ms / {each_gap(theirs)} "
+            f"| this / baseline: {browser['max_gap'] / before['max_gap']:.2f} |\n"
+            f"| baseline: p99 frame gap; lines kept | {before['p99_gap']:.0f} ms; "
+            f"{before['kept']:.0f} | this / baseline: "
+            f"{browser['p99_gap'] / before['p99_gap']:.2f} |\n"
+        )
+    return f"""
 `ipaas up` on SQLite (API, builder, warden, Caddy), one admin with 100 apps (99 stored, stopped,
 one release each; one real and running).
 The apps page fetched {requests} times by one client (server rendering and the session lookup
 included), then 5 s of `wrk` with 8 connections. Then a real app writing {rate} lines/s for
 {seconds:.0f} s, its Logs tab open in Debian's Chromium (headless): the longest gap between two
-animation frames, the JS heap, and the lines the page keeps (cap 5,000). Load average of the
-machine at the end: {os.getloadavg()[0]:.1f} (frame gaps on a shared, busy machine are pessimistic).
+animation frames, the JS heap, and the lines the page keeps (cap 5,000); {runs} runs, medians.
+{
+        "Alternated run by run with the same measure on a second `ipaas up` running the baseline's "
+        "source tree (its own flood app), so both met the same machine."
+        if theirs
+        else ""
+    }
+Load average of the machine at the end: {os.getloadavg()[0]:.1f} (frame gaps on a shared,
+busy machine are pessimistic).
 
 | measure | figure | target |
 |---|---|---|
@@ -206,16 +300,17 @@ machine at the end: {os.getloadavg()[0]:.1f} (frame gaps on a shared, busy machi
 | p50 ≤ 50 ms: **{verdicts["apps p50"]}** |
 | apps page, wrk 8 connections | {loaded.rps:,.0f} req/s, p50 {loaded.p50_ms:.1f} ms, \
 p99 {loaded.p99_ms:.1f} ms | |
-| log page: longest frame gap / p99 over {browser["frames"]} frames \
-| {browser["max_gap"]:.0f} / {browser["p99_gap"]:.0f} ms | ≤ 200 ms: **{verdicts["frames"]}** |
-| log page: JS heap peak / at the end | {browser["heap_peak"]:.1f} / {browser["heap_end"]:.1f} MB \
+| log page: longest frame gap, median / each run | {browser["max_gap"]:.0f} ms / {gaps} \
+| ≤ 200 ms: **{verdicts["frames"]}** |
+| log page: p99 frame gap; frames a run | {browser["p99_gap"]:.0f} ms; {browser["frames"]:.0f} | |
+{side}| log page: JS heap peak / at the end | {browser["heap_peak"]:.1f} / {
+        browser["heap_end"]:.1f} MB \
 | bounded |
-| log page: lines kept; last line shown | {browser["kept"]}; `{browser["last"]}` | ≤ 5,000 |
-| `ipaas up` RSS idle (web part loaded, no page yet) | {idle:.0f} MB \
+| log page: lines kept; last line shown | {browser["kept"]:.0f}; `{mine[-1]["last"]}` | ≤ 5,000 |
+| `ipaas up` RSS idle (web part loaded, no page yet) | {idle:.0f} MB{rss_side} \
 | ≤ 120 MB: **{verdicts["rss"]}** |
 | `ipaas up` RSS after serving the pages (Jinja2 loaded) | {served:.0f} MB | |
 """
-    write_section(TITLE, body)
 
 
 if __name__ == "__main__":
@@ -223,5 +318,10 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3, help="log page runs (medians)")
+    parser.add_argument(
+        "--baseline", type=Path, default=None,
+        help="a source tree (its src/) whose log page is measured alternately, side by side",
+    )  # fmt: skip
     args = parser.parse_args()
-    main(args.requests, args.seconds, args.rate)
+    main(args.requests, args.seconds, args.rate, args.runs, args.baseline)

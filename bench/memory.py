@@ -23,10 +23,14 @@ from bench.report import write_section, wrk
 TITLE = "Control-plane memory (bench/memory.py)"
 
 
-def start_up(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_up(
+    data_dir: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`ipaas up` on `data_dir` (`extra_env`: say PYTHONPATH, to run another source tree)."""
     port = free_port()
     env = {
         **os.environ,
+        **(extra_env or {}),
         "IPAAS_DATA_DIR": str(data_dir),
         "IPAAS_PORT": str(port),
         "IPAAS_ROUTER__HTTP_PORT": str(free_port()),

@@ -49,3 +49,27 @@ async def chromium() -> AsyncIterator[Any]:
             yield browser
         finally:
             await browser.close()
+
+
+async def watched_page(context: Any) -> tuple[Any, list[str]]:
+    """A page whose script errors and CSP refusals (console errors) are collected; a form
+    answered 422 (its errors shown next to the fields) is no problem."""
+    page = await context.new_page()
+    problems: list[str] = []
+
+    def console(message: Any) -> None:
+        if message.type == "error" and "status of 422" not in message.text:
+            problems.append(message.text)
+
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("console", console)
+    return page, problems
+
+
+def screenshots(page: Any, folder: Path) -> Any:
+    count = iter(range(1, 100))
+
+    async def shot(step: str) -> None:
+        await page.screenshot(path=str(folder / f"{next(count):02d}-{step}.png"), full_page=True)
+
+    return shot

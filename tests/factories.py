@@ -6,7 +6,7 @@ from typing import Any
 
 from ipaas.domain.states import State
 from ipaas.platform import ControlPlane, Stores
-from ipaas.store.models import Application, Release, new_id
+from ipaas.store.models import Application, Database, Release, new_id
 from tests.support import unique_name
 
 
@@ -55,3 +55,25 @@ async def running_app(core: ControlPlane, owner_id: str, releases: int = 1) -> A
     running = await core.stores.apps.get(app.id)
     assert running.state == State.RUNNING and running.current_release == 1, running.state_reason
     return running
+
+
+async def stored_database(
+    core: ControlPlane, owner_id: str, engine: str = "postgres", state: str = "running"
+) -> Database:
+    """A database as a create leaves it (its logins made up and stored encrypted), put in
+    `state` directly: the fast tier runs no engine."""
+    from ipaas.databases.provisioning import new_accounts
+    from ipaas.domain.databases import ENGINES, Engine
+
+    name = unique_name("db")
+    db = Database(
+        id=new_id(), name=name, owner_id=owner_id, engine=engine,
+        version=ENGINES[Engine(engine)].versions[0], memory_mb=256, cpus=0.5, state=state,
+        credentials_encrypted=core.stores.cipher.encrypt(new_accounts(name, engine).to_json()),
+        container_id="not-a-container" if state == "running" else None,
+    )  # fmt: skip
+
+    async def no_guard(_: object) -> None:
+        return None
+
+    return await core.stores.databases.create(db, no_guard)

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ipaas.admin.github_app import GitHubAppSetup, stored_registration
+from ipaas.admin.health import HealthLimits, PlatformHealth
 from ipaas.admin.removal import AccountRemoval
 from ipaas.apps.background import Background
 from ipaas.apps.bus import ChangeBus
@@ -169,6 +170,7 @@ class ControlPlane:
     github_signin: GitHubSignIn | None
     domain_service: DomainService
     github_app: GitHubAppSetup | None
+    health: PlatformHealth
 
 
 def open_stores(settings: Settings) -> Stores:
@@ -441,8 +443,16 @@ def control_plane(
         AccountMail(stores.users, sender.renderer, settings.auth, settings.api_url), lifecycle,
         databases, backups, AccountRemoval(stores.users, stores.apps, deployer, databases),
         rotation, viewer, hooks, sources, _signin(settings, stores, adapters.github),
-        domains, _app_setup(settings, stores, adapters.github),
+        domains, _app_setup(settings, stores, adapters.github), _health(settings, stores, adapters),
     )  # fmt: skip
+
+
+def _health(settings: Settings, stores: Stores, adapters: Adapters) -> PlatformHealth:
+    disks = {"data": settings.data_dir, "backups": settings.effective_backups_dir}
+    limits = HealthLimits(settings.build.no_builder_s, settings.build.embedded_worker)
+    return PlatformHealth(
+        stores.apps, stores.builds, adapters.runtime, adapters.router, disks, limits
+    )
 
 
 def _signin(

@@ -31,3 +31,15 @@ async def test_routes_are_replaced_removed_and_synced_without_errors(any_router:
     await any_router.remove_route("never-added.localhost")
     await any_router.sync([Route("b.localhost", "127.0.0.1:9")])
     await any_router.sync([])
+
+
+async def test_health_counts_the_routes_and_a_stopped_proxy_is_a_failure(
+    any_router: Router,
+) -> None:
+    await any_router.set_route(Route("h.localhost", "127.0.0.1:9"))
+    assert "1 routes" in await any_router.health()
+    if isinstance(any_router, FakeRouter):
+        return
+    await any_router.close()
+    with pytest.raises(Exception, match="does not answer"):
+        await any_router.health()

@@ -12,11 +12,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.chromium import chromium
+from tests.chromium import chromium, screenshots, watched_page
 from tests.e2e.apps import DOCKERFILE
 from tests.e2e.conftest import E2E
+from tests.factories import stored_app
 
 __all__ = ["chromium"]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -63,18 +65,10 @@ async def test_deploy_follow_change_and_delete_an_app_in_the_browser(
     context = await chromium.new_context(
         base_url=e2e.live.base, viewport={"width": 1280, "height": 860}
     )
-    page = await context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    shot = _screenshots(page, tmp_path)
+    page, problems = await watched_page(context)
+    shot = screenshots(page, tmp_path)
     try:
-        await page.goto("/apps")
-        await expect(page).to_have_url(re.compile(r"/login\?next=/apps$"))
-        await page.fill("input[name=username]", e2e.admin_name)
-        await page.fill("input[name=password]", e2e.admin_password)
-        await page.click("button:has-text('Sign in')")
-        await expect(page).to_have_url(re.compile(r"/apps$"))
+        await _sign_in(page, e2e, "/apps")
 
         # New app: the name is checked as it is typed.
         await page.click("text=New app")
@@ -121,13 +115,16 @@ async def test_deploy_follow_change_and_delete_an_app_in_the_browser(
     assert problems == [], problems
 
 
-def _screenshots(page: Any, folder: Path) -> Any:
-    count = iter(range(1, 100))
+async def _sign_in(page: Any, e2e: E2E, wanted: str) -> None:
+    """Open `wanted`, get sent to the sign-in form, sign in as the admin, land on it."""
+    from playwright.async_api import expect
 
-    async def shot(step: str) -> None:
-        await page.screenshot(path=str(folder / f"{next(count):02d}-{step}.png"), full_page=True)
-
-    return shot
+    await page.goto(wanted)
+    await expect(page).to_have_url(re.compile(rf"/login\?next={re.escape(wanted)}$"))
+    await page.fill("input[name=username]", e2e.admin_name)
+    await page.fill("input[name=password]", e2e.admin_password)
+    await page.click("button:has-text('Sign in')")
+    await expect(page).to_have_url(re.compile(rf"{re.escape(wanted)}$"))
 
 
 async def _follow_logs(page: Any, e2e: E2E, name: str, shot: Any) -> None:
@@ -173,3 +170,171 @@ async def _change_env(page: Any, e2e: E2E, name: str, app_url: str, shot: Any) -
         assert time.monotonic() < deadline, "the app never answered with the new value"
         await asyncio.sleep(0.5)
     await expect(page.locator("#app-status [data-state]")).to_have_text("running", timeout=60_000)
+
+
+# --- databases ----------------------------------------------------------------------------------
+DB_S = 120_000
+
+
+async def test_create_attach_view_back_up_and_restore_a_database_in_the_browser(
+    e2e: E2E, chromium: Any, tmp_path: Path
+) -> None:
+    """Postgres through the pages: made by the form, attached to an app, its rows paged in the
+    viewer and queried in the console, backed up, changed, restored; a Redis database's keys
+    browsed. No reload is needed to see a state change."""
+    from playwright.async_api import expect
+
+    redis = _api_database(e2e, "redis")  # made meanwhile, through the API
+    app = e2e.live.run(stored_app(e2e.live.plane.stores, _admin_id(e2e)))  # never built
+    app_id = app.id
+    context = await chromium.new_context(
+        base_url=e2e.live.base, viewport={"width": 1280, "height": 860}
+    )
+    page, problems = await watched_page(context)
+    shot = screenshots(page, tmp_path)
+    try:
+        await _sign_in(page, e2e, "/databases")
+        await page.click("text=New database")
+        name = f"pg-{uuid.uuid4().hex[:6]}"
+        await page.fill("input[name=name]", name)
+        await page.select_option("select[name=engine]", "postgres")
+        await shot("db-new")
+        await page.click("button:has-text('Create database')")
+        await expect(page).to_have_url(re.compile(r"/databases/[0-9a-f]+$"))
+        db_url = page.url
+        db_id = db_url.rsplit("/", 1)[1]
+        await page.evaluate("window.stayedHere = true")
+        await expect(page.locator(f"#db-status-{db_id} [data-state]")).to_have_text(
+            "running", timeout=DB_S
+        )
+        assert await page.evaluate("window.stayedHere === true")
+        _seed(e2e, db_id, "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT); "
+              "INSERT INTO notes SELECT n, 'note ' || n FROM generate_series(1, 120) n")  # fmt: skip
+
+        # Attach to an app: it is listed with the variable it gets.
+        await page.select_option("select[name=app_id]", app_id)
+        await page.click("form.attach button:has-text('Attach')")
+        await expect(page.locator(".notice")).to_contain_text("Attached")
+        await expect(page.locator("#attachments tr[data-attached] code")).to_have_text(
+            "DATABASE_URL"
+        )
+        await shot("db-attached")
+
+        # The viewer: the table, its rows a page at a time, the console.
+        await page.click("nav.tabs >> text=Data")
+        await page.click("nav.tables >> text=notes")
+        rows = page.locator("#rows tbody tr")
+        await expect(rows).to_have_count(50)
+        await expect(rows.first).to_contain_text("note 1")
+        await page.click("a:has-text('Next →')")
+        await expect(rows.first).to_contain_text("note 51")
+        await page.fill("textarea[name=sql]", "SELECT count(*) AS n FROM notes")
+        await page.click("#console button:has-text('Run')")
+        await expect(page.locator("#result tbody td")).to_have_text("120")
+        await page.fill("textarea[name=sql]", "DELETE FROM notes")
+        await page.click("#console button:has-text('Run')")
+        await expect(page.locator("#error-sql")).to_contain_text("read-only")
+        await shot("db-data")
+
+        # Back up, lose rows, restore: they are back.
+        await page.click("nav.tabs >> text=Backups")
+        await page.click("button:has-text('Back up now')")
+        good = page.locator("#backups tr[data-status=succeeded]")
+        await expect(good).to_have_count(1, timeout=DB_S)
+        await expect(good).to_contain_text("120 rows")
+        _seed(e2e, db_id, "DELETE FROM notes WHERE id > 10")
+        await good.locator("button:has-text('Restore')").click()
+        await expect(page.locator(".notice")).to_contain_text("Restore started")
+        job = page.locator("tr[data-job=restore]")
+        await expect(job.locator(".build")).not_to_have_text("running", timeout=DB_S)
+        assert await job.locator(".build").text_content() == "succeeded", await job.text_content()
+        await shot("db-restored")
+        await page.click("nav.tabs >> text=Data")
+        await page.fill("textarea[name=sql]", "SELECT count(*) FROM notes")
+        await page.click("#console button:has-text('Run')")
+        await expect(page.locator("#result tbody td")).to_have_text("120")
+
+        # Credentials on request.
+        await page.click("nav.tabs >> text=Credentials")
+        await expect(page.locator("[data-password]")).to_have_count(0)
+        await page.click("button:has-text('Show credentials')")
+        await expect(page.locator("[data-password]")).not_to_be_empty()
+
+        # Redis: the key browser.
+        _redis(redis["id"], "SET", "greeting:en", "hello")
+        await page.goto(f"/databases/{redis['id']}/data")
+        await page.fill("input[name=pattern]", "greeting:*")
+        await page.click("button:has-text('Scan')")
+        await expect(page.locator('tr[data-key="greeting:en"]')).to_contain_text("hello")
+        await shot("redis-keys")
+
+        # Detach, then delete with the name typed.
+        await page.goto(db_url)
+        await page.click("#attachments button:has-text('Detach')")
+        await expect(page.locator("#attachments tr[data-attached]")).to_have_count(0)
+        await page.goto(f"{db_url}/settings")
+        delete = page.locator("button:has-text('Delete database')")
+        await expect(delete).to_be_disabled()
+        await page.fill("input[name=confirm]", name)
+        await page.uncheck("input[name=final_backup]")
+        await delete.click()
+        await expect(page).to_have_url(re.compile(r"/databases\?deleted=1$"))
+    finally:
+        await context.close()
+        _clean_up(e2e, app_id)
+    assert problems == [], problems
+
+
+def _admin_id(e2e: E2E) -> str:
+    user = e2e.live.run(e2e.live.plane.stores.users.by_username(e2e.admin_name))
+    assert user is not None
+    return user.id
+
+
+def _api_database(e2e: E2E, engine: str) -> dict[str, Any]:
+    body = {"name": f"{engine}-{uuid.uuid4().hex[:6]}", "engine": engine}
+    r = httpx.post(f"{e2e.live.base}/api/v1/databases", json=body, headers=e2e.headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _clean_up(e2e: E2E, app_id: str) -> None:
+    """The databases the test left (the flow deletes its own) and the app."""
+    dbs = f"{e2e.live.base}/api/v1/databases"
+    for db in httpx.get(dbs, headers=e2e.headers, timeout=30).json():
+        if db["state"] != "deleting":
+            for link in httpx.get(f"{dbs}/{db['id']}/attachments", headers=e2e.headers).json():
+                httpx.delete(f"{dbs}/{db['id']}/attachments/{link['app_id']}", headers=e2e.headers)
+            httpx.delete(f"{dbs}/{db['id']}?final_backup=false", headers=e2e.headers)
+    httpx.delete(f"{e2e.api}/{app_id}", headers=e2e.headers, timeout=30)
+
+
+def _container(db_id: str) -> Any:
+    import docker
+
+    deadline = time.monotonic() + DB_S / 1000
+    while time.monotonic() < deadline:
+        found = docker.from_env().containers.list(filters={"label": f"org.ipaas.database={db_id}"})
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no container for database {db_id}")
+
+
+def _seed(e2e: E2E, db_id: str, statements: str) -> None:
+    """SQL as the database's own login, from inside its container (the viewer only reads)."""
+    creds = httpx.get(f"{e2e.live.base}/api/v1/databases/{db_id}/credentials", headers=e2e.headers)
+    as_owner = f'SET ROLE "{creds.json()["username"]}"; {statements}'  # as the app would
+    argv = ["ipaas-db", "admin", "-d", creds.json()["database"], "-At", "-c", as_owner]
+    result = _container(db_id).exec_run(argv)
+    assert result.exit_code == 0, result.output
+
+
+def _redis(db_id: str, *words: str) -> None:
+    deadline = time.monotonic() + DB_S / 1000
+    while True:  # the database may still be starting
+        result = _container(db_id).exec_run(["ipaas-db", "admin", *words])
+        if result.exit_code == 0 and b"ERR" not in result.output:
+            return
+        assert time.monotonic() < deadline, result.output
+        time.sleep(0.5)

@@ -3,6 +3,7 @@ the page they are on — what a user with scripts off does."""
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -18,6 +19,13 @@ def csrf_of(html: str) -> str:
     found = CSRF.search(html)
     assert found, "the page has no form with a CSRF token"
     return found.group(1)
+
+
+def field_error(page: str, field: str) -> str:
+    """The error shown next to a form's field (as text)."""
+    found = re.search(rf'<p class="error" id="error-{field}"[^>]*>(.*?)</p>', page, re.S)
+    assert found, page
+    return html.unescape(found.group(1))
 
 
 class Browser:

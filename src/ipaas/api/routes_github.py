@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from typing import Any, Literal, cast
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -23,6 +24,7 @@ from ipaas.store.users import UserStore
 router = APIRouter(tags=["github"])
 STATE_COOKIE = "ipaas_github_state"
 COOKIE_PATH = "/api/v1/auth/github"
+DASHBOARD_CALLBACK = "/login/github/callback"
 OwnerName = Query(..., pattern=r"^[A-Za-z0-9-]{1,39}$")
 
 
@@ -86,6 +88,11 @@ async def github_callback(
     flow: GitHubSignIn = Depends(signin),
     p: Sessions = Depends(),
 ) -> Response:
+    if flow.dashboard_page(state) is not None:
+        # Started from the dashboard (GitHub knows one callback): its own callback finishes
+        # it, with the cookie it set, and signs the browser in there.
+        query = urlencode({"code": code, "state": state})
+        return RedirectResponse(f"{DASHBOARD_CALLBACK}?{query}", status_code=303)
     user = await flow.finish(code, state, request.cookies.get(STATE_COOKIE))
     from ipaas.store.models import new_id
 

@@ -53,13 +53,24 @@ class GitHubSignIn:
         self.settings = settings
         self.redirect_uri = redirect_uri
 
-    async def start(self, link_user_id: str | None) -> Start:
+    async def start(self, link_user_id: str | None, dashboard: str | None = None) -> Start:
+        """`dashboard`: the flow was started from the dashboard, which takes the browser
+        back (to that page of its own) once GitHub sends it to the one callback."""
         nonce = secrets.token_urlsafe(24)
-        state = self.states.issue(nonce, link=link_user_id or "")
+        claims = {"link": link_user_id or ""} | ({"web": dashboard} if dashboard else {})
+        state = self.states.issue(nonce, **claims)
         try:
             return Start(await self.github.authorize_url(state, self.redirect_uri), nonce)
         except ProviderError as exc:
             raise NotFoundError(exc.detail, code=exc.code) from None
+
+    def dashboard_page(self, state: str) -> str | None:
+        """The dashboard page a flow started from the dashboard goes back to; None for a
+        flow of the API, or a state that is not ours (its callback refuses it)."""
+        try:
+            return self.states.verify(state).get("web") or None
+        except InvalidState:
+            return None
 
     async def finish(self, code: str, state: str, cookie_nonce: str | None) -> User:
         """The local user the GitHub account signs in as (linked, or made now)."""

@@ -52,6 +52,11 @@ class Router(Protocol):
         """Make the proxy's routes exactly these (after a restart)."""
         ...
 
+    async def health(self) -> str:
+        """What the proxy says about itself now (for the admin page); raises when it does
+        not answer."""
+        ...
+
     def url_for(self, host: str) -> str: ...
 
     def certificate(self, host: str) -> CertificateInfo | None:

@@ -441,6 +441,11 @@ class CaddyRouter:
             return False
         return response.status_code == 200
 
+    async def health(self) -> str:
+        if not await self._alive():
+            raise RouterError(f"Caddy's admin API at {self.settings.admin_address} does not answer")
+        return f"Caddy answers ({len(self._routes)} routes)"
+
     async def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
         kwargs: dict[str, Any] = {}
         if body is not None:

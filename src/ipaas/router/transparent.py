@@ -29,6 +29,9 @@ class TransparentRouter:
     async def sync(self, routes: list[Route]) -> None:
         self.routes = {route.host: route for route in routes}
 
+    async def health(self) -> str:
+        return f"transparent: no proxy, apps are reached directly ({len(self.routes)} routes)"
+
     def url_for(self, host: str) -> str:
         route = self.routes.get(host)
         return f"http://{route.upstream}/" if route else f"http://{host}/"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -22,6 +23,14 @@ class Claim(Enum):
     OK = "ok"
     STALE = "stale"  # the row is gone or finished: drop the message
     BUSY = "busy"  # another builder holds a live lease: look again when it expires
+
+
+@dataclass(frozen=True)
+class BuildActivity:
+    queued: int
+    oldest_queued_at: datetime | None
+    running: int
+    builders: list[str]  # the workers holding a live lease now
 
 
 class BuildStore:
@@ -80,6 +89,21 @@ class BuildStore:
                 .scalars()
                 .all()
             )
+
+    async def activity(self) -> BuildActivity:
+        """The queue as the admin page shows it: builds waiting (and since when), builds
+        under a live lease, and the builders holding them."""
+        now = utcnow()
+        waiting = select(func.count(), func.min(Build.created_at)).where(
+            Build.status == BuildStatus.QUEUED
+        )
+        leased = select(Build.lease_owner).where(
+            Build.status.in_(LEASED_BUILDS), Build.lease_until >= now
+        )
+        async with self.sessions() as s:
+            queued, oldest = (await s.execute(waiting)).one()
+            owners = (await s.execute(leased)).scalars().all()
+        return BuildActivity(int(queued), oldest, len(owners), sorted({o for o in owners if o}))
 
     # --- the job table ------------------------------------------------------------------------
     async def lease(self, worker: str, lease_s: float) -> Build | None:

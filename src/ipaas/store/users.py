@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
@@ -210,6 +210,14 @@ class UserStore:
             rows = (await s.execute(stmt)).scalars().all()
             total = (await s.execute(select(func.count()).select_from(User))).scalar_one()
         return rows, int(total)
+
+    async def usernames(self, user_ids: Collection[str]) -> dict[str, str]:
+        """The names of these users (one query), by id."""
+        if not user_ids:
+            return {}
+        stmt = select(User.id, User.username).where(User.id.in_(list(user_ids)))
+        async with self.sessions() as s:
+            return {row.id: row.username for row in await s.execute(stmt)}
 
     async def by_email(self, email: str) -> User | None:
         """The enabled user with this confirmed address (addresses compare without case)."""

@@ -15,7 +15,7 @@ from fastapi import Depends, Request, Response
 
 from ipaas.apps.service import Principal
 from ipaas.auth.sessions import WebSessions, new_browser_id
-from ipaas.domain.errors import NotFoundError
+from ipaas.domain.errors import Forbidden
 from ipaas.store.models import User
 
 SESSION_COOKIE = "ipaas_session"
@@ -123,7 +123,7 @@ async def visitor(request: Request) -> Visitor:
 
 async def admin(who: Visitor = Depends(visitor)) -> Visitor:
     if not who.is_admin:
-        raise NotFoundError.of("page")  # the admin pages do not exist for others
+        raise Forbidden("these pages are for admins only", code="forbidden")
     return who
 
 

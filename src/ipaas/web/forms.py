@@ -21,6 +21,10 @@ _FIELD_OF_CODE = {
     "repo_not_found": "repo",
     "fetch_failed": "repo",
     "too_many_envs": "envs",
+    "invalid_name": "name",
+    "unknown_engine": "engine",
+    "unknown_engine_version": "version",
+    "too_small": "memory_mb",
 }
 # Nested request fields whose errors belong to their inner field (resources.memory_mb).
 _NESTED = ("resources", "build")

@@ -3,6 +3,7 @@ first page, not at start), and the headers every page carries."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,15 +23,24 @@ STATIC = Path(__file__).parent / "static"
 # No inline script or style, no eval: every script is a file of ours under /static.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "connect-src 'self'; form-action 'self'{forms}; frame-ancestors 'none'; base-uri 'none'; "
     "object-src 'none'"
 )
-PAGE_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+
+
+def page_headers(form_targets: tuple[str, ...] = ()) -> dict[str, str]:
+    """The headers of every page. `form_targets`: origins a form may lead to besides ours
+    (a browser holds the redirect of a form's answer to `form-action` too: the "Sign in with
+    GitHub" form's answer is a redirect to GitHub)."""
+    return {
+        "Content-Security-Policy": CSP.format(forms="".join(f" {o}" for o in form_targets)),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+
+
+PAGE_HEADERS = page_headers()
 
 _env: jinja2.Environment | None = None
 
@@ -50,12 +60,21 @@ def environment() -> jinja2.Environment:
         _env.filters["ago"] = ago
         _env.filters["when"] = when
         _env.filters["logtime"] = log_time
+        _env.filters["cell"] = cell
         _env.globals["version"] = __version__
     return _env
 
 
-def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    """The template as a page (or an htmx fragment), with this browser's CSRF token."""
+def render(
+    request: Request,
+    template: str,
+    status: int = 200,
+    *,
+    form_targets: tuple[str, ...] = (),
+    **context: Any,
+) -> HTMLResponse:
+    """The template as a page (or an htmx fragment), with this browser's CSRF token.
+    `form_targets`: origins besides ours this page's forms may lead to (`page_headers`)."""
     context.setdefault("visitor", getattr(request.state, "visitor", None))
     context.setdefault("notice", None)
     html = (
@@ -63,7 +82,8 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         .get_template(template)
         .render(request=request, csrf=csrf_token(request), path=request.url.path, **context)
     )
-    response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+    headers = page_headers(form_targets) if form_targets else PAGE_HEADERS
+    response = HTMLResponse(html, status_code=status, headers=headers)
     remember_browser(request, response)
     return response
 
@@ -93,6 +113,20 @@ def log_time(ts_ns: int) -> str:
     """A log line's time as the viewer shows it: UTC, to the millisecond."""
     at = datetime.fromtimestamp(ts_ns / 1e9, UTC)
     return at.strftime("%H:%M:%S.") + f"{at.microsecond // 1000:03d}"
+
+
+CELL_CHARS = 2000
+
+
+def cell(value: Any) -> str:
+    """A value of the data viewer as text: JSON for lists and objects, cut when long."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    return text if len(text) <= CELL_CHARS else text[:CELL_CHARS] + "…"
 
 
 def _aware(at: datetime) -> datetime:

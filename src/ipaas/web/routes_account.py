@@ -1,25 +1,30 @@
-"""The account page: who you are, your password, your personal API tokens, and (admins) the
-platform's GitHub App, made from here with GitHub's manifest flow."""
+"""The account pages: who you are, your password, your personal API tokens, (admins) the
+platform's GitHub App, made from here with GitHub's manifest flow; and which notices come to
+you by e-mail (the API's notice preferences), with the last ones sent."""
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from ipaas.admin.github_app import GitHubAppSetup
-from ipaas.api.deps import settings, user_store
+from ipaas.api.deps import notice_store, settings, user_store
 from ipaas.api.routes_accounts import end_sessions_now
 from ipaas.api.routes_github import set_state_cookie
 from ipaas.api.routes_github_app import COOKIE_PATH, STATE_COOKIE
+from ipaas.api.routes_notices import Preferences, my_preferences, set_preferences
 from ipaas.auth.login import BadCredentials, LoginRefused, PasswordLogin
 from ipaas.auth.tokens import hash_token, new_api_token
 from ipaas.config import Settings
 from ipaas.domain.errors import NotFoundError
 from ipaas.domain.github import install_url
+from ipaas.domain.notices import CHOOSABLE_KINDS, PREFERENCE_OF
 from ipaas.store.models import utcnow
+from ipaas.store.notices import NoticeStore
 from ipaas.store.users import UserStore
 from ipaas.web.auth import (
     SESSION_COOKIE,
@@ -31,18 +36,21 @@ from ipaas.web.auth import (
     visitor,
     web_sessions,
 )
-from ipaas.web.pages import CSP, redirect, render
+from ipaas.web.pages import redirect, render
 
 router = APIRouter(prefix="/account")
 MAX_TOKENS = 50
 NOTES = {
     "password": "Password changed: your other sessions and API tokens were ended.",
+    "notices": "Notice preferences saved.",
     "github-app": "The GitHub App was made: install it on the accounts and repositories to deploy.",
 }
+# Kinds whose preference is another's (a crash digest follows the crash notice): not shown.
+SHOWN_KINDS = [k for k in CHOOSABLE_KINDS if k not in PREFERENCE_OF]
 
 
 async def _page(
-    request: Request, who: Visitor, users: UserStore, status: int = 200, **context: object
+    request: Request, who: Visitor, users: UserStore, status: int = 200, **context: Any
 ) -> Response:
     context.setdefault("errors", {})
     context.setdefault("new_token", None)
@@ -157,14 +165,40 @@ async def start_github_app(
         replace=first(form, "replace", 8) == "on",
         then="/account",
     )
+    # This page's one form goes to GitHub: its origin (only) joins the form targets.
+    github = urlsplit(start.post_url)
     page = render(
         request, "github_app.html", manifest=json.dumps(start.manifest), post_url=start.post_url,
         app_name=str(start.manifest["name"]), org=org,
+        form_targets=(f"{github.scheme}://{github.netloc}",),
     )  # fmt: skip
-    # This page's one form goes to GitHub: its origin (only) joins the form targets.
-    github = urlsplit(start.post_url)
-    page.headers["Content-Security-Policy"] = CSP.replace(
-        "form-action 'self'", f"form-action 'self' {github.scheme}://{github.netloc}"
-    )
     set_state_cookie(page, STATE_COOKIE, start.nonce, COOKIE_PATH, config)
     return page
+
+
+# --- notices -------------------------------------------------------------------------------------
+@router.get("/notices")
+async def notices_page(
+    request: Request,
+    who: Visitor = Depends(visitor),
+    notices: NoticeStore = Depends(notice_store),
+) -> Response:
+    chosen = (await my_preferences(who.principal, notices)).email
+    sent = await notices.messages_of(who.user.id, 20)
+    note = NOTES.get(request.query_params.get("done", ""))
+    return render(
+        request, "account_notices.html", kinds=[k.value for k in SHOWN_KINDS], chosen=chosen,
+        sent=sent, notice=note,
+    )  # fmt: skip
+
+
+@router.post("/notices")
+async def save_notices(
+    form: Form = Depends(checked_form),
+    who: Visitor = Depends(visitor),
+    notices: NoticeStore = Depends(notice_store),
+) -> Response:
+    """Each kind shown: on when its box is ticked (an unticked box is not sent at all)."""
+    body = Preferences(email={k.value: bool(form.get(k.value)) for k in SHOWN_KINDS})
+    await set_preferences(body, who.principal, notices)
+    return redirect("/account/notices?done=notices")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
 
 from ipaas.api.deps import app_service
@@ -16,6 +16,7 @@ from ipaas.domain.specs import AppCreate
 from ipaas.web.auth import Form, Visitor, checked_form, visitor
 from ipaas.web.forms import Errors, error_of, errors_of, given, number, parse_env_lines
 from ipaas.web.pages import redirect, render
+from ipaas.web.routes_session import github_form_targets
 
 router = APIRouter()
 MAX_LISTED = 500
@@ -44,8 +45,24 @@ async def apps_page(
 
 
 @router.get("/new")
-async def new_app_page(request: Request, _: Visitor = Depends(visitor)) -> Response:
-    return render(request, "new.html", values={}, errors={})
+async def new_app_page(
+    request: Request,
+    repo: str = Query("", max_length=2048),
+    branch: str = Query("", max_length=255),
+    _: Visitor = Depends(visitor),
+) -> Response:
+    """The form, filled with the repository and branch the picker chose (without JS)."""
+    values = {k: v for k, v in (("repo", repo.strip()), ("branch", branch.strip())) if v}
+    return await _new(request, 200, values, {})
+
+
+async def _new(request: Request, status: int, values: dict[str, str], errors: Errors) -> Response:
+    """With GitHub configured, the repository picker (whose "Connect GitHub" leads there)."""
+    targets = await github_form_targets(request)
+    return render(
+        request, "new.html", status, values=values, errors=errors, github=bool(targets),
+        form_targets=targets,
+    )  # fmt: skip
 
 
 @router.post("/new")
@@ -66,7 +83,7 @@ async def create_app(
         errors = error_of(exc)
     else:
         return redirect(f"/apps/{app.id}")
-    return render(request, "new.html", 422, values=values, errors=errors)
+    return await _new(request, 422, values, errors)
 
 
 def _create_request(values: dict[str, str]) -> dict[str, Any]:

@@ -3,8 +3,11 @@ API's login)."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import APIRouter, Depends, Request, Response
 
+from ipaas.apps.signin import GitHubSignIn
 from ipaas.auth.login import BadCredentials, LoginRefused, PasswordLogin
 from ipaas.auth.passwords import PoolBusy
 from ipaas.domain.access import safe_next
@@ -31,7 +34,7 @@ async def home(request: Request) -> Response:
 async def login_page(request: Request, next: str = "/apps") -> Response:  # noqa: A002
     if await maybe_visitor(request):
         return redirect(safe_next(next))
-    return render(request, "login.html", wanted=safe_next(next), username="", error=None)
+    return await login_form(request, safe_next(next), "", None, 200)
 
 
 @router.post("/login")
@@ -43,12 +46,14 @@ async def sign_in(request: Request, form: Form = Depends(checked_form)) -> Respo
     try:
         user = await logins.authenticate(username, password, address)
     except BadCredentials:
-        return _again(request, wanted, username, "Wrong user name or password.", 401)
+        return await login_form(request, wanted, username, "Wrong user name or password.", 401)
     except LoginRefused as exc:
         wait = int(exc.retry_after_s) + 1
-        return _again(request, wanted, username, f"Too many attempts: wait {wait} s.", 429)
+        return await login_form(
+            request, wanted, username, f"Too many attempts: wait {wait} s.", 429
+        )
     except PoolBusy:
-        return _again(request, wanted, username, "Too many sign-ins at once: retry.", 503)
+        return await login_form(request, wanted, username, "Too many sign-ins at once: retry.", 503)
     sessions = web_sessions(request)
     token = await sessions.open(user)
     response = redirect(wanted)
@@ -56,8 +61,24 @@ async def sign_in(request: Request, form: Form = Depends(checked_form)) -> Respo
     return response
 
 
-def _again(request: Request, wanted: str, username: str, error: str, status: int) -> Response:
-    return render(request, "login.html", status, wanted=wanted, username=username, error=error)
+async def login_form(
+    request: Request, wanted: str, username: str, error: str | None, status: int
+) -> Response:
+    targets = await github_form_targets(request)
+    return render(
+        request, "login.html", status, wanted=wanted, username=username, error=error,
+        github=bool(targets), form_targets=targets,
+    )  # fmt: skip
+
+
+async def github_form_targets(request: Request) -> tuple[str, ...]:
+    """GitHub's origin when GitHub sign-in is configured now (from the settings, or an App
+    an admin made): a page with a "Sign in with GitHub" form may lead there. Else none."""
+    flow: GitHubSignIn | None = request.app.state.github_signin
+    if flow is None or not await flow.github.configured():
+        return ()
+    web = urlsplit(flow.settings.web_url)
+    return (f"{web.scheme}://{web.netloc}",)
 
 
 @router.post("/logout")

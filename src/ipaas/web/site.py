@@ -14,9 +14,19 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ipaas.api.app import create_app
-from ipaas.domain.errors import IpaasError, NotFoundError
+from ipaas.domain.errors import Forbidden, IpaasError, NotFoundError
 from ipaas.platform import ControlPlane
-from ipaas.web import routes_account, routes_app, routes_apps, routes_logs, routes_session
+from ipaas.web import (
+    routes_account,
+    routes_admin,
+    routes_app,
+    routes_apps,
+    routes_databases,
+    routes_dbdata,
+    routes_github,
+    routes_logs,
+    routes_session,
+)
 from ipaas.web.auth import CsrfRefused, SignInNeeded, sign_in_url
 from ipaas.web.pages import STATIC, redirect, render
 
@@ -36,8 +46,13 @@ def _mark_web(request: Request) -> None:
 
 def install(app: FastAPI, plane: ControlPlane) -> None:
     app.state.web_sessions = plane.stores.web_sessions
+    app.state.platform_health = plane.health
+    app.state.app_store = plane.stores.apps
     web = APIRouter(include_in_schema=False, dependencies=[Depends(_mark_web)])
-    for module in (routes_session, routes_apps, routes_app, routes_logs, routes_account):
+    for module in (
+        routes_session, routes_apps, routes_app, routes_logs, routes_account, routes_databases,
+        routes_dbdata, routes_admin, routes_github,
+    ):  # fmt: skip
         web.include_router(module.router)
     app.include_router(web)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -69,6 +84,8 @@ def _as_page(api_handler: Handler) -> Handler:
             isinstance(exc, StarletteHTTPException) and exc.status_code == 404
         ):
             return render(request, "error.html", 404, title="Not found", message=_missing())
+        if isinstance(exc, Forbidden):
+            return render(request, "error.html", 403, title="Not allowed", message=exc.detail)
         if isinstance(exc, IpaasError):
             return render(request, "error.html", 409, title="Not possible", message=exc.detail)
         return await api_handler(request, exc)
