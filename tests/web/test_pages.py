@@ -432,3 +432,17 @@ async def test_polling_a_deleted_apps_status_stops_without_an_error(
 
     await wait_until_async(gone, 10, "the status fragment to say gone")
     assert (await browser.get(f"/apps/{app.id}/status")).status_code == 404
+
+
+async def test_without_github_no_page_offers_it_nor_lets_a_form_lead_there(
+    new_browser: BrowserMaker,
+) -> None:
+    stranger, _ = await new_browser(signed_in=False)
+    login = await stranger.get("/login")
+    assert "Sign in with GitHub" not in login.text
+    assert "form-action 'self';" in login.headers["content-security-policy"]
+    browser, _ = await new_browser()
+    new = await browser.get("/new")
+    assert "Pick a GitHub repository" not in new.text
+    assert "form-action 'self';" in new.headers["content-security-policy"]
+    assert (await browser.submit("/new", "/login/github", {"next": "/new"})).status_code == 404
