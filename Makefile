@@ -5,10 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-# Every run fails if it leaves processes or its test platforms' containers behind.
-# HYGIENE=strict (an engine no one else uses) also fails it on images, volumes or networks the
-# run added; it becomes the default once a whole run has been seen clean with it.
-HYGIENE ?= shared
+# Every run fails if it leaves processes or its test platforms' containers behind, and (strict,
+# the default: `make test` has the engine to itself) images, volumes or networks it added.
+# On an engine other work shares, `make test HYGIENE=shared` checks only this run's own.
+HYGIENE ?= strict
 
 .PHONY: up test venv engine images chromium tools lint fast test-sqlite test-postgres bench clean
 
