@@ -10,10 +10,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
+from pydantic import ValidationError
 
 from ipaas.admin.github_app import GitHubAppSetup
-from ipaas.api.deps import notice_store, settings, user_store
-from ipaas.api.routes_accounts import end_sessions_now
+from ipaas.api.deps import account_mail, notice_store, settings, user_store
+from ipaas.api.routes_accounts import EmailSet, end_sessions_now
 from ipaas.api.routes_github import set_state_cookie
 from ipaas.api.routes_github_app import COOKIE_PATH, STATE_COOKIE
 from ipaas.api.routes_notices import Preferences, my_preferences, set_preferences
@@ -23,6 +24,7 @@ from ipaas.config import Settings
 from ipaas.domain.errors import NotFoundError
 from ipaas.domain.github import install_url
 from ipaas.domain.notices import CHOOSABLE_KINDS, PREFERENCE_OF
+from ipaas.notify.accounts import AccountMail
 from ipaas.store.models import utcnow
 from ipaas.store.notices import NoticeStore
 from ipaas.store.users import UserStore
@@ -42,6 +44,7 @@ router = APIRouter(prefix="/account")
 MAX_TOKENS = 50
 NOTES = {
     "password": "Password changed: your other sessions and API tokens were ended.",
+    "email": "A link to confirm the address is on its way to it; notices go there once confirmed.",
     "notices": "Notice preferences saved.",
     "github-app": "The GitHub App was made: install it on the accounts and repositories to deploy.",
 }
@@ -104,6 +107,25 @@ async def change_password(
     response = redirect("/account?done=password")
     set_cookie(request, response, SESSION_COOKIE, await sessions.open(who.user), sessions.ttl_s)
     return response
+
+
+@router.post("/email")
+async def change_email(
+    request: Request,
+    form: Form = Depends(checked_form),
+    who: Visitor = Depends(visitor),
+    users: UserStore = Depends(user_store),
+    mail: AccountMail = Depends(account_mail),
+) -> Response:
+    """As the API's: the address is saved unconfirmed and a confirmation link mailed to it."""
+    wanted = first(form, "email", 254).strip()
+    try:
+        email = EmailSet(email=wanted).email
+    except ValidationError:
+        errors = {"email": "that is not an e-mail address"}
+        return await _page(request, who, users, 422, errors=errors, email=wanted)
+    await mail.send_verification(who.user, email)
+    return redirect("/account?done=email")
 
 
 @router.post("/tokens")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 
+from ipaas.api.deps import account_mail
 from ipaas.apps.signin import GitHubSignIn
 from ipaas.auth.login import BadCredentials, LoginRefused, PasswordLogin
 from ipaas.auth.passwords import PoolBusy
 from ipaas.domain.access import safe_next
+from ipaas.notify.accounts import AccountMail
 from ipaas.web.auth import (
     SESSION_COOKIE,
     Form,
@@ -59,6 +61,33 @@ async def sign_in(request: Request, form: Form = Depends(checked_form)) -> Respo
     response = redirect(wanted)
     set_cookie(request, response, SESSION_COOKIE, token, sessions.ttl_s)
     return response
+
+
+@router.get("/login/reset")
+async def reset_page(request: Request) -> Response:
+    return render(request, "reset.html", sent=False, email="", error=None)
+
+
+@router.post("/login/reset")
+async def ask_for_reset(
+    request: Request,
+    background: BackgroundTasks,
+    form: Form = Depends(checked_form),
+    mail: AccountMail = Depends(account_mail),
+) -> Response:
+    """As the API's: the same answer whether or not the address is an account's, the link
+    made after the answer, and requests throttled per address and per client."""
+    email = first(form, "email", 254).strip()
+    if not email:
+        error = "Give the e-mail address of your account."
+        return render(request, "reset.html", 422, sent=False, email=email, error=error)
+    client = request.client.host if request.client else "unknown"
+    wait = mail.admit_reset(email, client)
+    if wait is not None:
+        error = f"Too many requests: try again in {int(wait) + 1} s."
+        return render(request, "reset.html", 429, sent=False, email=email, error=error)
+    background.add_task(mail.send_reset, email)
+    return render(request, "reset.html", sent=True, email=email, error=None)
 
 
 async def login_form(
