@@ -103,7 +103,8 @@ def engine_things() -> EngineThings | None:
         return EngineThings(
             frozenset(image.id for image in images),
             frozenset(volume.name for volume in client.volumes.list()),
-            frozenset(network.id for network in client.networks.list()),
+            # By name: an engine restarted mid-run gives its own `bridge` a new id.
+            frozenset(network.name for network in client.networks.list()),
         )
     except Exception:  # noqa: BLE001 - no engine: nothing can be left on it
         return None
@@ -119,11 +120,10 @@ def engine_leftovers(before: EngineThings | None) -> list[str]:
 
     client = docker.from_env(timeout=30)
     left = []
-    for network_id in after.networks - before.networks:
+    for network_name in after.networks - before.networks:
+        left.append(f"network {network_name}")
         with contextlib.suppress(Exception):
-            network = client.networks.get(network_id)
-            left.append(f"network {network.name}")
-            network.remove()
+            client.networks.get(network_name).remove()
     for name in after.volumes - before.volumes:
         left.append(f"volume {name}")
         with contextlib.suppress(Exception):

@@ -13,6 +13,7 @@ import pytest
 from ipaas.builds.base import BuildFailed, BuildOptions, BuildRequest
 from ipaas.builds.docker_builder import DockerImageBuilder
 from ipaas.config import Settings
+from ipaas.domain.labels import LABEL_APP
 from ipaas.runtime.docker import BUILD_NETWORK
 from ipaas.runtime.firewall import BRIDGE_NAME_OPTION, bridge_name
 from tests import services
@@ -55,8 +56,8 @@ def client() -> Iterator[docker.DockerClient]:
 def image_names(client: docker.DockerClient) -> Iterator[list[str]]:
     names: list[str] = []
     yield names
-    for name in names:
-        for image in client.images.list(name=f"ipaas/{name}"):
+    for name in names:  # tagged ipaas/<name>-<app id>: found by the app label the builder sets
+        for image in client.images.list(filters={"label": f"{LABEL_APP}=app-{name}"}):
             client.images.remove(image.id, force=True)
 
 

@@ -194,6 +194,10 @@ def remove_leftovers(app_ids: list[str], owner_id: str) -> None:
         for image in client.images.list(filters={"label": f"{LABEL_APP}={app_id}"}):
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(image.id, force=True)
+        # Named volumes outlive their containers (a test that did not delete its app).
+        for volume in client.volumes.list(filters={"label": f"{LABEL_APP}={app_id}"}):
+            with contextlib.suppress(docker.errors.APIError):
+                volume.remove(force=True)
     for net in client.networks.list(names=[network_name(owner_id)]):
         with contextlib.suppress(docker.errors.APIError):
             net.remove()

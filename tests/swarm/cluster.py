@@ -228,6 +228,10 @@ class LocalSwarm:
 
     def destroy(self) -> None:
         for node in self.nodes:
+            if node.process is not None and node.process.poll() is not None:
+                # A node's engine that died on its own: its last words, for the run's log.
+                print(f"dockerd of {node.name} had exited: {self.engine_log(node)}")
+        for node in self.nodes:
             if node.process is not None and node.process.poll() is None:
                 node.process.terminate()
         for node in self.nodes:
