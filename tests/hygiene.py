@@ -10,8 +10,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipaas.builds.baseimage import IMAGE_NAMESPACE
-from ipaas.domain.labels import LABEL_PLATFORM
+from ipaas.domain.labels import IMAGE_NAMESPACE, LABEL_PLATFORM
 
 TEST_INSTANCE_PREFIX = "test-"
 # The platform instances this run started: only their containers are this run's to check (a

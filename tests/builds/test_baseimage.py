@@ -7,7 +7,8 @@ import time
 import pytest
 
 from ipaas.builds.base import BuildFailed
-from ipaas.builds.baseimage import ImagePolicy, check_dockerfile, image_repository
+from ipaas.builds.baseimage import ImagePolicy, check_dockerfile
+from ipaas.domain.labels import image_repository
 
 OWN = image_repository("shop", "a1")
 OTHER = image_repository("blog", "b2") + ":r1"

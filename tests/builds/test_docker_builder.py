@@ -16,11 +16,12 @@ import httpx
 import pytest
 
 from ipaas.builds.base import BuildCancelled, BuildFailed, BuildOptions, BuildRequest
-from ipaas.builds.baseimage import image_repository
 from ipaas.builds.docker_builder import USING_CACHE, DockerImageBuilder
 from ipaas.config import RuntimeSettings, Settings
+from ipaas.domain.labels import image_repository
 from ipaas.domain.repo_access import RepoCredentials
 from ipaas.runtime.base import LABEL_APP, LABEL_PLATFORM, LABEL_RELEASE
+from ipaas.runtime.docker import DockerRuntime
 from tests import services
 
 from .conftest import SAMPLES, GitDaemon, GitHttp, LogLines, commit_all, git
@@ -53,8 +54,15 @@ class Apps:
                 "--filter",
                 f"label={LABEL_APP}=app-{name}",
             )
-            if tags:
-                docker("rmi", "-f", *tags.split(), check=False)
+            # Earlier stages of multi-stage builds carry only a tag in the app's repository.
+            tags += "\n" + docker(
+                "images",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                image_repository(name, f"app-{name}"),
+            )
+            if tags.split():
+                docker("rmi", "-f", *set(tags.split()), check=False)
 
 
 @pytest.fixture
@@ -322,6 +330,43 @@ async def test_a_retried_build_leaves_no_dangling_image_of_the_first_try(
     assert first.image_id != second.image_id
     assert not image_exists(first.image_id)
     assert image_exists(second.image_id) and docker("image", "inspect", "-f", "{{.Id}}", tag)
+
+
+def _stages(marker: str) -> str:
+    return (
+        f"FROM python:3.11-slim AS build\nRUN echo {marker} > /made\n"
+        "FROM python:3.11-slim\nCOPY --from=build /made /made\n"
+    )
+
+
+async def test_a_multi_stage_build_leaves_no_dangling_stage(
+    builder: DockerImageBuilder, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
+) -> None:
+    """The classic builder leaves each earlier stage as an untagged image: it is tagged as the
+    app's cache, replaced by the next build's, and removed with the app's images."""
+    name = apps.name("stages")
+    stage = f"{image_repository(name, f'app-{name}')}:stage-1"
+    repo = repo_factory(files={"Dockerfile": _stages(uuid.uuid4().hex)})
+    await builder.build(request(name, str(repo)), log)
+    first = docker("image", "inspect", "-f", "{{.Id}}", stage)
+    await builder.build(request(name, str(repo), release=2), log)  # nothing changed: cached
+    assert docker("image", "inspect", "-f", "{{.Id}}", stage) == first
+    (repo / "Dockerfile").write_text(_stages(uuid.uuid4().hex))
+    commit_all(repo, "the first stage changes")
+    await builder.build(request(name, str(repo), release=3), log)
+    assert docker("image", "inspect", "-f", "{{.Id}}", stage) != first
+    assert not image_exists(first)  # superseded: gone, not dangling
+    (repo / "Dockerfile").write_text("FROM python:3.11-slim\nRUN echo one stage\n")
+    commit_all(repo, "one stage only")
+    await builder.build(request(name, str(repo), release=4), log)
+    assert not image_exists(stage)
+    (repo / "Dockerfile").write_text(_stages(uuid.uuid4().hex))
+    commit_all(repo, "two stages again")
+    await builder.build(request(name, str(repo), release=5), log)
+    kept = docker("image", "inspect", "-f", "{{.Id}}", stage)
+    assert await DockerRuntime(RuntimeSettings()).remove_app_images(f"app-{name}") >= 2
+    assert not image_exists(kept)
+    assert docker("images", "-q", image_repository(name, f"app-{name}")) == ""
 
 
 async def test_option_injection_branch_creates_nothing(

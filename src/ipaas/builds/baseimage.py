@@ -16,19 +16,12 @@ from dataclasses import dataclass, field
 
 from ipaas.builds.base import BuildFailed
 
-IMAGE_NAMESPACE = "ipaas"
 MAX_REFERENCE_CHARS = 255
 _REFERENCE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:@")
 _HEX = frozenset("0123456789abcdef")
 _DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _NAME_CHARS = _NAME_START | frozenset("0123456789")
-
-
-def image_repository(app_name: str, app_id: str) -> str:
-    """The repository of an app's images. The id is part of it, so an app created later under
-    the same name never finds (or builds on) the images of the app that had it before."""
-    return f"{IMAGE_NAMESPACE}/{app_name}-{app_id}"
 
 
 def not_allowed(image: str, why: str = "") -> BuildFailed:

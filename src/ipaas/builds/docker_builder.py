@@ -40,7 +40,7 @@ from ipaas.builds.base import (
     BuildResult,
     LogSink,
 )
-from ipaas.builds.baseimage import ImagePolicy, check_dockerfile, image_repository
+from ipaas.builds.baseimage import ImagePolicy, check_dockerfile
 from ipaas.builds.cgroups import BuildCgroup
 from ipaas.builds.context import write_context
 from ipaas.builds.dockerfile import DOCKERFILE_NAME, label_line, render
@@ -52,7 +52,13 @@ from ipaas.builds.plan import Plan, context_files, detect_plan
 from ipaas.builds.repo_guard import RepoGuard
 from ipaas.checkpoints import Checkpoints, PassThrough, Phase
 from ipaas.config import Settings
-from ipaas.domain.labels import LABEL_APP, LABEL_APP_NAME, LABEL_PLATFORM, LABEL_RELEASE
+from ipaas.domain.labels import (
+    LABEL_APP,
+    LABEL_APP_NAME,
+    LABEL_PLATFORM,
+    LABEL_RELEASE,
+    image_repository,
+)
 from ipaas.runtime.docker import BUILD_NETWORK, ensure_bridge_network
 from ipaas.runtime.firewall import FirewallError, HostFirewall
 
@@ -60,6 +66,7 @@ LABEL_COMMIT = "org.ipaas.commit"
 TAIL_LINES = 20  # log lines quoted in the reason of a failed build
 USING_CACHE = "---> Using cache"
 _LAYER_RE = re.compile(r"---> ([0-9a-f]{12,64})\s*$")
+_FROM_STEP_RE = re.compile(r"Step \d+/\d+ : FROM\s", re.IGNORECASE)
 # Engine-side failures that are not the user's doing (retry rather than blame the app).
 _PLATFORM_ERRORS = (
     "no space left on device",
@@ -235,6 +242,7 @@ class DockerImageBuilder:
         image_id = await asyncio.to_thread(self._image_id, tag)
         if previous and previous != image_id:  # the tag moved on (a retried build): the old
             await asyncio.to_thread(self._remove_layers, [previous], True)  # image dangled
+        await asyncio.to_thread(self._keep_stages, tag.rsplit(":", 1)[0], job.stages)
         duration = time.monotonic() - started
         await log(f"==> built {tag} ({image_id[:19]}) in {duration:.1f} s")
         result_plan = plan.to_dict()
@@ -419,6 +427,40 @@ class DockerImageBuilder:
         finally:
             client.close()
 
+    def _keep_stages(self, repository: str, stages: list[str]) -> None:
+        """The earlier stages of a multi-stage build stay as untagged images: the next build's
+        cache, and dangling for good once a newer build replaces them. Each gets a moving tag
+        in the app's repository (`stage-1`, ...), removed with the app; the image a tag moves
+        away from, and tags of stages the Dockerfile no longer has, go at once."""
+        try:
+            client = self._client_factory()
+        except (docker.errors.DockerException, requests.RequestException):
+            return
+        try:
+            wanted = {f"stage-{n}": image for n, image in enumerate(stages, 1)}
+            for name, image in wanted.items():
+                with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+                    self._tag_stage(client, repository, name, image)
+            for listed in client.images(name=repository):
+                for tag in listed.get("RepoTags") or []:
+                    name = tag.rsplit(":", 1)[1]
+                    if name.startswith("stage-") and name not in wanted:
+                        with contextlib.suppress(docker.errors.DockerException):
+                            client.remove_image(tag)
+        except (docker.errors.DockerException, requests.RequestException):
+            pass  # a stage left untagged is cache, not a fault of this build
+        finally:
+            client.close()
+
+    def _tag_stage(self, client: Any, repository: str, name: str, image: str) -> None:
+        tags = client.inspect_image(image).get("RepoTags") or []
+        if any(not t.startswith(f"{repository}:") for t in tags):
+            return  # a stage with no step of its own is a base image, not ours to tag
+        previous = self._image_id_or_none(f"{repository}:{name}")
+        client.tag(image, repository, name, force=True)
+        if previous and previous != client.inspect_image(image)["Id"]:
+            self._remove_layers([previous], prune=True)
+
     async def _log_install_cache(self, cached: bool | None, log: LogSink) -> None:
         if cached is not None:
             await log(
@@ -459,6 +501,10 @@ class _BuildJob:
         # the engine if it fails.
         self.created: list[str] = []
         self._fresh = False
+        # The image of each stage but the last (a multi-stage build), which the classic
+        # builder leaves untagged.
+        self.stages: list[str] = []
+        self._last_layer = ""
         self._memory_mb = kwargs["container_limits"]["memory"] // 2**20
         self._pids_max = pids_max
 
@@ -479,14 +525,19 @@ class _BuildJob:
 
     def _note_layer(self, line: str) -> None:
         """The classic builder says ' ---> Running in <container>' for a step it runs, and
-        ' ---> <image>' once it has committed the step's layer."""
+        ' ---> <image>' once it has committed the step's layer (or found it in the cache)."""
         if "---> Running in " in line:
             self._fresh = True
         elif USING_CACHE in line:
             self._fresh = False
-        elif self._fresh and (layer := _LAYER_RE.search(line)):
-            self.created.append(layer.group(1))
-            self._fresh = False
+        elif _FROM_STEP_RE.match(line) and self._last_layer:
+            # A new stage begins: the last layer so far is the image of the stage before.
+            self.stages.append(self._last_layer)
+        elif layer := _LAYER_RE.search(line):
+            self._last_layer = layer.group(1)
+            if self._fresh:
+                self.created.append(layer.group(1))
+                self._fresh = False
 
     async def run(self, log: LogSink, cancel: asyncio.Event, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()

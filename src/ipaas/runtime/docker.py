@@ -21,6 +21,7 @@ from docker.types import LogConfig
 
 from ipaas.checkpoints import Checkpoints, PassThrough, Phase
 from ipaas.config import RuntimeSettings
+from ipaas.domain.labels import in_app_repository
 from ipaas.domain.logpages import SourceChunk
 from ipaas.net import tcp_open
 from ipaas.runtime.base import (
@@ -581,12 +582,20 @@ class DockerRuntime:
     def _remove_images_sync(self, app_id: str) -> int:
         client, removed = self._docker(), 0
         images = client.images.list(all=True, filters={"label": f"{LABEL_APP}={app_id}"})
+        # The earlier stages of a multi-stage build carry no app label, only a tag of the app.
+        images += [
+            image
+            for image in client.images.list()
+            if any(in_app_repository(tag, app_id) for tag in image.tags)
+        ]
         # Tagged (final) images first: removing them prunes their untagged parent layers,
         # which the engine refuses to remove while a child exists.
         images.sort(key=lambda image: not image.tags)
         for image in images:
             # Check again: never remove an image the platform did not build for this app.
-            if (image.labels or {}).get(LABEL_APP) != app_id:
+            if (image.labels or {}).get(LABEL_APP) != app_id and not any(
+                in_app_repository(tag, app_id) for tag in image.tags
+            ):
                 continue
             try:
                 client.images.remove(image.id, force=True)
