@@ -5,10 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-# Every run fails if it leaves processes or its test platforms' containers behind.
-# HYGIENE=strict (an engine no one else uses) also fails it on images, volumes or networks the
-# run added. Not yet the default: a strict run still finds three dangling images of unknown origin.
-HYGIENE ?= shared
+# Every run fails if it leaves processes, containers, images, volumes or networks behind
+# (HYGIENE=strict: the engine is the run's alone, as in CI). On an engine something else uses
+# at the same time, HYGIENE=shared checks only processes and the run's own containers.
+HYGIENE ?= strict
 
 .PHONY: up test venv engine images chromium tools lint fast test-sqlite test-postgres bench clean
 

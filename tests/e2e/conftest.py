@@ -3,6 +3,7 @@ process (a thread with its own loop), with apps deployed from local git reposito
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -16,11 +17,11 @@ import httpx
 import pytest
 
 from ipaas.auth.passwords import hash_password
-from ipaas.config import Settings
+from ipaas.config import RuntimeSettings, Settings
 from ipaas.domain.states import State
 from ipaas.platform import api_process
 from ipaas.runtime.base import LABEL_APP
-from ipaas.runtime.docker import network_name
+from ipaas.runtime.docker import DockerRuntime, network_name
 from ipaas.store.migrate import upgrade
 from tests.builds.conftest import base_images, build_network, commit_all, make_repo
 from tests.conftest import _fresh_database, make_settings
@@ -191,9 +192,9 @@ def remove_leftovers(app_ids: list[str], owner_id: str) -> None:
     for app_id in app_ids:
         for c in client.containers.list(all=True, filters={"label": f"{LABEL_APP}={app_id}"}):
             c.remove(force=True, v=True)
-        for image in client.images.list(filters={"label": f"{LABEL_APP}={app_id}"}):
-            with contextlib.suppress(docker.errors.APIError):
-                client.images.remove(image.id, force=True)
+        # As the platform does when it deletes an app (build stages included).
+        with contextlib.suppress(docker.errors.APIError):
+            asyncio.run(DockerRuntime(RuntimeSettings()).remove_app_images(app_id))
         # Named volumes outlive their containers (a test that did not delete its app).
         for volume in client.volumes.list(filters={"label": f"{LABEL_APP}={app_id}"}):
             with contextlib.suppress(docker.errors.APIError):
