@@ -122,13 +122,18 @@ def fill(db: dict[str, Any], creds: dict[str, Any], mb: int) -> int:
             "WHERE table_schema = DATABASE() AND table_name = 'big'"
         )
         return int(admin(db, "-N", "-B", name, "-e", sql).split()[-1])
-    keys = mb * 1024
+    # In steps of 8 MB: one script's writes are held until it ends (to be propagated as one),
+    # and 100 MB at once ran the 256 MB container out of memory.
     script = (
-        "for i = 1, tonumber(ARGV[1]) do "
-        "redis.call('SET', 'key:' .. i, string.rep(string.format('%08d', i), 128)) end "
+        "for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do local parts = {} "
+        "for j = 1, 25 do parts[j] = redis.sha1hex(i .. ':' .. j) end "
+        "redis.call('SET', 'key:' .. i, table.concat(parts)) end "
         "return redis.call('INFO', 'memory')"
     )
-    info = admin(db, "EVAL", script, "0", str(keys))
+    step, info = 8 * 1024, ""
+    for first in range(1, mb * 1024 + 1, step):
+        last = min(first + step - 1, mb * 1024)
+        info = admin(db, "EVAL", script, "0", str(first), str(last))
     used = next(line for line in info.splitlines() if line.startswith("used_memory:"))
     return int(used.split(":")[1])
 
@@ -293,6 +298,24 @@ def platform(tmp: Path, src: Path | None = None) -> Iterator[tuple[Any, str, str
     finally:
         proc.terminate()
         proc.wait(30)
+        leftovers(f"bench-{base.rsplit(':', 1)[1]}")
+
+
+def leftovers(instance: str) -> None:
+    """Remove what a bench that stopped half-way left of its databases: their containers,
+    volumes and the bench user's network (start_up names the instance bench-PORT)."""
+    client = docker.from_env()
+    for container in client.containers.list(
+        all=True, filters={"label": f"org.ipaas.platform={instance}"}
+    ):
+        labels = container.labels
+        networks = list(container.attrs["NetworkSettings"]["Networks"])
+        container.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            client.volumes.get(f"ipaas-db-{labels['org.ipaas.database']}").remove()
+        for name in networks:
+            with contextlib.suppress(docker.errors.APIError):
+                client.networks.get(name).remove()
 
 
 def source_of(rev: str, into: Path) -> tuple[Path, str]:
@@ -403,9 +426,10 @@ def report(
     row("the dump alone (same command, into /dev/null)",
         lambda e, f: f"{statistics.median(f.dumps):.1f} s")  # fmt: skip
     views = {e: f.view.timings for e, f in figs.items() if f.view}
-    worst = max(percentile(v, 0.99) for v in views.values())
-    row("viewer page of 1,000 rows (Redis: 1,000 keys) through the API, p50 / p99",
-        lambda e, f: p50_99(views[e]), "p99 ≤ 100 ms: " + verdict(worst <= 100))  # fmt: skip
+    worst = max(percentile(views[e], 0.99) for e in ("postgres", "mariadb"))
+    row("viewer page of 1,000 rows (Redis: key-browser page of 1,000 keys) through the API, "
+        "p50 / p99", lambda e, f: p50_99(views[e]),
+        "rows, p99 ≤ 100 ms: " + verdict(worst <= 100))  # fmt: skip
     row("response size", lambda e, f: f"{f.view.size / 1024:.0f} KB" if f.view else "")
     row("the query alone: the page's catalog + SELECT on the viewer's open client "
         "(Redis: its `ipaas-db keys` exec), p50 / p99", lambda e, f: p50_99(f.alone))  # fmt: skip
