@@ -305,17 +305,19 @@ def leftovers(instance: str) -> None:
     """Remove what a bench that stopped half-way left of its databases: their containers,
     volumes and the bench user's network (start_up names the instance bench-PORT)."""
     client = docker.from_env()
-    for container in client.containers.list(
-        all=True, filters={"label": f"org.ipaas.platform={instance}"}
-    ):
-        labels = container.labels
-        networks = list(container.attrs["NetworkSettings"]["Networks"])
+    found = client.containers.list(all=True, filters={"label": f"org.ipaas.platform={instance}"})
+    volumes, networks = set(), set()
+    for container in found:  # every container first: a volume in use cannot go
+        if "org.ipaas.database" in container.labels:
+            volumes.add(f"ipaas-db-{container.labels['org.ipaas.database']}")
+        networks.update(container.attrs["NetworkSettings"]["Networks"])
         container.remove(force=True)
-        with contextlib.suppress(docker.errors.NotFound):
-            client.volumes.get(f"ipaas-db-{labels['org.ipaas.database']}").remove()
-        for name in networks:
-            with contextlib.suppress(docker.errors.APIError):
-                client.networks.get(name).remove()
+    for name in volumes:
+        with contextlib.suppress(docker.errors.APIError):
+            client.volumes.get(name).remove()
+    for name in networks - {"bridge", "none", "host"}:
+        with contextlib.suppress(docker.errors.APIError):
+            client.networks.get(name).remove()
 
 
 def source_of(rev: str, into: Path) -> tuple[Path, str]:
