@@ -20,6 +20,7 @@ from ipaas.domain.dbpaging import (
     page_query,
     parse_catalog,
     read_cursor,
+    split_rows,
 )
 from ipaas.domain.dbviewer import TableRef, parse_json_rows
 from ipaas.domain.errors import Conflict, InvalidInput
@@ -133,3 +134,17 @@ def test_rows_are_read_in_one_decode_and_a_cut_last_line_is_dropped() -> None:
         True,
     )
     assert parse_json_rows("SET\n" + whole.splitlines()[0], 10) == ([[1, "a\tb", None]], False)
+
+
+def test_rows_lose_their_key_columns_and_only_the_last_key_is_kept() -> None:
+    table = TableInfo(
+        TableRef("public", "t", None), "r",
+        (CatalogColumn("id", "bigint", True, ""), CatalogColumn("name", "text", False, "")),
+        ((True, ("id",)),),
+    )  # fmt: skip
+    order = choose_order("postgres", table)
+    assert split_rows([[1, "a", "1"], [2, None, "2"]], table, order) == (
+        [[1, "a"], [2, None]],
+        ("2",),
+    )
+    assert split_rows([], table, order) == ([], ())

@@ -246,10 +246,12 @@ def page_query(engine: str, table: TableInfo, order: Order, position: Position, 
 
 def split_rows(
     rows: list[list[Any]], table: TableInfo, order: Order
-) -> tuple[list[list[Any]], list[tuple[str, ...]]]:
-    """Each output row's shown values, and its key values (as text)."""
+) -> tuple[list[list[Any]], tuple[str, ...]]:
+    """Each output row's shown values, and the last row's key values (as text): only the last
+    one is needed, for the next page's cursor."""
     n = len(table.columns)
-    return [r[:n] for r in rows], [tuple(str(v) for v in r[n:]) for r in rows]
+    last = tuple(str(v) for v in rows[-1][n:]) if rows else ()
+    return [r[:n] for r in rows], last
 
 
 # --- the cursor ----------------------------------------------------------------------------------
