@@ -43,6 +43,7 @@ from bench.report import api_client, write_section
 TITLE = "Databases (bench/databases.py)"
 ENGINES = ("postgres", "mariadb", "redis")
 NAMES = {"postgres": "PostgreSQL 15", "mariadb": "MariaDB 10.11", "redis": "Redis 7"}
+COMPARED = ("postgres", "mariadb")  # the engines --baseline compares viewer pages of
 ROW_BYTES = 180  # about what a row of `big` takes, to size it
 
 
@@ -352,12 +353,32 @@ def measure_engine(
     return db
 
 
+def compare_with(
+    rev: str, root: Path, figs: dict[str, EngineFigures], pages: int
+) -> tuple[str, dict[str, Pager]]:
+    """A second `ipaas up` of revision `rev`, with a PostgreSQL and a MariaDB database of its
+    own (the same table, rows enough for the pages); each engine's pages of both servers taken
+    in turns. The revision's short name, and its pagers."""
+    src, short = source_of(rev, root / "rev")
+    (root / "b").mkdir()
+    before: dict[str, Pager] = {}
+    with platform(root / "b", src.resolve()) as (_, base, token), api_client(base, token) as api:
+        for engine in COMPARED:
+            _, db = create_ready(api, engine, f"bench-before-{engine}")
+            creds = api.get(f"/databases/{db['id']}/credentials").json()
+            fill(db, creds, (pages + 2) * 1000 * ROW_BYTES // 2**20 + 1)
+            before[engine] = Pager(api, db)
+            take_turns([figs[engine].view, before[engine]], pages)  # type: ignore[list-item]
+            gone(api, db)
+    return short, before
+
+
 def main(runs: int, pages: int, mb: int, baseline: str | None) -> None:
     only = ["--only", ",".join(ENGINES)]  # this checkout's images (its ipaas-db script)
     cli = [sys.executable, "-m", "ipaas.cli.main", "images", "bootstrap", *only]
     subprocess.run(cli, check=True, capture_output=True)
     figs = {e: EngineFigures() for e in ENGINES}
-    before: Pager | None = None
+    before: dict[str, Pager] = {}
     with tempfile.TemporaryDirectory(prefix="ipaas-bench-db-") as tmp:
         root = Path(tmp)
         (root / "a").mkdir()
@@ -371,23 +392,11 @@ def main(runs: int, pages: int, mb: int, baseline: str | None) -> None:
             dbs = {e: measure_engine(api, e, runs, mb, figs[e]) for e in ENGINES}
             for engine in ENGINES:
                 figs[engine].view = Pager(api, dbs[engine])
-            with contextlib.ExitStack() as stack:
-                if baseline:
-                    src, baseline = source_of(baseline, root / "rev")
-                    (root / "b").mkdir()
-                    _, base_b, token_b = stack.enter_context(platform(root / "b", src.resolve()))
-                    api_b = stack.enter_context(api_client(base_b, token_b))
-                    _, db_b = create_ready(api_b, "postgres", "bench-before")
-                    creds_b = api_b.get(f"/databases/{db_b['id']}/credentials").json()
-                    fill(db_b, creds_b, (pages + 2) * 1000 * ROW_BYTES // 2**20 + 1)
-                    before = Pager(api_b, db_b)
-                    pagers = [figs["postgres"].view, before]
-                    take_turns([p for p in pagers if p], pages)
-                    gone(api_b, db_b)
-                else:
-                    take_turns([figs["postgres"].view], pages)  # type: ignore[list-item]
-            for engine in ("mariadb", "redis"):
-                take_turns([figs[engine].view], pages)  # type: ignore[list-item]
+            if baseline:
+                baseline, before = compare_with(baseline, root, figs, pages)
+            for engine in ENGINES:
+                if engine not in before:
+                    take_turns([figs[engine].view], pages)  # type: ignore[list-item]
             served = rss_mb(proc.pid)
             for engine in ("postgres", "mariadb"):
                 creds = api.get(f"/databases/{dbs[engine]['id']}/credentials").json()
@@ -406,7 +415,7 @@ def main(runs: int, pages: int, mb: int, baseline: str | None) -> None:
 
 def report(
     figs: dict[str, EngineFigures], runs: int, pages: int, idle: float, served: float,
-    before: Pager | None, baseline: str | None,
+    before: dict[str, Pager], baseline: str | None,
 ) -> None:  # fmt: skip
     def verdict(ok: bool) -> str:
         return "**met**" if ok else "**missed**"
@@ -441,20 +450,26 @@ def report(
         lambda e, f: f"{f.view.timings[0]:.0f} ms" if f.view else "")  # fmt: skip
     table = "\n".join(lines)
     compare = ""
-    if before is not None and figs["postgres"].view is not None:
-        now = figs["postgres"].view.timings
-        compare = f"""
+    if before:
+        cells = []
+        for e, then in before.items():
+            view = figs[e].view
+            now = view.timings if view else []
+            cells.append(f"| {NAMES[e]}, `{baseline}` (before) | {p50_99(then.timings)} | "
+                         f"{max(then.timings):.0f} ms |")  # fmt: skip
+            cells.append(f"| {NAMES[e]}, this tree (after) | {p50_99(now)} | {max(now):.0f} ms |")
+        compare = (
+            f"""
 Before and after, side by side in this run: a second `ipaas up` ran revision `{baseline}` beside
-this tree, with a PostgreSQL database of its own (the same table), and the two servers' pages
-were taken in turns, page by page, so both saw the same load.
+this tree, with databases of its own (the same table), and each engine's pages of the two
+servers were taken in turns, page by page, so both saw the same load.
 
-| PostgreSQL viewer page of 1,000 rows, {pages} pages | p50 | p99 | max |
-|---|---|---|---|
-| `{baseline}` (before) | {percentile(before.timings, 0.5):.1f} ms | \
-{percentile(before.timings, 0.99):.1f} ms | {max(before.timings):.0f} ms |
-| this tree (after) | {percentile(now, 0.5):.1f} ms | {percentile(now, 0.99):.1f} ms | \
-{max(now):.0f} ms |
+| viewer page of 1,000 rows, {pages} pages | p50 / p99 | max |
+|---|---|---|
 """
+            + "\n".join(cells)
+            + "\n"
+        )
     print(table)
     print(compare)
     print(f"RSS {idle:.0f} / {served:.0f} MB")
