@@ -130,3 +130,41 @@ async def test_backup_schedules_take_cron_or_an_interval_and_refuse_bad_cron(
     assert got["backup_cron"] == "30 2 * * mon-fri"
     r = await put({"interval_s": 3600, "keep": 2})
     assert (r.json()["backup_cron"], r.json()["backup_interval_s"]) == (None, 3600)
+
+
+async def test_backup_schedules_closer_than_the_minimum_are_refused_and_change_nothing(
+    client: httpx.AsyncClient, make_user: UserMaker
+) -> None:
+    """databases.min_backup_interval_s (an hour by default) holds for every pair of runs, not
+    only the next two: `0,1 * * * *` is tight once an hour."""
+    user = await make_user()
+    db = (await create(client, user)).json()
+    path = f"{DBS}/{db['id']}/backup-schedule"
+    ok = await client.put(path, json={"cron": "15 */2 * * *", "keep": 4}, headers=auth(user))
+    assert ok.status_code == 200, ok.text
+    refusals = [
+        ({"cron": "* * * * *"}, 60),
+        ({"cron": "0,1 * * * *"}, 60),
+        ({"cron": "*/30 * * * *"}, 1800),
+        ({"cron": "0,59 0,23 * * *"}, 60),  # 23:59, then 00:00 the next day
+        ({"interval_s": 60}, 60),
+        ({"interval_s": 3599}, 3599),
+    ]
+    for body, gap in refusals:
+        r = await client.put(path, json={**body, "keep": 1}, headers=auth(user))
+        assert r.status_code == 422, (body, r.text)
+        problem = r.json()
+        assert problem["code"] == "schedule_too_frequent", problem
+        assert (problem["min_interval_s"], problem["shortest_gap_s"]) == (3600, gap), body
+    # Nothing was changed by any of them.
+    got = (await client.get(f"{DBS}/{db['id']}", headers=auth(user))).json()
+    assert (got["backup_cron"], got["backup_interval_s"], got["backup_keep"]) == (
+        "15 */2 * * *",
+        None,
+        4,
+    )
+    # The minimum itself, and no scheduled backups at all, are fine.
+    fine = ({"cron": "@hourly"}, {"cron": "59 23,0 * * *"}, {"interval_s": 3600}, {"interval_s": 0})
+    for body in fine:
+        r = await client.put(path, json={**body, "keep": 1}, headers=auth(user))
+        assert r.status_code == 200, (body, r.text)

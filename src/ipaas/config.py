@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from ipaas.checkpoints import Phase
 from ipaas.domain.cron import parse_cron
+from ipaas.domain.databases import BackupPlan
 from ipaas.domain.domains import DEFAULT_RESERVED_DOMAINS
 from ipaas.domain.errors import InvalidInput
 from ipaas.domain.names import DEFAULT_RESERVED_NAMES
@@ -273,6 +274,9 @@ class DatabaseSettings(BaseModel):
     backup_cron: str | None = None
     backup_interval_s: int = 86400
     backup_keep: int = 7  # scheduled backups kept per database; older ones are removed
+    # No schedule (a database's or the two above) may take backups closer than this: each one
+    # dumps the database and restores it to verify it. 0: no minimum.
+    min_backup_interval_s: int = Field(default=3600, ge=0)
     final_backup_keep_days: float = 7.0  # a deleted database's final backup is kept this long
     rotation_timeout_s: float = 600.0  # a rotation waits this long for attached apps' rollouts
     viewer_page_rows_max: int = 1000  # rows one viewer page may ask for
@@ -294,6 +298,15 @@ class DatabaseSettings(BaseModel):
             return parse_cron(value) if value else None
         except InvalidInput as exc:
             raise ValueError(exc.detail) from None
+
+    @model_validator(mode="after")
+    def _spaced(self) -> DatabaseSettings:
+        plan = BackupPlan(cron=self.backup_cron, interval_s=self.backup_interval_s)
+        try:
+            plan.check_spacing(self.min_backup_interval_s)
+        except InvalidInput as exc:
+            raise ValueError(f"the platform's backup schedule: {exc.detail}") from None
+        return self
 
 
 class SmtpSettings(BaseModel):

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ipaas.domain.cron import InvalidCron, next_run, parse_cron
+from ipaas.config import DatabaseSettings
+from ipaas.domain.cron import InvalidCron, next_run, parse_cron, shortest_gap
 from ipaas.domain.databases import BackupPlan
+from ipaas.domain.errors import InvalidInput
 
 T = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # a Tuesday
 
@@ -100,3 +102,70 @@ def test_an_interval_plan_keeps_its_old_meaning() -> None:
     assert (
         not off.enabled and not off.due(T, T - 100 * hour) and not off.overdue(T, 0, T - 100 * hour)
     )
+
+
+@pytest.mark.parametrize(
+    ("expression", "seconds", "between"),
+    [
+        ("* * * * *", 60, "00:00 and 00:01 UTC"),
+        ("0,1 * * * *", 60, "00:00 and 00:01 UTC"),  # tight once an hour only
+        ("0,58 * * * *", 120, "00:58 and 01:00 UTC"),  # across the hour
+        ("59 23,0 * * *", 3600, "23:59 and 00:59 the next day UTC"),  # across midnight
+        ("0 9-17/4 * * *", 4 * 3600, "09:00 and 13:00 UTC"),
+        ("@hourly", 3600, "00:00 and 01:00 UTC"),
+        ("@daily", 86400, "00:00 and 00:00 the next day UTC"),
+        ("30 2 * * mon-fri", 86400, "02:30 and 02:30 the next day UTC"),
+        ("@weekly", 7 * 86400, "00:00 and 00:00 7 days later UTC"),
+        ("0 0 2-30/2 * *", 2 * 86400, "00:00 and 00:00 2 days later UTC"),
+        # Either day field matches when both are set: a Thursday the 13th, then Friday.
+        ("0 0 13 * fri", 86400, "00:00 and 00:00 the next day UTC"),
+        # 31 January and 1 February are a day apart, however far apart the rest are.
+        ("0 0 1,31 * *", 86400, "00:00 and 00:00 the next day UTC"),
+        ("0 0 29 2 *", 4 * 365 * 86400 + 86400, "00:00 and 00:00 1461 days later UTC"),
+    ],
+)
+def test_the_shortest_gap_is_over_every_run_not_only_the_next_two(
+    expression: str, seconds: int, between: str
+) -> None:
+    gap = shortest_gap(parse_cron(expression))
+    assert gap is not None and (gap.seconds, gap.describe()) == (seconds, between)
+
+
+@pytest.mark.parametrize(
+    "expression", ["* * * * *", "0,1 * * * *", "59 23,0 * * *", "0 0 1,31 * *", "0 0 13 * fri"]
+)
+def test_the_shortest_gap_is_one_the_schedule_really_makes(expression: str) -> None:
+    """Cross-checked against croniter's own runs over two years: the gap found is made, and
+    no two runs come closer."""
+    gap = shortest_gap(expression)
+    assert gap is not None
+    run, seen = next_run(expression, datetime(2026, 1, 1, tzinfo=UTC)), set()
+    for _ in range(20000):
+        following = next_run(expression, run)
+        seen.add(int((following - run).total_seconds()))
+        run = following
+        if following.year > 2027:
+            break
+    assert min(seen) == gap.seconds
+
+
+def test_a_plan_closer_than_the_minimum_is_refused_with_the_gap() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        BackupPlan(cron="0,1 * * * *").check_spacing(3600)
+    assert caught.value.code == "schedule_too_frequent"
+    assert caught.value.extra == {"field": "cron", "min_interval_s": 3600, "shortest_gap_s": 60}
+    assert "00:00 and 00:01 UTC" in caught.value.detail
+    with pytest.raises(InvalidInput) as caught:
+        BackupPlan(interval_s=600).check_spacing(3600)
+    assert caught.value.extra["field"] == "interval_s"
+    for fine in (BackupPlan(cron="@hourly"), BackupPlan(interval_s=3600), BackupPlan()):
+        fine.check_spacing(3600)
+    BackupPlan(cron="* * * * *").check_spacing(0)  # 0: no minimum
+
+
+def test_the_platforms_own_schedule_must_respect_the_minimum() -> None:
+    with pytest.raises(ValueError, match="within 60 s"):
+        DatabaseSettings(backup_cron="0,1 * * * *")
+    with pytest.raises(ValueError, match="every 60 s is too often"):
+        DatabaseSettings(backup_interval_s=60)
+    assert DatabaseSettings(backup_interval_s=60, min_backup_interval_s=0).backup_interval_s == 60

@@ -20,8 +20,9 @@ from ipaas.domain.dbpaging import (
     page_query,
     parse_catalog,
     read_cursor,
+    split_rows,
 )
-from ipaas.domain.dbviewer import TableRef
+from ipaas.domain.dbviewer import TableRef, parse_json_rows
 from ipaas.domain.errors import Conflict, InvalidInput
 
 
@@ -118,3 +119,32 @@ def test_the_catalog_is_read_from_either_engine() -> None:
     (info,) = parse_catalog("mariadb", my)
     assert info.unique_keys == ((False, ("a", "b")),) and info.ref.estimated_rows is None
     assert choose_order("mariadb", info) == Order(KEY, ("a", "b"))
+
+
+def test_rows_are_read_in_one_decode_and_a_cut_last_line_is_dropped() -> None:
+    whole = '[1, "a\\tb", null]\n[2, "x", {"k": [1]}]\n[3, "y", true]\n'
+    assert parse_json_rows(whole, 5) == (
+        [[1, "a\tb", None], [2, "x", {"k": [1]}], [3, "y", True]],
+        False,
+    )
+    assert parse_json_rows(whole, 2) == ([[1, "a\tb", None], [2, "x", {"k": [1]}]], True)
+    cut = whole + '[4, "partial'
+    assert parse_json_rows(cut, 10) == (
+        [[1, "a\tb", None], [2, "x", {"k": [1]}], [3, "y", True]],
+        True,
+    )
+    assert parse_json_rows("SET\n" + whole.splitlines()[0], 10) == ([[1, "a\tb", None]], False)
+
+
+def test_rows_lose_their_key_columns_and_only_the_last_key_is_kept() -> None:
+    table = TableInfo(
+        TableRef("public", "t", None), "r",
+        (CatalogColumn("id", "bigint", True, ""), CatalogColumn("name", "text", False, "")),
+        ((True, ("id",)),),
+    )  # fmt: skip
+    order = choose_order("postgres", table)
+    assert split_rows([[1, "a", "1"], [2, None, "2"]], table, order) == (
+        [[1, "a"], [2, None]],
+        ("2",),
+    )
+    assert split_rows([], table, order) == ([], ())

@@ -38,8 +38,8 @@ TERMINAL = {"running", "failed", "crashed", "stopped"}
 def e2e_settings(
     data_dir: Path, database_url: str, router: dict[str, Any] | None = None, **overrides: Any
 ) -> Settings:
-    """`router` adds to (or replaces) the free ports given to Caddy; `runtime`, `warden` and
-    `build` add to (or replace) the quick timings set here."""
+    """`router` adds to (or replaces) the free ports given to Caddy; `runtime`, `warden`,
+    `build` and `databases` add to (or replace) the quick timings set here."""
     sections: dict[str, dict[str, Any]] = {
         "router": {"admin_address": f"127.0.0.1:{free_port()}", "http_port": free_port()},
         "runtime": {
@@ -56,9 +56,11 @@ def e2e_settings(
             "crash_window_s": 60,
         },
         "build": {"lease_s": 30, "retry_base_s": 0.5},
+        # The scheduled-backup test takes one a second.
+        "databases": {"min_backup_interval_s": 0},
     }
     sections["router"].update(router or {})
-    for name in ("runtime", "warden", "build"):
+    for name in ("runtime", "warden", "build", "databases"):
         sections[name].update(overrides.pop(name, {}))
     return make_settings(
         data_dir,

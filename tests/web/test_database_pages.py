@@ -195,6 +195,12 @@ async def test_backups_list_download_and_schedule(
     assert 'name="cron" value="30 3 * * *"' in (await browser.get(page)).text
     bad_cron = await browser.submit(page, f"{page}/schedule", {"cron": "61 * * * *", "keep": "5"})
     assert bad_cron.status_code == 422 and field_error(bad_cron.text, "cron")
+    # Closer than databases.min_backup_interval_s (an hour): named on the field at fault.
+    tight = await browser.submit(page, f"{page}/schedule", {"cron": "0,1 * * * *", "keep": "5"})
+    assert tight.status_code == 422 and "within 60 s" in field_error(tight.text, "cron")
+    often = await browser.submit(page, f"{page}/schedule", {"interval_h": "0.5", "keep": "5"})
+    assert often.status_code == 422 and "one per 3600 s" in field_error(often.text, "interval_h")
+    assert (await stores.get(db.id)).backup_cron == "30 3 * * *"
 
 
 async def test_delete_needs_the_name_and_no_attached_app(

@@ -21,7 +21,7 @@ from ipaas.databases.service import DatabaseRequest, DatabaseService
 from ipaas.databases.viewer import MAX_SQL_CHARS, DataViewer
 from ipaas.domain.cron import MAX_LENGTH as CRON_MAX_LENGTH
 from ipaas.domain.cron import parse_cron
-from ipaas.domain.databases import BackupStatus
+from ipaas.domain.databases import BackupPlan, BackupStatus
 from ipaas.domain.errors import Conflict, InvalidInput
 from ipaas.runtime.databases import host_name
 from ipaas.store.models import Database, DatabaseBackup, DatabaseEvent, DatabaseJob
@@ -390,10 +390,14 @@ async def set_backup_schedule(
     svc: DatabaseService = Depends(database_service),
 ) -> DatabaseOut:
     """A cron expression (`invalid_cron` when it is not one) or an interval, and how many
-    scheduled backups are kept."""
+    scheduled backups are kept; `schedule_too_frequent` when two backups would come closer
+    than `databases.min_backup_interval_s`."""
     if (body.cron is None) == (body.interval_s is None):
         raise InvalidInput("give one of cron and interval_s", code="invalid_schedule")
     cron = parse_cron(body.cron) if body.cron is not None else None
+    BackupPlan(cron=cron, interval_s=body.interval_s or 0).check_spacing(
+        svc.settings.min_backup_interval_s
+    )
     await svc.store.set_fields(
         db.id, backup_cron=cron, backup_interval_s=body.interval_s, backup_keep=body.keep
     )

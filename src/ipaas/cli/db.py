@@ -246,7 +246,8 @@ def schedule(
     every: int = typer.Option(None, "--every", help="seconds between backups; 0: none"),
     keep: int = typer.Option(7, "--keep", help="scheduled backups kept"),
 ) -> None:
-    """Set the database's backup schedule: --cron or --every."""
+    """Set the database's backup schedule: --cron or --every (no two backups closer than
+    the platform's databases.min_backup_interval_s, an hour by default)."""
     if (cron is None) == (every is None):
         raise fail("give one of --cron and --every", code=2)
     body: dict[str, Any] = {"keep": keep}

@@ -9,9 +9,11 @@ croniter (imported on first use: a platform without a cron schedule never loads 
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from ipaas.domain.errors import InvalidInput
@@ -132,3 +134,78 @@ def next_run(expression: str, after: datetime) -> datetime:
     except Exception as exc:  # croniter's own errors for a date that never comes
         raise ValueError(str(exc)) from exc
     return found.astimezone(UTC) if isinstance(found, datetime) else start
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The closest two consecutive runs of a schedule: `seconds` apart, at `first` and
+    `second` (minutes of the day, UTC), the second `days` later."""
+
+    seconds: int
+    first: int
+    second: int
+    days: int = 0
+
+    def describe(self) -> str:
+        def hhmm(minute: int) -> str:
+            return f"{minute // 60:02d}:{minute % 60:02d}"
+
+        later = {0: "", 1: " the next day"}.get(self.days, f" {self.days} days later")
+        return f"{hhmm(self.first)} and {hhmm(self.second)}{later} UTC"
+
+
+# Weekdays and leap years repeat every 28 years between 1901 and 2099, so two cycles from 2001
+# hold every way a schedule's days fall, and every gap between them up to 28 years.
+_CALENDAR = (date(2001, 1, 1).toordinal(), date(2057, 1, 1).toordinal())
+_DAY = 1440  # minutes
+
+
+def _wanted(values: list[Any]) -> set[int] | None:
+    """A field croniter expanded: None for `*` (any value)."""
+    return None if values[0] == "*" else {int(v) for v in values}
+
+
+def _day_gap(expanded: list[list[Any]]) -> int | None:
+    """The fewest days between two consecutive days the schedule runs on (None: it runs on
+    fewer than two days in the calendar cycles). Day of month and day of week both restricted
+    match either one, as croniter (and cron) read them; otherwise both must match."""
+    doms, months, dows = _wanted(expanded[2]), _wanted(expanded[3]), _wanted(expanded[4])
+    dows = None if dows is None else {d % 7 for d in dows}
+    either = doms is not None and dows is not None
+    previous, shortest = None, None
+    for ordinal in range(*_CALENDAR):
+        day = date.fromordinal(ordinal)
+        if months is not None and day.month not in months:
+            continue
+        by_dom = doms is None or day.day in doms
+        by_dow = dows is None or (day.weekday() + 1) % 7 in dows
+        if not ((by_dom or by_dow) if either else (by_dom and by_dow)):
+            continue
+        if previous is not None and (shortest is None or ordinal - previous < shortest):
+            shortest = ordinal - previous
+            if shortest == 1:
+                break  # no two days are closer
+        previous = ordinal
+    return shortest
+
+
+@lru_cache(maxsize=256)
+def shortest_gap(expression: str) -> Gap | None:
+    """The two consecutive runs of a valid expression that come closest, over every run it
+    ever makes, not only the next two (`0,1 * * * *` is tight once an hour, `59 23 * * *`
+    plus `0 0 * * *` once a day); None when it runs fewer than twice in 56 years.
+
+    The runs of any day it runs on are the same times (hours × minutes), so the closest pair
+    is either two times of one day, or a day's last run and the first of the next day it runs.
+    """
+    from croniter import croniter  # noqa: PLC0415 - only a cron schedule needs it
+
+    expanded = croniter(ALIASES.get(expression, expression)).expanded
+    minutes = sorted(_wanted(expanded[0]) or range(60))
+    hours = sorted(_wanted(expanded[1]) or range(24))
+    times = [h * 60 + m for h in hours for m in minutes]  # sorted, as both lists are
+    gaps = [Gap((b - a) * 60, a, b) for a, b in itertools.pairwise(times)]
+    days = _day_gap(expanded)
+    if days is not None:
+        gaps.append(Gap((days * _DAY - times[-1] + times[0]) * 60, times[-1], times[0], days))
+    return min(gaps, key=lambda gap: gap.seconds, default=None)

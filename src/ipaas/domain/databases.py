@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import quote
 
-from ipaas.domain.cron import next_run
+from ipaas.domain.cron import next_run, shortest_gap
 from ipaas.domain.errors import Conflict, InvalidInput
 
 DB_IMAGE_REPOSITORY = "ipaas-db"
@@ -157,6 +157,29 @@ class BackupPlan:
         if self.cron is not None:
             return f"cron {self.cron!r} (UTC)"
         return f"every {self.interval_s} s" if self.interval_s > 0 else "none"
+
+    def check_spacing(self, min_interval_s: int) -> None:
+        """ScheduleTooFrequent when any two consecutive backups would come less than
+        `min_interval_s` apart: each one dumps the whole database and restores it to verify,
+        so a tight schedule keeps the host's disks and CPUs busy for one tenant."""
+        if self.cron is not None:
+            gap = shortest_gap(self.cron)
+            if gap is not None and gap.seconds < min_interval_s:
+                raise ScheduleTooFrequent(
+                    f"{self.cron!r} runs twice within {gap.seconds} s ({gap.describe()}); "
+                    f"backups may be at most one per {min_interval_s} s",
+                    field="cron", min_interval_s=min_interval_s, shortest_gap_s=gap.seconds,
+                )  # fmt: skip
+        elif 0 < self.interval_s < min_interval_s:
+            raise ScheduleTooFrequent(
+                f"every {self.interval_s} s is too often: backups may be at most one per "
+                f"{min_interval_s} s (0: no scheduled backups)",
+                field="interval_s", min_interval_s=min_interval_s, shortest_gap_s=self.interval_s,
+            )  # fmt: skip
+
+
+class ScheduleTooFrequent(InvalidInput):
+    code = "schedule_too_frequent"
 
 
 @dataclass(frozen=True)

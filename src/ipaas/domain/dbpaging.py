@@ -101,17 +101,19 @@ def catalog_query(engine: str, name: str, schema: str | None) -> str:
             "AND n.nspname NOT LIKE 'pg_toast%'"
         )
     in_schema = f"AND t.table_schema = {quote_literal(engine, schema)} " if schema else ""
+    # The subqueries name the table by constants, not by t's columns: MariaDB then opens only
+    # that table's definition; correlated, a page's catalog took ~45 ms instead of ~5.
     return (
         "SELECT JSON_OBJECT('schema', t.table_schema, 'name', t.table_name, "
         "'kind', t.table_type, 'rows', t.table_rows, "
         "'columns', (SELECT JSON_ARRAYAGG(JSON_ARRAY(c.column_name, c.column_type, "
         "c.is_nullable = 'NO', c.data_type) ORDER BY c.ordinal_position) "
         "FROM information_schema.columns c "
-        "WHERE c.table_schema = t.table_schema AND c.table_name = t.table_name), "
+        f"WHERE c.table_schema = DATABASE() AND c.table_name = {lit}), "
         "'keys', (SELECT JSON_ARRAYAGG(JSON_ARRAY(s.index_name, s.seq_in_index, s.column_name) "
         "ORDER BY s.index_name = 'PRIMARY' DESC, s.index_name, s.seq_in_index) "
-        "FROM information_schema.statistics s WHERE s.table_schema = t.table_schema "
-        "AND s.table_name = t.table_name AND s.non_unique = 0)) "
+        "FROM information_schema.statistics s WHERE s.table_schema = DATABASE() "
+        f"AND s.table_name = {lit} AND s.non_unique = 0)) "
         f"FROM information_schema.tables t WHERE t.table_schema = DATABASE() {in_schema}"
         f"AND t.table_name = {lit}"
     )
@@ -246,10 +248,12 @@ def page_query(engine: str, table: TableInfo, order: Order, position: Position, 
 
 def split_rows(
     rows: list[list[Any]], table: TableInfo, order: Order
-) -> tuple[list[list[Any]], list[tuple[str, ...]]]:
-    """Each output row's shown values, and its key values (as text)."""
+) -> tuple[list[list[Any]], tuple[str, ...]]:
+    """Each output row's shown values, and the last row's key values (as text): only the last
+    one is needed, for the next page's cursor."""
     n = len(table.columns)
-    return [r[:n] for r in rows], [tuple(str(v) for v in r[n:]) for r in rows]
+    last = tuple(str(v) for v in rows[-1][n:]) if rows else ()
+    return [r[:n] for r in rows], last
 
 
 # --- the cursor ----------------------------------------------------------------------------------

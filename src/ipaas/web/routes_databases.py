@@ -330,7 +330,9 @@ async def schedule(
         except ValidationError as exc:
             errors = {_SCHEDULE_FIELD.get(k, k): v for k, v in errors_of(exc).items()}
         except IpaasError as exc:
-            errors = {"cron": exc.detail}
+            # An interval too short is the hours' field's fault; everything else the cron's.
+            field = "interval_h" if exc.extra.get("field") == "interval_s" else "cron"
+            errors = {field: exc.detail}
         else:
             return redirect(f"/databases/{db.id}/backups?done=schedule")
     return await _backups(request, db, svc, backups, 422, errors=errors, schedule=values)
