@@ -104,6 +104,14 @@ async def core(
 ) -> AsyncIterator[ControlPlane]:
     """The real store and queue, in-memory runtime and router, no builder or warden running:
     apps stay where the API (or the test) puts them."""
+    async for plane in core_plane(database_url, tmp_path_factory):
+        yield plane
+
+
+async def core_plane(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ControlPlane]:
+    """`core` on the store at `database_url` (migrated here)."""
     upgrade(database_url)
     settings = make_settings(
         tmp_path_factory.mktemp("data"), database_url, router={"kind": "transparent"}

@@ -3,6 +3,7 @@ in a way nobody planned for stands in for a platform bug)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ipaas.apps.background import Background
@@ -202,3 +203,41 @@ async def running(core: ControlPlane, app_id: str) -> Application | None:
 async def running_with(core: ControlPlane, app_id: str, health: str) -> Application | None:
     app = await running(core, app_id)
     return app if app and newest_spec(core, app_id).health_check == health else None
+
+
+class ReadBefore:
+    """The app store, but the first read of the app answers what it was before a change."""
+
+    def __init__(self, apps: Any, before: Application) -> None:
+        self.apps = apps
+        self.before: Application | None = before
+
+    async def get(self, app_id: str) -> Application:
+        before, self.before = self.before, None
+        return before if before is not None else await self.apps.get(app_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.apps, name)
+
+
+async def test_a_build_taken_as_its_app_starts_rolling_out_goes_on(
+    core: ControlPlane, make_user: UserMaker
+) -> None:
+    """A builder read the app as running; before it moved the app on, a restart did: the build
+    is carried out all the same (it used to die, and wait under its lease for `lease_s`)."""
+    app = await stored_app(core.stores, (await make_user())["id"])
+    await core.app_service.scheduler.enqueue(app.id)
+    await build_next(core, app.id)
+    app = await core.stores.apps.get(app.id)
+    assert app.state == State.RUNNING
+    await core.app_service.scheduler.enqueue(app.id)  # queued behind what was in flight
+    job = await core.adapters.queue.lease("test-builder")
+    while job is not None and job.app_id != app.id:
+        job = await core.adapters.queue.lease("test-builder")
+    assert job is not None
+    await core.stores.apps.transition(app.id, State.ROLLING_OUT, "settings changed: restart")
+    worker = copy.copy(core.worker)
+    worker.apps = ReadBefore(core.stores.apps, app)  # type: ignore[assignment]
+    await worker.run(job)
+    after = await wait_until_async(lambda: running(core, app.id), 5, "the rollout")
+    assert after.current_release == 2

@@ -15,6 +15,7 @@ from ipaas.queue.base import BuildJob, BuildQueue, QueueUnavailable
 from ipaas.store.builds import BuildStore
 
 log = structlog.get_logger()
+HANDOVER_S = 30.0  # at most this long between recording a build and handing it over
 
 
 class BuildScheduler:
@@ -34,9 +35,16 @@ class BuildScheduler:
         """A new build of the app's source (at `commit` when given); returns its number.
         `before_queue` runs once the build is recorded (the app is busy with it) but before
         any builder can take it."""
-        build = await self.builds.new_build(app_id, commit)
+        # A builder polling the job table takes a due build at once: held until `before_queue`
+        # has run (a builder that took it just before the API moved the app on lost it, and
+        # the app waited out the build's lease). Due after HANDOVER_S should this process die.
+        held_s = HANDOVER_S if before_queue is not None else 0.0
+        build = await self.builds.new_build(app_id, commit, held_s)
         if before_queue is not None:
-            await before_queue()
+            try:
+                await before_queue()
+            finally:
+                await self.builds.make_due(build.id)
         try:
             await self.queue.enqueue(BuildJob(id=build.id, app_id=app_id, attempt=0))
         except QueueUnavailable as exc:

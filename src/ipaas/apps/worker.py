@@ -133,16 +133,29 @@ class BuildWorker:
         if job.attempt > self.settings.max_attempts:
             await self._failed(job, app, "the builder died too often", "builder_lost")
             return
-        if app.state == S.PENDING:
-            await self.apps.transition(app.id, S.BUILDING, f"build {build.number} started")
-        elif app.state in (S.RUNNING, S.CRASHED, S.FAILED):
-            # Asked for while an earlier build or deploy was under way: the newest wins.
-            await self.apps.transition(app.id, S.ROLLING_OUT, f"build {build.number} started")
-        elif app.state not in (S.BUILDING, S.ROLLING_OUT, S.STARTING):
+        if await self._begin(app, build.number) not in (S.BUILDING, S.ROLLING_OUT, S.STARTING):
             await self.builds.finish(job.id, BuildStatus.SUPERSEDED)
             await self.queue.complete(job)
             return
         await self._build(job, build, app)
+
+    async def _begin(self, app: Application, number: int) -> State:
+        """Move the app into its build (a new app builds, one that served rolls out); the state
+        it is in then. Its state may have moved since it was read (a restart asked for
+        meanwhile): the build goes on from what it became, rather than dying under its lease."""
+        state = State(app.state)
+        if state == S.PENDING:
+            target = S.BUILDING
+        elif state in (S.RUNNING, S.CRASHED, S.FAILED):
+            # Asked for while an earlier build or deploy was under way: the newest wins.
+            target = S.ROLLING_OUT
+        else:
+            return state
+        try:
+            await self.apps.transition(app.id, target, f"build {number} started", expected=state)
+        except IllegalTransition:
+            return State((await self.apps.get(app.id)).state)
+        return target
 
     async def _build(self, job: BuildJob, build: Build, app: Application) -> None:
         writer = BuildLogWriter(self.builds, build.id, await self.builds.next_log_seq(build.id))

@@ -37,9 +37,10 @@ class BuildStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
-    async def new_build(self, app_id: str, commit: str | None = None) -> Build:
+    async def new_build(self, app_id: str, commit: str | None = None, held_s: float = 0.0) -> Build:
         """Record a queued build with the next number (of `commit` when given, else of the
-        app's commit or branch head); a still-queued older one is superseded."""
+        app's commit or branch head); a still-queued older one is superseded. A held build is
+        not due for `held_s` seconds, or until `make_due`."""
         for _ in range(5):
             async with self.sessions() as s:
                 last = (
@@ -51,7 +52,11 @@ class BuildStore:
                     .values(status=BuildStatus.SUPERSEDED, finished_at=utcnow())
                 )
                 build = Build(
-                    id=new_id(), app_id=app_id, number=(last or 0) + 1, requested_commit=commit
+                    id=new_id(),
+                    app_id=app_id,
+                    number=(last or 0) + 1,
+                    requested_commit=commit,
+                    not_before=utcnow() + timedelta(seconds=held_s),
                 )
                 s.add(build)
                 try:
@@ -60,6 +65,16 @@ class BuildStore:
                 except IntegrityError:
                     await s.rollback()
         raise RuntimeError("could not allocate a build number")
+
+    async def make_due(self, build_id: str) -> None:
+        """A held build, still queued, is due now."""
+        async with self.sessions() as s:
+            await s.execute(
+                update(Build)
+                .where(Build.id == build_id, Build.status == BuildStatus.QUEUED)
+                .values(not_before=utcnow())
+            )
+            await s.commit()
 
     async def by_id(self, build_id: str) -> Build | None:
         async with self.sessions() as s:
