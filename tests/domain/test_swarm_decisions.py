@@ -125,6 +125,13 @@ OLD = [_on("n1", "running"), _on("n2", "running"), _on("n3", "running")]
         ([_on("n1", "failed", task="new-1"), *OLD[1:]], {"new-1"}, ("10.0.0.2:30001",)),
         # One replica: draining its only node would leave nothing to serve.
         ([_on("n1", "running", "shutdown")], set(), ()),
+        # The Swarm told n2's task to stop before n1's new one answered (2 replicas): no task
+        # is proven, so the unproven one serves (it refuses until it listens: a retry).
+        (
+            [_on("n1", "running", task="new-1"), _on("n2", "running", "shutdown")],
+            {"new-1"},
+            ("10.0.0.3:30001", "10.0.0.4:30001"),
+        ),  # fmt: skip
         ([], set(), ()),
     ],
 )

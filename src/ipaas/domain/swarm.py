@@ -104,15 +104,15 @@ def drained_upstreams(
     start, `unproven` until then) answered its health check. A node whose task is told to stop
     drains at once: its engine deactivates the task and waits (about 3 s measured) before it
     stops the container, so the requests it is answering finish. `addresses`: node id ->
-    address. Nothing drains when no node would be left to serve (one replica)."""
+    address. While no task is proven, the unproven ones serve (they refuse until they
+    listen, and the router retries; a stopping one may cut a request); nothing drains when
+    no node would be left to serve."""
     stopping = {
         t.get("NodeID") for t in tasks if not is_wanted(t) and task_state(t) in LIVE_TASK_STATES
     }
-    serving = {
-        addresses.get(str(t.get("NodeID")), "")
-        for t in running(tasks)
-        if t.get("ID") not in unproven and t.get("NodeID") not in stopping
-    }
+    up = [t for t in running(tasks) if t.get("NodeID") not in stopping]
+    proven = {t.get("NodeID") for t in up if t.get("ID") not in unproven}
+    serving = {addresses.get(str(n), "") for n in proven or {t.get("NodeID") for t in up}}
     drained = tuple(u for u in route if u.rsplit(":", 1)[0] not in serving)
     return drained if len(drained) < len(route) else ()
 
