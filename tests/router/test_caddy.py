@@ -333,6 +333,10 @@ def test_routes_with_domains_and_redirects_are_adopted_as_they_were(tmp_path: Pa
     files._write_files()
     assert (files.upstreams_dir / "nodes.localhost#1").read_text() == "10.0.0.2:30001"
     assert _route_from_json(files._route_json(nodes.host)) == nodes
+    # Without upstream files, a drain is written into the route (a reload).
+    caddy._routes, caddy._drained = files._routes, files._drained
+    proxy = caddy._route_json(nodes.host)["handle"][-1]
+    assert [u["dial"] for u in proxy["upstreams"]] == ["10.0.0.2:30001", "10.0.0.2:30001"]
     assert "tls" not in caddy.config()["apps"]
 
 
