@@ -417,11 +417,13 @@ class SwarmRuntime:
         drained: tuple[str, ...] = ()
         try:
             while True:
-                tasks, addresses = await in_thread(self._tasks_and_addresses_sync, service_id)
-                unproven = {t["ID"] for t in tasks if _task_deploy(t) == deploy} - set(proven)
-                now = drained_upstreams(route, tasks, addresses, unproven)
-                if now != drained:
-                    drained = await _steer(drain, spec.app_name, now, drained)
+                with contextlib.suppress(docker.errors.DockerException, OSError):
+                    # (an engine that does not answer now: the next round asks again)
+                    tasks, addresses = await in_thread(self._tasks_and_addresses_sync, service_id)
+                    unproven = {t["ID"] for t in tasks if _task_deploy(t) == deploy} - set(proven)
+                    now = drained_upstreams(route, tasks, addresses, unproven)
+                    if now != drained:
+                        drained = await _steer(drain, spec.app_name, now, drained)
                 await asyncio.sleep(_POLL_S)
         finally:
             if drained:
