@@ -12,7 +12,7 @@ Concrete adapters are imported where they are chosen: a process loads only what 
 from __future__ import annotations
 
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ipaas.runtime.docker import DockerRuntime
-    from ipaas.runtime.swarm import SwarmRuntime
+    from ipaas.runtime.swarm import Drain, SwarmRuntime
 
 Step = Callable[[], Awaitable[None]]
 
@@ -214,14 +214,15 @@ def default_adapters(settings: Settings, stores: Stores) -> Adapters:
 
     marks = _checkpoints(settings)
     local = DockerRuntime(settings.runtime, checkpoints=marks)
-    swarm = _swarm_runtime(settings, local) if settings.runtime.kind == "swarm" else None
+    router = _router(settings)
+    swarm = _swarm_runtime(settings, local, router) if settings.runtime.kind == "swarm" else None
     return Adapters(
         runtime=swarm or local,
         nodes=swarm,
         databases=DockerDatabases(
             settings.databases, settings.runtime.instance, local.ensure_network
         ),
-        router=_router(settings),
+        router=router,
         builder=_builder(settings, DockerImageBuilder(settings, checkpoints=marks)),
         queue=_queue(settings, stores.builds),
         git=GitCliProvider(settings),
@@ -237,16 +238,27 @@ def github_provider(settings: Settings, stores: Stores) -> GitHubProvider:
     return GitHubProvider(settings.github, None, stored)
 
 
-def _swarm_runtime(settings: Settings, local: DockerRuntime) -> SwarmRuntime:
+def _swarm_runtime(settings: Settings, local: DockerRuntime, router: Router) -> SwarmRuntime:
     """Apps on a Swarm; an app's images go with it, from the build engine and the registry,
-    and old releases' from the registry after each deploy."""
+    and old releases' from the registry after each deploy; while a start changes an app's
+    tasks, the router drains the nodes that cannot serve."""
     from ipaas.runtime.registry import RegistryImages
     from ipaas.runtime.swarm import SwarmRuntime
 
     return SwarmRuntime(
         settings.runtime, settings.swarm, settings.warden, local.remove_app_images,
-        RegistryImages(settings.swarm.registry),
+        RegistryImages(settings.swarm.registry), _route_drain(router, settings),
     )  # fmt: skip
+
+
+def _route_drain(router: Router, settings: Settings) -> Drain:
+    """The runtime names the app; its route is the router's, by the app's host name."""
+    hosts = HostNames(settings.base_domain)
+
+    async def drain(app_name: str, upstreams: Sequence[str]) -> None:
+        await router.drain(hosts.host(app_name), upstreams)
+
+    return drain
 
 
 def _builder(settings: Settings, inner: ImageBuilder) -> ImageBuilder:

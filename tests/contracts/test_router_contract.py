@@ -27,6 +27,9 @@ async def test_a_route_gives_the_host_url(any_router: Router) -> None:
 async def test_routes_are_replaced_removed_and_synced_without_errors(any_router: Router) -> None:
     await any_router.set_route(Route("a.localhost", "127.0.0.1:9"))
     await any_router.set_route(Route("a.localhost", "127.0.0.1:10"))
+    await any_router.drain("a.localhost", ["127.0.0.1:10"])  # a drain of all drains none
+    await any_router.drain("never-added.localhost", ["127.0.0.1:9"])
+    await any_router.drain("a.localhost", [])
     await any_router.remove_route("a.localhost")
     await any_router.remove_route("never-added.localhost")
     await any_router.sync([Route("b.localhost", "127.0.0.1:9")])

@@ -9,6 +9,8 @@ import pytest
 from ipaas.domain.swarm import (
     START_FIRST,
     STOP_FIRST,
+    drain_slots,
+    drained_upstreams,
     free_port,
     gave_up,
     route_upstreams,
@@ -81,3 +83,80 @@ def test_the_registry_keeps_the_newest_releases_and_the_running_one() -> None:
     assert unkept_tags(tags, 2, 2) == ["r1"]  # rolled back to 2: it stays as well
     assert unkept_tags(tags, 10, 0) == []  # keep everything
     assert unkept_tags(tags, None, 2) == ["r10", "r9", "r2", "r1"]  # the app is deleted
+
+
+NODES = {"n1": "10.0.0.2", "n2": "10.0.0.3", "n3": "10.0.0.4"}
+ROUTE = ("10.0.0.2:30001", "10.0.0.3:30001", "10.0.0.4:30001")
+
+
+def _on(node: str, state: str, desired: str = "running", task: str = "") -> Any:
+    return {**_task(state, desired), "NodeID": node, "ID": task or f"old-{node}"}
+
+
+OLD = [_on("n1", "running"), _on("n2", "running"), _on("n3", "running")]
+
+
+@pytest.mark.parametrize(
+    ("tasks", "unproven", "drained"),
+    [
+        (OLD, set(), ()),  # all serve
+        # Stop-first: n1's task is told to stop (it still runs): n1 drains at once.
+        ([_on("n1", "running", "shutdown"), *OLD[1:]], set(), ("10.0.0.2:30001",)),
+        # It stopped; its successor is starting, then runs but has not answered its check.
+        (
+            [_on("n1", "shutdown", "shutdown"), _on("n1", "starting", task="new-1"), *OLD[1:]],
+            {"new-1"},
+            ("10.0.0.2:30001",),
+        ),  # fmt: skip
+        (
+            [_on("n1", "shutdown", "shutdown"), _on("n1", "running", task="new-1"), *OLD[1:]],
+            {"new-1"},
+            ("10.0.0.2:30001",),
+        ),  # fmt: skip
+        # It answered: n1 serves again, and the next node's task is told to stop.
+        (
+            [_on("n1", "running", task="new-1"), _on("n2", "running", "shutdown"), OLD[2]],
+            set(),
+            ("10.0.0.3:30001",),
+        ),  # fmt: skip
+        # A node without a task (2 replicas on 3 nodes) gets no requests meanwhile.
+        (OLD[:2], set(), ("10.0.0.4:30001",)),
+        # A failed task serves nothing; a new task's failure leaves its node drained.
+        ([_on("n1", "failed", task="new-1"), *OLD[1:]], {"new-1"}, ("10.0.0.2:30001",)),
+        # One replica: draining its only node would leave nothing to serve.
+        ([_on("n1", "running", "shutdown")], set(), ()),
+        # The Swarm told n2's task to stop before n1's new one answered (2 replicas): no task
+        # is proven, so the unproven one serves (it refuses until it listens: a retry).
+        (
+            [_on("n1", "running", task="new-1"), _on("n2", "running", "shutdown")],
+            {"new-1"},
+            ("10.0.0.3:30001", "10.0.0.4:30001"),
+        ),  # fmt: skip
+        ([], set(), ()),
+    ],
+)
+def test_a_node_drains_while_its_task_stops_or_its_new_one_is_unproven(
+    tasks: list[Any], unproven: set[str], drained: tuple[str, ...]
+) -> None:
+    assert drained_upstreams(ROUTE, tasks, NODES, unproven) == drained
+
+
+def test_nothing_drains_for_an_app_without_a_route() -> None:
+    assert drained_upstreams((), [_on("n1", "running", "shutdown")], NODES, ()) == ()
+
+
+@pytest.mark.parametrize(
+    ("drained", "slots"),
+    [
+        ((), ["a", "b", "c"]),
+        (("c",), ["a", "b", "a"]),  # c's share goes to a serving upstream
+        (("a",), ["b", "b", "c"]),
+        (("a", "c"), ["b", "b", "b"]),
+        (("a", "b", "c"), ["a", "b", "c"]),  # nothing left to serve: no drain
+        (("x",), ["a", "b", "c"]),  # not on the route
+    ],
+)
+def test_drained_slots_send_to_the_serving_upstreams(
+    drained: tuple[str, ...], slots: list[str]
+) -> None:
+    assert drain_slots(["a", "b", "c"], drained) == slots

@@ -169,6 +169,45 @@ async def test_upstream_switch_drops_nothing(
     assert seen.get("blue", 0) > 10 and seen.get("green", 0) > 10, seen
 
 
+async def test_a_drained_upstream_gets_no_new_requests_and_caddy_is_not_reloaded(
+    router: CaddyRouter, runtime: DockerRuntime, make_spec: SpecFactory
+) -> None:
+    """A Swarm app's node whose task is about to stop is drained: its share of the requests
+    goes to the others, by file (a reload would close idle client connections), and comes
+    back when the drain ends; a full sync of the routes keeps the drain."""
+    a, b, c = await asyncio.gather(
+        *(_upstream(runtime, make_spec, text) for text in ("a", "b", "c"))
+    )
+    host = "drained.localhost"
+    route = Route(host, ",".join([a, b, c]))
+    await router.set_route(route)
+    reloads = router.log_path.read_text().count("admin endpoint started")
+
+    async def answers(count: int) -> dict[str, int]:
+        seen: dict[str, int] = {}
+        for _ in range(count):
+            r = await _get(router, host)
+            key = r.text.strip() if r.status_code == 200 else f"HTTP {r.status_code}"
+            seen[key] = seen.get(key, 0) + 1
+        return seen
+
+    assert set(await answers(12)) == {"a", "b", "c"}
+    await router.drain(host, [c])
+    assert set(await answers(12)) == {"a", "b"}
+    await router.sync([route])  # the warden's periodic sync: the drain stays
+    await router.drain(host, [a, c])
+    assert set(await answers(12)) == {"b"}
+    await router.drain(host, [a, b, c])  # nothing would serve: no drain
+    assert set(await answers(12)) == {"a", "b", "c"}
+    await router.drain(host, [b])
+    await router.drain(host, [])
+    assert set(await answers(12)) == {"a", "b", "c"}
+    assert router.log_path.read_text().count("admin endpoint started") == reloads
+    assert router.routes[host] == route
+    await router.remove_route(host)
+    assert sorted(p.name for p in router.upstreams_dir.iterdir() if host in p.name) == []
+
+
 async def test_server_sent_events_are_not_buffered(
     router: CaddyRouter, runtime: DockerRuntime, make_spec: SpecFactory
 ) -> None:
@@ -286,6 +325,18 @@ def test_routes_with_domains_and_redirects_are_adopted_as_they_were(tmp_path: Pa
     plain = Route("plain.localhost", "127.0.0.1:9")
     caddy._routes = {plain.host: plain}
     assert _route_from_json(caddy._route_json(plain.host)) == plain
+    # With upstream files, a Swarm app's route reads its list back, drained or not.
+    files = CaddyRouter(RouterSettings(), "localhost", tmp_path / "files")
+    nodes = Route("nodes.localhost", "10.0.0.2:30001,10.0.0.3:30001")
+    files._routes = {nodes.host: nodes}
+    files._drained = {nodes.host: ("10.0.0.3:30001",)}
+    files._write_files()
+    assert (files.upstreams_dir / "nodes.localhost#1").read_text() == "10.0.0.2:30001"
+    assert _route_from_json(files._route_json(nodes.host)) == nodes
+    # Without upstream files, a drain is written into the route (a reload).
+    caddy._routes, caddy._drained = files._routes, files._drained
+    proxy = caddy._route_json(nodes.host)["handle"][-1]
+    assert [u["dial"] for u in proxy["upstreams"]] == ["10.0.0.2:30001", "10.0.0.2:30001"]
     assert "tls" not in caddy.config()["apps"]
 
 

@@ -186,22 +186,23 @@ def test_a_replicated_app_built_on_another_node_serves_through_updates_and_failu
         assert status["state"] == "running", e2e.reasons(app_id)
         time.sleep(0.5)
     print(f"rolling update: {load.answered} requests, {len(load.failures)} failed")
-    # 3 replicas on 3 nodes update stop-first: a request the stopping task was answering is
-    # cut when it exits (busybox httpd has no graceful stop; seen once in ~10,000 requests in
-    # 1 of 7 runs). Draining a node's route before its task stops is not built yet (issue 16).
-    cut = [f for f in load.failures if "peer closed connection" in f]
-    assert len(cut) <= 1 and len(load.failures) == len(cut), load.failures[:5]
+    # 3 replicas on 3 nodes update stop-first: each node is drained from the route as its
+    # task is told to stop, seconds before it stops, so no request is cut by the stop.
+    assert load.failures == [], load.failures[:5]
     assert load.seen == {"version one", "version two"}
     assert e2e.get(app_id)["current_release"] == 2
     assert _registry_tags(e2e, app_id) == ["r2"]  # keep_releases: 1
 
-    # 2. A replica is killed: the Swarm replaces it, and no request fails meanwhile.
+    # 2. A replica is killed: the Swarm replaces it, and no request fails meanwhile but one
+    # the killed task was answering (cut with it: no warning comes before a kill, so nothing
+    # can drain it; seen once in 8 runs of ~1,300 requests).
     victim = next(t for t in _running_tasks(manager_client, app_id))
     address = manager_client.api.inspect_node(victim["NodeID"])["Status"]["Addr"]
     node = next(n for n in swarm_cluster.nodes if n.address == address)
     with e2e.load(name) as load:
         time.sleep(0.5)
         with contextlib.closing(node.client()) as engine:
+            killed_at = time.monotonic()
             engine.containers.get(victim["Status"]["ContainerStatus"]["ContainerID"]).kill()  # type: ignore[index]
 
         def replaced() -> bool:
@@ -211,7 +212,11 @@ def test_a_replicated_app_built_on_another_node_serves_through_updates_and_failu
         _wait(replaced, 60, "the killed replica to be replaced")
         time.sleep(0.5)
     print(f"replica killed: {load.answered} requests, {len(load.failures)} failed")
-    assert load.failures == [], load.failures[:5]
+    cut = [
+        t for t, f in zip(load.failed_at, load.failures, strict=True)
+        if "peer closed connection" in f and abs(t - killed_at) < 1.0
+    ]  # fmt: skip
+    assert len(cut) <= 1 and len(load.failures) == len(cut), load.failures[:5]
 
     # 3. A whole node is powered off: only requests already on their way to it may fail.
     lost = swarm_cluster.nodes[2]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
+from collections.abc import Sequence
 
 import docker
 import httpx
@@ -39,6 +41,68 @@ async def test_replicas_spread_over_the_nodes_and_each_answers(
         for upstream in info.upstreams:
             assert (await http.get(f"http://{upstream}/")).text.strip() == "three"
     assert info.note.startswith("updates stop-first: 3 replicas on 3 nodes")
+
+
+async def test_a_stop_first_update_drains_each_node_well_before_its_task_stops(
+    swarm_runtime: SwarmRuntime, swarm_spec: SpecFactory
+) -> None:
+    """3 replicas on 3 nodes update stop-first: each node leaves the route (the drain the
+    router is told of) as soon as its task is told to stop, seconds before the task stops
+    answering (the engine's wait before it stops a task of an overlay network), and comes
+    back once its new task answers."""
+    drains: list[tuple[float, tuple[str, ...]]] = []
+
+    async def record(app_name: str, upstreams: Sequence[str]) -> None:
+        drains.append((time.monotonic(), tuple(upstreams)))
+
+    runtime = SwarmRuntime(
+        swarm_runtime.settings, swarm_runtime.swarm, swarm_runtime.warden, drain=record
+    )
+    spec = swarm_spec(replicas=3, env={"APP_TEXT": "one"})
+    info = await runtime.start(spec)
+    drains.clear()
+    with _Probes(info.upstreams) as probes:
+        await runtime.start(
+            swarm_spec(app_id=spec.app_id, app_name=spec.app_name, release=2,
+                       replicas=3, env={"APP_TEXT": "two"})
+        )  # fmt: skip
+    assert drains and drains[-1][1] == ()  # all serve again at the end
+    assert all(len(drained) < 3 for _, drained in drains)
+    windows = {}
+    for upstream in info.upstreams:
+        drained_at = next(t for t, drained in drains if upstream in drained)
+        windows[upstream] = round(probes.first_failure[upstream] - drained_at, 2)
+    print(f"drained this long before the task stopped answering (s): {windows}")
+    assert min(windows.values()) >= 1.0, windows
+
+
+class _Probes:
+    """A GET on each upstream every 20 ms, from a thread: when each first failed."""
+
+    def __init__(self, upstreams: Sequence[str]) -> None:
+        self.first_failure: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(u,)) for u in upstreams]
+
+    def __enter__(self) -> _Probes:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    def _run(self, upstream: str) -> None:
+        with httpx.Client(timeout=1) as http:
+            while not self._stop.is_set() and upstream not in self.first_failure:
+                sent = time.monotonic()
+                try:
+                    http.get(f"http://{upstream}/", headers={"Connection": "close"})
+                except httpx.HTTPError:
+                    self.first_failure[upstream] = sent
+                time.sleep(0.02)
 
 
 async def test_requests_through_the_router_spread_and_survive_an_update_and_a_kill(

@@ -3,7 +3,7 @@ say about it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +91,41 @@ def gave_up(replicas: int, tasks: Sequence[Mapping[str, Any]]) -> bool:
         return False
     latest = max(tasks, key=lambda t: str(t.get("UpdatedAt") or ""))
     return task_state(latest) in FAILED_TASK_STATES | {"complete", "shutdown", "orphaned"}
+
+
+def drained_upstreams(
+    route: Sequence[str],
+    tasks: Iterable[Mapping[str, Any]],
+    addresses: Mapping[str, str],
+    unproven: Collection[str],
+) -> tuple[str, ...]:
+    """The upstreams of an app's route (`node address:port`) that get no new requests while
+    its service changes: every node but those whose task runs, is wanted, and (a task of this
+    start, `unproven` until then) answered its health check. A node whose task is told to stop
+    drains at once: its engine deactivates the task and waits (about 3 s measured) before it
+    stops the container, so the requests it is answering finish. `addresses`: node id ->
+    address. While no task is proven, the unproven ones serve (they refuse until they
+    listen, and the router retries; a stopping one may cut a request); nothing drains when
+    no node would be left to serve."""
+    stopping = {
+        t.get("NodeID") for t in tasks if not is_wanted(t) and task_state(t) in LIVE_TASK_STATES
+    }
+    up = [t for t in running(tasks) if t.get("NodeID") not in stopping]
+    proven = {t.get("NodeID") for t in up if t.get("ID") not in unproven}
+    serving = {addresses.get(str(n), "") for n in proven or {t.get("NodeID") for t in up}}
+    drained = tuple(u for u in route if u.rsplit(":", 1)[0] not in serving)
+    return drained if len(drained) < len(route) else ()
+
+
+def drain_slots(upstreams: Sequence[str], drained: Collection[str]) -> list[str]:
+    """Where each of a route's upstreams sends its requests while some are drained: itself,
+    or (drained) the serving upstreams in turn, so the route keeps its shape and its proxy
+    needs no reload. All drained, or none: each its own."""
+    serving = [u for u in upstreams if u not in drained]
+    if not serving or len(serving) == len(upstreams):
+        return list(upstreams)
+    turns = iter(serving * len(upstreams))
+    return [u if u in serving else next(turns) for u in upstreams]
 
 
 def release_tag(release: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -47,6 +48,13 @@ class Router(Protocol):
         ...
 
     async def remove_route(self, host: str) -> None: ...
+
+    async def drain(self, host: str, upstreams: Sequence[str]) -> None:
+        """Send no new request to these upstreams of the host's route (a Swarm app's nodes
+        whose task is about to stop, or not proven yet) until the next call for the host; an
+        empty list ends the drain. Requests under way finish where they are. A drain of every
+        upstream drains none; the route itself (and what `sync` is given) does not change."""
+        ...
 
     async def sync(self, routes: list[Route]) -> None:
         """Make the proxy's routes exactly these (after a restart)."""

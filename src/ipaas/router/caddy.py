@@ -12,6 +12,7 @@ import signal
 import sys
 import sysconfig
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ import structlog
 from ipaas.config import RouterSettings
 from ipaas.domain.access import ASK_PATH, GATE_CHECK, GATE_PREFIX, PASS_COOKIE
 from ipaas.domain.domains import CertificateInfo
-from ipaas.domain.swarm import split_upstreams
+from ipaas.domain.swarm import drain_slots, split_upstreams
 from ipaas.net import tcp_open
 from ipaas.router.base import Issuance, Route
 
@@ -55,7 +56,7 @@ def find_caddy(configured: str | None = None) -> str:
 
 
 _HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
-_FILE_DIAL_RE = re.compile(r"^\{file\.(.+)\}$")
+_FILE_DIAL_RE = re.compile(r"^\{file\.(.+?)(#[0-9]+)?\}$")
 
 
 def route_id(host: str) -> str:
@@ -243,12 +244,14 @@ def _route_from_json(raw: dict[str, Any]) -> Route | None:
         private = any(h.get("rewrite", {}).get("uri") == GATE_CHECK for h in handlers)
         proxies = [h for h in handlers if h.get("handler") == "reverse_proxy"]
         # The app's proxy comes last; several upstreams are a Swarm app's replicas.
-        dial = ",".join(u["dial"] for u in proxies[-1]["upstreams"])
+        dials = [u["dial"] for u in proxies[-1]["upstreams"]]
         sources = _redirect_sources(raw["handle"])
         targets = {s: _redirect_target(raw["handle"], s) or host for s in others if s in sources}
     except (KeyError, IndexError, TypeError, ValueError, AttributeError):
         return None
-    match = _FILE_DIAL_RE.match(dial)
+    dial = ",".join(dials)
+    # Upstream files: the route's list is in `<host>` (`<host>#<i>` may be drained).
+    match = _FILE_DIAL_RE.match(dials[0]) if dials else None
     if match:
         try:
             dial = Path(match.group(1)).read_text().strip()
@@ -272,6 +275,10 @@ class CaddyRouter:
     zero-downtime deploy) is therefore an atomic file rename, with no reload at all; only
     adding or removing a host reloads. The read costs ~20 us per request; `upstream_files=False`
     writes the address into the route instead (every switch is then a reload).
+
+    A route with several upstreams (a Swarm app's nodes) reads each from a file of its own,
+    `<host>#<i>`: draining one (its task is about to stop) points its file at a serving one,
+    with no reload either; `<host>` keeps the route's list.
     """
 
     def __init__(
@@ -302,6 +309,7 @@ class CaddyRouter:
         self.certificates_dir = self.data_dir.resolve() / "certificates"
         self.admin_url = f"http://{settings.admin_address}"
         self._routes: dict[str, Route] = {}
+        self._drained: dict[str, tuple[str, ...]] = {}  # host -> upstreams given no requests
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -378,25 +386,37 @@ class CaddyRouter:
 
     def _route_json(self, host: str) -> dict[str, Any]:
         route = self._routes[host]
-        dial = route.upstream
-        # Several upstreams (Swarm tasks) are written into the route: they change only when
-        # nodes come or go, not when a release does (docs/swarm.md).
-        if self.upstream_files and len(split_upstreams(dial)) == 1:
-            dial = "{file.%s}" % (self.upstreams_dir / host)
+        dials = self._slots(route)
+        if self.upstream_files and len(dials) == 1:
+            dials = ["{file.%s}" % (self.upstreams_dir / host)]
+        elif self.upstream_files:
+            # Several upstreams (Swarm tasks): one file each, so that a drain is a file
+            # write; the route changes only when nodes come or go (docs/swarm.md).
+            dials = [f"{{file.{self._slot_path(host, i)}}}" for i in range(len(dials))]
+        dial = ",".join(dials)
         redirects = tuple((source, self.url_for(target)) for source, target in route.redirects)
         gate = self.gate_dial if route.private else None
         balancing = Balancing(self.settings.upstream_try_s, self.settings.upstream_fail_s)
         return route_json(host, dial, gate, route.domains, redirects, balancing)
 
+    def _slots(self, route: Route) -> list[str]:
+        """Where each upstream of the route sends requests now (its drain applied)."""
+        return drain_slots(split_upstreams(route.upstream), self._drained.get(route.host, ()))
+
+    def _slot_path(self, host: str, index: int) -> Path:
+        return self.upstreams_dir / f"{host}#{index}"
+
+    def _upstream_files(self, route: Route) -> dict[Path, str]:
+        """The route's upstream file (its list), and one per upstream when it has several."""
+        files = {self.upstreams_dir / route.host: route.upstream}
+        slots = self._slots(route)
+        if len(slots) > 1:
+            files |= {self._slot_path(route.host, i): slot for i, slot in enumerate(slots)}
+        return files
+
     def _write_upstream(self, route: Route) -> None:
-        path = self.upstreams_dir / route.host
-        with contextlib.suppress(OSError):
-            if path.read_text() == route.upstream:
-                return  # already so: the periodic sync rewrites nothing (a read costs far less)
-        self.upstreams_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{route.host}.tmp")
-        tmp.write_text(route.upstream)
-        os.replace(tmp, path)  # atomic: every request reads the old or the new address
+        for path, text in self._upstream_files(route).items():
+            _write_file(path, text)
 
     def _write_files(self) -> None:
         """Every route's upstream file, then the configuration file: each only if it changed."""
@@ -407,8 +427,9 @@ class CaddyRouter:
     def _prune_upstreams(self) -> None:
         if not self.upstreams_dir.is_dir():
             return
+        kept = {p.name for route in self._routes.values() for p in self._upstream_files(route)}
         for path in self.upstreams_dir.iterdir():
-            if path.name not in self._routes and not path.name.startswith("."):
+            if path.name not in kept and not path.name.startswith("."):
                 path.unlink(missing_ok=True)
 
     def url_for(self, host: str) -> str:
@@ -628,6 +649,23 @@ class CaddyRouter:
                 await self._recover()
         return self.url_for(route.host)
 
+    async def drain(self, host: str, upstreams: Sequence[str]) -> None:
+        host = clean_host(host)
+        async with self._lock:
+            if upstreams:
+                self._drained[host] = tuple(upstreams)
+            elif self._drained.pop(host, None) is None:
+                return
+            route = self._routes.get(host)
+            if route is None:
+                return
+            self._write_upstream(route)  # with files: the drain itself, no reload
+            if not self.upstream_files:
+                try:
+                    await self._ensure_route(host)
+                except httpx.TransportError:
+                    await self._recover()
+
     def _custom_hosts(self) -> set[str]:
         return {h for route in self._routes.values() for h in route.custom_hosts}
 
@@ -654,6 +692,7 @@ class CaddyRouter:
         async with self._lock:
             before = self._custom_hosts()
             self._routes.pop(host, None)
+            self._drained.pop(host, None)
             self._persist()
             try:
                 if before != self._custom_hosts() and self.settings.tls:
@@ -719,6 +758,16 @@ class CaddyRouter:
         self._log_offset = offset + complete
         found = (_issuance(line) for line in chunk[:complete].splitlines())
         return [issuance for issuance in found if issuance is not None]
+
+
+def _write_file(path: Path, text: str) -> None:
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:
+            return  # already so: the periodic sync rewrites nothing (a read costs far less)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # atomic: every request reads the old or the new address
 
 
 def _cleaned(route: Route) -> Route:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ipaas.domain.domains import CertificateInfo
 from ipaas.router.base import Issuance, Route
 
@@ -12,6 +14,7 @@ class TransparentRouter:
 
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
+        self.drained: dict[str, tuple[str, ...]] = {}
 
     async def start(self) -> None:
         return None
@@ -25,6 +28,13 @@ class TransparentRouter:
 
     async def remove_route(self, host: str) -> None:
         self.routes.pop(host, None)
+
+    async def drain(self, host: str, upstreams: Sequence[str]) -> None:
+        """Nothing to steer: clients reach the upstreams themselves. Kept for the tests."""
+        if upstreams:
+            self.drained[host] = tuple(upstreams)
+        else:
+            self.drained.pop(host, None)
 
     async def sync(self, routes: list[Route]) -> None:
         self.routes = {route.host: route for route in routes}
