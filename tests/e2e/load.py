@@ -53,6 +53,17 @@ class ClientLoad:
                 if r.status_code != 200:
                     self._failed(sent, f"{r.status_code}: {r.text[:80]}")
 
+    def failed_but_one_cut(self, at: float, within_s: float = 1.0) -> list[str]:
+        """The failures, but for one response cut (the connection closed under it) of a
+        request sent within `within_s` of `at`: what a task killed at `at` was answering."""
+        failures = list(zip(self.failed_at, self.failures, strict=True))
+        cut = next(
+            (i for i, (t, f) in enumerate(failures)
+             if "peer closed connection" in f and abs(t - at) < within_s),
+            None,
+        )  # fmt: skip
+        return [f for i, (_, f) in enumerate(failures) if i != cut]
+
     def _failed(self, sent: float, what: str) -> None:
         self.failed_at.append(sent)
         self.failures.append(what)

@@ -112,9 +112,15 @@ async def test_requests_through_the_router_spread_and_survive_an_update_and_a_ki
     swarm_cluster: LocalSwarm,
     manager_client: docker.DockerClient,
 ) -> None:
+    async def drain(app_name: str, upstreams: Sequence[str]) -> None:
+        await router.drain(f"{app_name}.localhost", upstreams)  # as the platform wires it
+
+    runtime = SwarmRuntime(
+        swarm_runtime.settings, swarm_runtime.swarm, swarm_runtime.warden, drain=drain
+    )
     # Swarm fills in each task's slot: the answers tell the replicas apart.
     spec = swarm_spec(replicas=2, env={"APP_TEXT": "v1-{{.Task.Slot}}"})
-    info = await swarm_runtime.start(spec)
+    info = await runtime.start(spec)
     assert info.note == ""  # 2 replicas on 3 nodes: start-first
     host = f"{spec.app_name}.localhost"
     await router.set_route(Route(host, ",".join(info.upstreams)))
@@ -122,7 +128,7 @@ async def test_requests_through_the_router_spread_and_survive_an_update_and_a_ki
         await asyncio.sleep(1.0)
         assert load.seen >= {"v1-1", "v1-2"}  # requests spread over both replicas
         # A rolling update (start-first, one task at a time) under load.
-        updated = await swarm_runtime.start(
+        updated = await runtime.start(
             swarm_spec(app_id=spec.app_id, app_name=spec.app_name, release=2,
                        replicas=2, env={"APP_TEXT": "v2-{{.Task.Slot}}"})
         )  # fmt: skip
@@ -130,15 +136,17 @@ async def test_requests_through_the_router_spread_and_survive_an_update_and_a_ki
         assert updated.upstreams == info.upstreams  # the route did not have to change
         await asyncio.sleep(1.0)
         before_kill = load.answered
-        # One task killed on its node: the Swarm restarts it, the router uses the other.
+        # One task killed on its node: the Swarm restarts it, the router uses the other (a
+        # response the task was writing is cut with it: a kill gives no warning to drain on).
         task = _tasks(manager_client, info.id)[0]
         address = _addr(manager_client, task)
         node = next(n for n in swarm_cluster.nodes if n.address == address)
         victim = task["Status"]["ContainerStatus"]["ContainerID"]  # type: ignore[index]
         with contextlib.closing(docker.DockerClient(base_url=node.url)) as on_node:
+            killed_at = time.monotonic()
             on_node.containers.get(victim).kill()
         await asyncio.sleep(3.0)
-    assert load.failures == [], load.failures[:5]
+    assert load.failed_but_one_cut(killed_at) == [], load.failures[:5]
     assert {"v2-1", "v2-2"} <= load.seen
     assert load.answered - before_kill > 50
     print(f"swarm load: {load.answered} requests, answers {sorted(load.seen)}")
