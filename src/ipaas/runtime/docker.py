@@ -8,7 +8,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -580,25 +580,22 @@ class DockerRuntime:
         return await self._run(self._read_logs_sync, info, after_ns, until_ns, limit, stream)
 
     def _remove_images_sync(self, app_id: str) -> int:
-        client, removed = self._docker(), 0
-        images = client.images.list(all=True, filters={"label": f"{LABEL_APP}={app_id}"})
+        api, removed = self._docker().api, 0
+        # The engine's summaries (no inspect of each image, which fails on one removed meanwhile).
+        labelled = api.images(all=True, filters={"label": f"{LABEL_APP}={app_id}"})
         # The earlier stages of a multi-stage build carry no app label, only a tag of the app.
-        images += [
-            image
-            for image in client.images.list()
-            if any(in_app_repository(tag, app_id) for tag in image.tags)
-        ]
+        tagged = [i for i in api.images() if _tagged_for(i, app_id)]
+        images = {i["Id"]: i for i in labelled + tagged}.values()
         # Tagged (final) images first: removing them prunes their untagged parent layers,
         # which the engine refuses to remove while a child exists.
-        images.sort(key=lambda image: not image.tags)
-        for image in images:
+        for image in sorted(images, key=lambda i: not _real_tags(i)):
             # Check again: never remove an image the platform did not build for this app.
-            if (image.labels or {}).get(LABEL_APP) != app_id and not any(
-                in_app_repository(tag, app_id) for tag in image.tags
+            if (image.get("Labels") or {}).get(LABEL_APP) != app_id and not _tagged_for(
+                image, app_id
             ):
                 continue
             try:
-                client.images.remove(image.id, force=True)
+                api.remove_image(image["Id"], force=True)
                 removed += 1
             except docker.errors.ImageNotFound:
                 pass  # an intermediate layer already removed with its child
@@ -697,3 +694,12 @@ def _runtime_event(raw: dict[str, Any]) -> RuntimeEvent | None:
         exit_code=int(exit_code) if exit_code not in (None, "") else None,
         time=when,
     )
+
+
+def _real_tags(image: Mapping[str, Any]) -> list[str]:
+    """An image summary's tags (the engine says `<none>:<none>` for none)."""
+    return [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+
+
+def _tagged_for(image: Mapping[str, Any], app_id: str) -> bool:
+    return any(in_app_repository(tag, app_id) for tag in _real_tags(image))
