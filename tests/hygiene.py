@@ -130,6 +130,12 @@ def engine_leftovers(before: EngineThings | None) -> list[str]:
     for image_id in after.images - before.images:
         with contextlib.suppress(Exception):
             image = client.images.get(image_id)
-            left.append(f"image {', '.join(image.tags) or image_id[:19]}")
+            config = image.attrs.get("Config") or {}
+            # Where it came from: its labels and the step that made it.
+            left.append(
+                f"image {', '.join(image.tags) or image_id[:19]}"
+                f" created {image.attrs.get('Created', '?')[:19]}"
+                f" labels {config.get('Labels') or {}} cmd {str(config.get('Cmd'))[:200]}"
+            )
             client.images.remove(image_id, force=True)
     return left

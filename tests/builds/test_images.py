@@ -115,6 +115,8 @@ async def test_static_bootstrap_does_not_replace_a_pulled_image(
     assert built == [static_tag]
     assert image_id(static_tag) != pulled
     assert label(static_tag) == images.STANDIN
+    # The image the tag named is not left dangling.
+    assert pulled not in docker("images", "--all", "--quiet", "--no-trunc")
     out = docker("run", "--rm", static_tag, "sh", "-c", "command -v httpd && echo works")
     assert "works" in out
 

@@ -26,6 +26,7 @@ from ipaas.builds.images import (
     _mmdebstrap_argv,
     _run,
     _run_pipeline,
+    replacing,
 )
 from ipaas.domain.databases import ENGINES, LABEL_DB_PACKAGES, MOUNT_PATH, Engine, image_tag
 
@@ -107,7 +108,8 @@ async def build_engine_image(engine: Engine, tag: str, log: Log) -> None:
                 shutil.copyfile(src, context / SCRIPT)
             (context / SCRIPT).chmod(0o755)
             (context / "Dockerfile").write_text(_dockerfile(rootfs, engine, versions))
-            await _run(["docker", "build", "-q", "-t", tag, str(context)])
+            async with replacing([tag]):
+                await _run(["docker", "build", "-q", "-t", tag, str(context)])
         except BaseException:
             with contextlib.suppress(BootstrapError):
                 await _run(["docker", "image", "rm", rootfs])

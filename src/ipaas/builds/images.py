@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,13 +93,31 @@ def wanted_images(settings: Settings) -> dict[str, list[str]]:
     return wanted
 
 
-def _image_exists(tag: str) -> bool:
+def _inspect(reference: str, template: str = "{{.Id}}") -> str | None:
+    """A field of an image (a Go template), or None when there is no such image."""
     result = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Id}}", tag],
+        ["docker", "image", "inspect", "--format", template, reference],
         capture_output=True,
         timeout=30,
     )
-    return result.returncode == 0
+    return result.stdout.decode().strip() if result.returncode == 0 else None
+
+
+def _image_exists(tag: str) -> bool:
+    return _inspect(tag) is not None
+
+
+@contextlib.asynccontextmanager
+async def replacing(tags: Iterable[str]) -> AsyncIterator[None]:
+    """Rebuild under these tags without leaving the images they named dangling: each one no
+    tag names afterwards is removed. One still in use (a parent of app images, a container's)
+    stays, as the engine refuses to remove it."""
+    before = {image for image in map(_inspect, tags) if image}
+    yield
+    for image in before:
+        if _inspect(image, "{{len .RepoTags}}") == "0":
+            with contextlib.suppress(BootstrapError):
+                await _run(["docker", "image", "rm", image])
 
 
 def missing_base_images(settings: Settings) -> list[str]:
@@ -244,12 +263,13 @@ async def build_recipe(recipe: Recipe, tags: list[str], settings: Settings, log:
         work = Path(tmp)
         has_certs = bool(stage_ca_certs(settings.build.extra_ca_certs, work / "certs"))
         log(f"building {recipe.name} base image as {', '.join(tags)}")
-        if recipe.packages:
-            await _build_debian(recipe, tags[0], work, has_certs)
-        else:
-            await _build_static(recipe, tags[0], work)
-    for tag in tags[1:]:
-        await _run(["docker", "tag", tags[0], tag])
+        async with replacing(tags):
+            if recipe.packages:
+                await _build_debian(recipe, tags[0], work, has_certs)
+            else:
+                await _build_static(recipe, tags[0], work)
+            for tag in tags[1:]:
+                await _run(["docker", "tag", tags[0], tag])
     log(f"built {recipe.name} base image: {', '.join(tags)}")
 
 
