@@ -283,13 +283,15 @@ async def test_failing_build_in_user_dockerfile(
 
 
 def layers_in(lines: list[str]) -> list[str]:
-    """The layers the build committed: the ' ---> <id>' line that follows each step run."""
-    made, ran = [], False
-    for line in lines:
-        ran = ran or "---> Running in" in line
-        if ran and (layer := re.search(r"---> ([0-9a-f]{12})$", line)):
+    """The layers the build committed: the ' ---> <id>' line that ends each step but FROM
+    (the image it names) and those found in the cache."""
+    made, step = [], ""
+    for index, line in enumerate(lines):
+        if line.startswith("Step "):
+            step = line
+        layer = re.search(r"---> ([0-9a-f]{12})$", line)
+        if layer and " : FROM " not in step and USING_CACHE not in lines[index - 1]:
             made.append(layer.group(1))
-            ran = False
     return made
 
 
@@ -302,16 +304,17 @@ def image_exists(image: str) -> bool:
 async def test_a_failed_build_leaves_no_layers_of_its_own(
     builder: DockerImageBuilder, repo_factory: Callable[..., Path], apps: Apps, log: LogLines
 ) -> None:
-    marker = uuid.uuid4().hex  # a step no earlier build has cached
+    marker = uuid.uuid4().hex  # steps no earlier build has cached
     dockerfile = (
-        f"FROM python:3.11-slim\nRUN echo {marker} > /made\nRUN echo second > /also\n"
+        "FROM python:3.11-slim\nCOPY marker /marker\n"
+        f"RUN echo {marker} > /made\nRUN echo second > /also\n"
         "RUN python3 -c 'raise SystemExit(7)'\n"
     )
-    repo = repo_factory(files={"Dockerfile": dockerfile})
+    repo = repo_factory(files={"Dockerfile": dockerfile, "marker": marker})
     with pytest.raises(BuildFailed):
         await builder.build(request(apps.name("layers"), str(repo)), log)
     made = layers_in(log.lines)
-    assert len(made) >= 2, log.lines  # the two steps that ran were committed ...
+    assert len(made) >= 3, log.lines  # the COPY and the two steps that ran were committed ...
     assert [image for image in made if image_exists(image)] == []  # ... and are gone
 
 

@@ -524,15 +524,17 @@ class _BuildJob:
             self._built = True
 
     def _note_layer(self, line: str) -> None:
-        """The classic builder says ' ---> Running in <container>' for a step it runs, and
-        ' ---> <image>' once it has committed the step's layer (or found it in the cache)."""
-        if "---> Running in " in line:
-            self._fresh = True
+        """The classic builder says ' ---> <image>' once a step's layer is committed, or
+        found in the cache (' ---> Using cache' first). Every step but FROM commits one: COPY
+        and ADD too, which print no ' ---> Running in <container>'."""
+        if line.startswith("Step "):
+            new_stage = bool(_FROM_STEP_RE.match(line))
+            self._fresh = not new_stage  # FROM names an image, it makes none
+            if new_stage and self._last_layer:
+                # The last layer so far is the image of the stage before.
+                self.stages.append(self._last_layer)
         elif USING_CACHE in line:
             self._fresh = False
-        elif _FROM_STEP_RE.match(line) and self._last_layer:
-            # A new stage begins: the last layer so far is the image of the stage before.
-            self.stages.append(self._last_layer)
         elif layer := _LAYER_RE.search(line):
             self._last_layer = layer.group(1)
             if self._fresh:
