@@ -20,8 +20,8 @@ import pytest
 
 from ipaas.builds.base import BuildFailed, BuildOptions, BuildRequest, BuildResult
 from ipaas.builds.docker_builder import DockerImageBuilder
-from ipaas.config import Settings
-from ipaas.runtime.base import LABEL_APP
+from ipaas.config import RuntimeSettings, Settings
+from ipaas.runtime.docker import DockerRuntime
 from tests import services
 
 from .conftest import SAMPLES, LogLines, commit_all, make_repo
@@ -54,10 +54,10 @@ class Apps:
         )
 
     def cleanup(self) -> None:
+        # As the platform does when it deletes an app (a release built FROM another included).
+        runtime = DockerRuntime(RuntimeSettings())
         for app_id in self.ids:
-            images = docker("images", "-q", "--filter", f"label={LABEL_APP}={app_id}")
-            if images:
-                docker("rmi", "-f", *set(images.split()), check=False)
+            asyncio.run(runtime.remove_app_images(app_id))
 
 
 @pytest.fixture
@@ -244,6 +244,10 @@ async def test_from_the_same_apps_image_is_allowed(
     commit_all(repo, "build on release 1")
     second = await builder.build(dataclasses.replace(request, release=2), log)
     assert second.plan["language"] == "dockerfile"
+    # Deleting the app removes both, release 1 whichever order the engine lists them in.
+    await DockerRuntime(RuntimeSettings()).remove_app_images(request.app_id)
+    for image in (first.image_id, second.image_id):
+        assert docker("images", "-q", "--no-trunc", "--all").count(image) == 0
 
 
 async def test_a_recreated_app_never_sees_the_old_apps_images(

@@ -586,22 +586,31 @@ class DockerRuntime:
         # The earlier stages of a multi-stage build carry no app label, only a tag of the app.
         tagged = [i for i in api.images() if _tagged_for(i, app_id)]
         images = {i["Id"]: i for i in labelled + tagged}.values()
-        # Tagged (final) images first: removing them prunes their untagged parent layers,
-        # which the engine refuses to remove while a child exists.
-        for image in sorted(images, key=lambda i: not _real_tags(i)):
-            # Check again: never remove an image the platform did not build for this app.
-            if (image.get("Labels") or {}).get(LABEL_APP) != app_id and not _tagged_for(
-                image, app_id
-            ):
-                continue
-            try:
-                api.remove_image(image["Id"], force=True)
-                removed += 1
-            except docker.errors.ImageNotFound:
-                pass  # an intermediate layer already removed with its child
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409:
-                    raise
+        # Check again: never remove an image the platform did not build for this app.
+        pending = [
+            image
+            for image in images
+            if (image.get("Labels") or {}).get(LABEL_APP) == app_id or _tagged_for(image, app_id)
+        ]
+        # Tagged (final) images first: removing them prunes their untagged parent layers.
+        pending.sort(key=lambda i: not _real_tags(i))
+        while pending:
+            # The engine refuses (409) an image while a child exists, and a release may be
+            # built FROM an earlier one: again, until a pass removes nothing more.
+            refused = []
+            for image in pending:
+                try:
+                    api.remove_image(image["Id"], force=True)
+                    removed += 1
+                except docker.errors.ImageNotFound:
+                    pass  # an intermediate layer already removed with its child
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:
+                        raise
+                    refused.append(image)
+            if len(refused) == len(pending):
+                break  # still used (a container's image)
+            pending = refused
         return removed
 
     async def remove_app_images(self, app_id: str) -> int:
